@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs every benchmark; each prints its ratios against a baseline measured in the same run.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${1:-build}
+rc=0
+/usr/bin/python3 bench/eif_build.py "$BUILD" || rc=1
+exit $rc

@@ -1,0 +1,204 @@
+/* File helpers. */
+#include "base/fs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/mem.h"
+
+ssize_t fs_read_full(int fd, void *data, size_t len)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = read(fd, (uint8_t *)data + got, len - got);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
+}
+
+int fs_write_full(int fd, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int fs_pwrite_full(int fd, const void *data, size_t len, off_t off)
+{
+	const uint8_t *p = data;
+
+	while (len) {
+		ssize_t n = pwrite(fd, p, len, off);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		off += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int fs_read_file(const char *path, size_t max, struct buf *out, struct err *err)
+{
+	autoclose int fd = -1;
+	int use_stdin = strcmp(path, "-") == 0;
+	uint8_t chunk[65536];
+
+	if (!use_stdin) {
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return err_sys(err, "%s", path);
+	}
+	buf_reset(out);
+	for (;;) {
+		ssize_t n = read(use_stdin ? 0 : fd, chunk, sizeof(chunk));
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return err_sys(err, "%s: read", use_stdin ? "<stdin>" : path);
+		}
+		if (n == 0)
+			break;
+		if (out->len + (size_t)n > max)
+			return err_set(err, EFBIG, "%s: larger than the limit of %zu bytes",
+				       use_stdin ? "<stdin>" : path, max);
+		buf_append(out, chunk, (size_t)n);
+	}
+	buf_reserve(out, 0);
+	return 0;
+}
+
+int atomic_file_open(struct atomic_file *af, const char *path, mode_t mode, struct err *err)
+{
+	size_t n = strlen(path) + 16;
+
+	af->fd = -1;
+	af->path = strdup(path);
+	af->tmp = malloc(n);
+	if (!af->path || !af->tmp)
+		abort();
+	/* Same directory as the target so that rename() stays atomic. */
+	snprintf(af->tmp, n, "%s.tmpXXXXXX", path);
+	af->fd = mkostemp(af->tmp, O_CLOEXEC);
+	if (af->fd < 0) {
+		int e = errno;
+
+		free(af->tmp);
+		af->tmp = NULL;
+		errno = e;
+		return err_sys(err, "%s: cannot create output", path);
+	}
+	mode_t um = umask(0);
+
+	umask(um);
+	if (fchmod(af->fd, mode & ~um) < 0) {
+		err_sys(err, "%s: chmod", path);
+		atomic_file_abort(af);
+		return -1;
+	}
+	return 0;
+}
+
+int atomic_file_commit(struct atomic_file *af, struct err *err)
+{
+	int rc = 0;
+
+	if (fsync(af->fd) < 0)
+		rc = err_sys(err, "%s: fsync", af->path);
+	if (close(af->fd) < 0 && rc == 0)
+		rc = err_sys(err, "%s: close", af->path);
+	af->fd = -1;
+	if (rc == 0 && rename(af->tmp, af->path) < 0)
+		rc = err_sys(err, "%s: rename", af->path);
+	if (rc == 0) {
+		free(af->tmp);
+		af->tmp = NULL;
+	}
+	atomic_file_abort(af);
+	return rc;
+}
+
+void atomic_file_abort(struct atomic_file *af)
+{
+	if (af->fd >= 0)
+		close(af->fd);
+	af->fd = -1;
+	if (af->tmp)
+		unlink(af->tmp);
+	free(af->tmp);
+	free(af->path);
+	af->tmp = NULL;
+	af->path = NULL;
+}
+
+int fs_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, struct err *err)
+{
+	struct atomic_file af;
+
+	if (atomic_file_open(&af, path, mode, err) < 0)
+		return -1;
+	if (fs_write_full(af.fd, data, len) < 0) {
+		err_sys(err, "%s: write", path);
+		atomic_file_abort(&af);
+		return -1;
+	}
+	return atomic_file_commit(&af, err);
+}
+
+char *fs_dirname(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *d;
+
+	if (!slash)
+		return strdup(".");
+	if (slash == path)
+		return strdup("/");
+	d = strndup(path, (size_t)(slash - path));
+	if (!d)
+		abort();
+	return d;
+}
+
+char *fs_join(const char *dir, const char *rel)
+{
+	char *out;
+
+	if (rel[0] == '/' || strcmp(dir, ".") == 0)
+		out = strdup(rel);
+	else if (asprintf(&out, "%s/%s", dir, rel) < 0)
+		out = NULL;
+	if (!out)
+		abort();
+	return out;
+}

@@ -1,0 +1,39 @@
+/* File helpers: bounded reads, full writes, and atomic replacement (temp file + rename). */
+#ifndef ENCLAVER_BASE_FS_H
+#define ENCLAVER_BASE_FS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "base/buf.h"
+#include "base/err.h"
+
+/* Reads a whole file ("-" is stdin) into out, failing if it is larger than max bytes. */
+int fs_read_file(const char *path, size_t max, struct buf *out, struct err *err);
+/* read() until len bytes or EOF; returns bytes read or -1. Retries EINTR. */
+ssize_t fs_read_full(int fd, void *data, size_t len);
+int fs_write_full(int fd, const void *data, size_t len);
+int fs_pwrite_full(int fd, const void *data, size_t len, off_t off);
+
+/* An output file that appears at its final path only when committed. */
+struct atomic_file {
+	int fd;
+	char *path;
+	char *tmp;
+};
+
+int atomic_file_open(struct atomic_file *af, const char *path, mode_t mode, struct err *err);
+/* fsyncs, renames over path. Closes fd either way. */
+int atomic_file_commit(struct atomic_file *af, struct err *err);
+/* Removes the temporary file; safe after commit or on a never-opened struct zeroed with fd = -1. */
+void atomic_file_abort(struct atomic_file *af);
+/* Writes data to path atomically. */
+int fs_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, struct err *err);
+
+/* The directory part of path ("." when there is none); caller frees. */
+char *fs_dirname(const char *path);
+/* Joins dir and rel unless rel is absolute; caller frees. */
+char *fs_join(const char *dir, const char *rel);
+
+#endif

@@ -1,0 +1,60 @@
+/* enclaver: the developer CLI. Dispatches to one file per subcommand. */
+#include <stdio.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "cmd/cmd.h"
+
+static const struct {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *help;
+} commands[] = {
+	{ "manifest", cmd_manifest, "check enclaver.yaml and print it resolved, as JSON" },
+	{ "policy", cmd_policy, "check a host against the manifest's egress policy" },
+	{ "eif", cmd_eif, "build, describe, measure and take apart enclave image files" },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: enclaver [-v] COMMAND [ARGS...]\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+	fprintf(f, "  %-10s %s\n", "version", "print the version");
+	fprintf(f, "\nRun 'enclaver COMMAND --help' for a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+	int i = 1;
+
+	log_init("enclaver", LOG_INFO);
+	while (i < argc && argv[i][0] == '-') {
+		if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose")) {
+			log_set_level(LOG_DEBUG);
+		} else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			usage(stdout);
+			return 0;
+		} else if (!strcmp(argv[i], "--version")) {
+			printf("enclaver %s\n", ENCLAVER_VERSION);
+			return 0;
+		} else {
+			log_error("unknown option %s; see 'enclaver --help'", argv[i]);
+			return EXIT_USAGE;
+		}
+		i++;
+	}
+	if (i >= argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[i], "version")) {
+		printf("enclaver %s\n", ENCLAVER_VERSION);
+		return 0;
+	}
+	for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++)
+		if (!strcmp(argv[i], commands[k].name))
+			return commands[k].fn(argc - i, argv + i);
+	log_error("unknown command \"%s\"; see 'enclaver --help'", argv[i]);
+	return EXIT_USAGE;
+}

@@ -1,0 +1,49 @@
+/* enclaver manifest [-f FILE]: validate the manifest and print it resolved, as JSON. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "base/log.h"
+#include "cmd/cmd.h"
+#include "manifest/manifest.h"
+
+int cmd_manifest(int argc, char **argv)
+{
+	static const struct option opts[] = { { "file", required_argument, NULL, 'f' },
+					      { "help", no_argument, NULL, 'h' },
+					      { NULL, 0, NULL, 0 } };
+	const char *path = "enclaver.yaml";
+	struct manifest *m;
+	struct err err = { 0 };
+	char *json;
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "f:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			path = optarg;
+			break;
+		case 'h':
+			printf("usage: enclaver manifest [-f FILE]\n\n"
+			       "Validates FILE (default enclaver.yaml; - reads stdin) and prints it as JSON\n"
+			       "with every default filled in and paths resolved.\n");
+			return 0;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc) {
+		log_error("unexpected argument \"%s\"; use -f FILE", argv[optind]);
+		return EXIT_USAGE;
+	}
+	if (manifest_load(path, &m, &err) < 0) {
+		log_error("%s", err.msg);
+		return 1;
+	}
+	json = manifest_to_json(m);
+	printf("%s\n", json);
+	free(json);
+	manifest_free(m);
+	return 0;
+}

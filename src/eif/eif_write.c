@@ -1,0 +1,508 @@
+/*
+ * EIF writer. Runs in the CLI at build time. Streams sections into a temporary file, hashing
+ * as it writes; a second thread carries the second SHA-384 and the CRC so that a large
+ * ramdisk costs about one hash pass, and memory stays at one chunk whatever the input size.
+ */
+#include "eif/eif.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "base/fs.h"
+#include "base/mem.h"
+#include "crypto/sha.h"
+#include "eif/sign.h"
+
+#define CHUNK (1u << 20)
+
+struct helper {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int state; /* 0 idle, 1 job posted, 2 quit */
+	const uint8_t *data;
+	size_t len;
+	struct sha_ctx *sha; /* PCR1 or PCR2 hasher for the current section */
+	uLong crc;           /* CRC of the current section's data */
+};
+
+struct eif_writer {
+	struct atomic_file af;
+	uint16_t flags;
+	uint64_t pos; /* file offset of the next byte */
+	struct eif_section_info sections[EIF_MAX_SECTIONS];
+	size_t n_sections;
+	unsigned n_ramdisks;
+	int cur_type; /* -1 when between sections */
+	uLong crc_rest; /* CRC over everything after the header so far */
+	uint64_t rest_len;
+	struct sha_ctx h0, h1, h2;
+	uint8_t *buf;
+	size_t buf_len;
+	struct helper helper;
+	bool helper_started;
+};
+
+const char *eif_section_name(unsigned type)
+{
+	static const char *const names[] = { "Invalid", "Kernel", "Cmdline", "Ramdisk", "Signature",
+					     "Metadata" };
+
+	return type < 6 ? names[type] : "Unknown";
+}
+
+static void *helper_main(void *arg)
+{
+	struct helper *h = arg;
+
+	pthread_mutex_lock(&h->mu);
+	for (;;) {
+		while (h->state == 0)
+			pthread_cond_wait(&h->cv, &h->mu);
+		if (h->state == 2)
+			break;
+		pthread_mutex_unlock(&h->mu);
+		if (h->sha)
+			sha_update(h->sha, h->data, h->len);
+		h->crc = crc32_z(h->crc, h->data, h->len);
+		pthread_mutex_lock(&h->mu);
+		h->state = 0;
+		pthread_cond_broadcast(&h->cv);
+	}
+	pthread_mutex_unlock(&h->mu);
+	return NULL;
+}
+
+static void helper_post(struct helper *h, const uint8_t *data, size_t len)
+{
+	pthread_mutex_lock(&h->mu);
+	h->data = data;
+	h->len = len;
+	h->state = 1;
+	pthread_cond_broadcast(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+}
+
+static void helper_wait(struct helper *h)
+{
+	pthread_mutex_lock(&h->mu);
+	while (h->state == 1)
+		pthread_cond_wait(&h->cv, &h->mu);
+	pthread_mutex_unlock(&h->mu);
+}
+
+static void helper_stop(struct eif_writer *w)
+{
+	if (!w->helper_started)
+		return;
+	pthread_mutex_lock(&w->helper.mu);
+	w->helper.state = 2;
+	pthread_cond_broadcast(&w->helper.cv);
+	pthread_mutex_unlock(&w->helper.mu);
+	pthread_join(w->helper.thread, NULL);
+	pthread_mutex_destroy(&w->helper.mu);
+	pthread_cond_destroy(&w->helper.cv);
+	w->helper_started = false;
+}
+
+void eif_writer_abort(struct eif_writer *w)
+{
+	if (!w)
+		return;
+	helper_stop(w);
+	atomic_file_abort(&w->af);
+	sha_free(&w->h0);
+	sha_free(&w->h1);
+	sha_free(&w->h2);
+	free(w->buf);
+	free(w);
+}
+
+int eif_writer_open(struct eif_writer **out, const char *path, uint16_t flags, struct err *err)
+{
+	struct eif_writer *w = calloc(1, sizeof(*w));
+	uint8_t hdr[EIF_HDR_LEN] = { 0 };
+
+	if (!w)
+		abort();
+	w->af.fd = -1;
+	w->flags = flags;
+	w->cur_type = -1;
+	w->crc_rest = crc32_z(0, NULL, 0);
+	w->buf = malloc(CHUNK);
+	if (!w->buf)
+		abort();
+	sha_init(&w->h0, "SHA384");
+	sha_init(&w->h1, "SHA384");
+	sha_init(&w->h2, "SHA384");
+	if (atomic_file_open(&w->af, path, 0644, err) < 0) {
+		eif_writer_abort(w);
+		return -1;
+	}
+	/* The header is written last, once offsets and the CRC are known. */
+	if (fs_write_full(w->af.fd, hdr, sizeof(hdr)) < 0) {
+		err_sys(err, "%s: write", path);
+		eif_writer_abort(w);
+		return -1;
+	}
+	w->pos = EIF_HDR_LEN;
+	pthread_mutex_init(&w->helper.mu, NULL);
+	pthread_cond_init(&w->helper.cv, NULL);
+	if (pthread_create(&w->helper.thread, NULL, helper_main, &w->helper) != 0) {
+		err_set(err, EAGAIN, "cannot start the hashing thread");
+		eif_writer_abort(w);
+		return -1;
+	}
+	w->helper_started = true;
+	*out = w;
+	return 0;
+}
+
+/* Hashes and writes the buffered chunk: PCR0 and the file write here, the PCR1/PCR2 hash and
+ * the CRC on the helper thread, at the same time. */
+static int flush(struct eif_writer *w, struct err *err)
+{
+	bool measured = w->cur_type == EIF_SEC_KERNEL || w->cur_type == EIF_SEC_CMDLINE ||
+			w->cur_type == EIF_SEC_RAMDISK;
+	int rc = 0;
+
+	if (!w->buf_len)
+		return 0;
+	helper_post(&w->helper, w->buf, w->buf_len);
+	if (measured)
+		sha_update(&w->h0, w->buf, w->buf_len);
+	if (fs_write_full(w->af.fd, w->buf, w->buf_len) < 0)
+		rc = err_sys(err, "%s: write", w->af.path);
+	helper_wait(&w->helper);
+	w->pos += w->buf_len;
+	w->buf_len = 0;
+	return rc;
+}
+
+int eif_writer_begin(struct eif_writer *w, enum eif_section_type type, struct err *err)
+{
+	static const uint8_t placeholder[EIF_SEC_HDR_LEN];
+	int prev = w->n_sections ? w->sections[w->n_sections - 1].type : 0;
+
+	if (w->cur_type >= 0)
+		return err_set(err, EINVAL, "EIF: section %s still open", eif_section_name((unsigned)w->cur_type));
+	if (w->n_sections == EIF_MAX_SECTIONS - 1) /* one slot stays free for the signature */
+		return err_set(err, EINVAL, "EIF: too many sections");
+	/* nitro-cli's order: kernel, cmdline, metadata, ramdisks (signature is added by finish). */
+	if ((type == EIF_SEC_KERNEL && prev != 0) || (type == EIF_SEC_CMDLINE && prev != EIF_SEC_KERNEL) ||
+	    (type == EIF_SEC_METADATA && prev != EIF_SEC_CMDLINE) ||
+	    (type == EIF_SEC_RAMDISK && prev != EIF_SEC_METADATA && prev != EIF_SEC_RAMDISK) ||
+	    type == EIF_SEC_SIGNATURE || type == EIF_SEC_INVALID || type > EIF_SEC_METADATA)
+		return err_set(err, EINVAL, "EIF: %s section out of order (kernel, cmdline, metadata, ramdisks)",
+			       eif_section_name(type));
+	if (fs_write_full(w->af.fd, placeholder, sizeof(placeholder)) < 0)
+		return err_sys(err, "%s: write", w->af.path);
+	w->sections[w->n_sections] = (struct eif_section_info){ .type = (uint16_t)type, .offset = w->pos };
+	w->pos += EIF_SEC_HDR_LEN;
+	w->cur_type = type;
+	w->helper.crc = crc32_z(0, NULL, 0);
+	w->helper.sha = NULL;
+	if (type == EIF_SEC_KERNEL || type == EIF_SEC_CMDLINE || (type == EIF_SEC_RAMDISK && w->n_ramdisks == 0))
+		w->helper.sha = &w->h1;
+	else if (type == EIF_SEC_RAMDISK)
+		w->helper.sha = &w->h2;
+	return 0;
+}
+
+int eif_writer_write(struct eif_writer *w, const void *data, size_t len, struct err *err)
+{
+	const uint8_t *p = data;
+
+	if (w->cur_type < 0)
+		return err_set(err, EINVAL, "EIF: write outside a section");
+	while (len) {
+		size_t n = CHUNK - w->buf_len < len ? CHUNK - w->buf_len : len;
+
+		memcpy(w->buf + w->buf_len, p, n);
+		w->buf_len += n;
+		p += n;
+		len -= n;
+		if (w->buf_len == CHUNK && flush(w, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static void put_be16(uint8_t *p, uint16_t v)
+{
+	v = htobe16(v);
+	memcpy(p, &v, 2);
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+	v = htobe32(v);
+	memcpy(p, &v, 4);
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+	v = htobe64(v);
+	memcpy(p, &v, 8);
+}
+
+int eif_writer_end(struct eif_writer *w, struct err *err)
+{
+	struct eif_section_info *s = &w->sections[w->n_sections];
+	uint8_t sh[EIF_SEC_HDR_LEN];
+	uLong crc;
+
+	if (w->cur_type < 0)
+		return err_set(err, EINVAL, "EIF: no open section");
+	if (flush(w, err) < 0)
+		return -1;
+	s->size = w->pos - s->offset - EIF_SEC_HDR_LEN;
+	put_be16(sh, s->type);
+	put_be16(sh + 2, 0);
+	put_be64(sh + 4, s->size);
+	if (fs_pwrite_full(w->af.fd, sh, sizeof(sh), (off_t)s->offset) < 0)
+		return err_sys(err, "%s: write", w->af.path);
+	/* CRC of header+data, from the data CRC computed while streaming. */
+	crc = crc32_combine(crc32_z(0, sh, sizeof(sh)), w->helper.crc, (z_off_t)s->size);
+	w->crc_rest = crc32_combine(w->crc_rest, crc, (z_off_t)(s->size + EIF_SEC_HDR_LEN));
+	w->rest_len += s->size + EIF_SEC_HDR_LEN;
+	if (s->type == EIF_SEC_RAMDISK)
+		w->n_ramdisks++;
+	w->n_sections++;
+	w->cur_type = -1;
+	return 0;
+}
+
+int eif_writer_add_bytes(struct eif_writer *w, enum eif_section_type type, const void *data,
+			 size_t len, struct err *err)
+{
+	if (eif_writer_begin(w, type, err) < 0 || eif_writer_write(w, data, len, err) < 0)
+		return -1;
+	return eif_writer_end(w, err);
+}
+
+int eif_writer_add_file(struct eif_writer *w, enum eif_section_type type, const char *path,
+			struct err *err)
+{
+	autoclose int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return err_sys(err, "%s", path);
+	if (eif_writer_begin(w, type, err) < 0)
+		return -1;
+	/* Read straight into the chunk buffer: no second copy of large ramdisks. */
+	for (;;) {
+		ssize_t n = fs_read_full(fd, w->buf + w->buf_len, CHUNK - w->buf_len);
+
+		if (n < 0)
+			return err_sys(err, "%s: read", path);
+		if (n == 0)
+			break;
+		w->buf_len += (size_t)n;
+		if (w->buf_len == CHUNK && flush(w, err) < 0)
+			return -1;
+	}
+	return eif_writer_end(w, err);
+}
+
+int eif_writer_finish(struct eif_writer *w, const char *cert_pem, const char *key_pem,
+		      struct eif_measurements *m, struct err *err)
+{
+	uint8_t hdr[EIF_HDR_LEN] = { 0 }, d[PCR_LEN];
+	struct eif_measurements meas = { 0 };
+	bool has_kernel = false, has_cmdline = false, has_md = false;
+	uLong crc;
+	int rc = -1;
+
+	if (w->cur_type >= 0) {
+		err_set(err, EINVAL, "EIF: section %s still open", eif_section_name((unsigned)w->cur_type));
+		goto out;
+	}
+	for (size_t i = 0; i < w->n_sections; i++) {
+		has_kernel |= w->sections[i].type == EIF_SEC_KERNEL;
+		has_cmdline |= w->sections[i].type == EIF_SEC_CMDLINE;
+		has_md |= w->sections[i].type == EIF_SEC_METADATA;
+	}
+	if (!has_kernel || !has_cmdline || !has_md || w->n_ramdisks == 0) {
+		err_set(err, EINVAL, "EIF: needs a kernel, a cmdline, metadata and at least one ramdisk");
+		goto out;
+	}
+	sha_final(&w->h0, d);
+	pcr_from_digest(d, meas.pcr0);
+	sha_final(&w->h1, d);
+	pcr_from_digest(d, meas.pcr1);
+	sha_final(&w->h2, d);
+	pcr_from_digest(d, meas.pcr2);
+	if (cert_pem || key_pem) {
+		struct buf sig = BUF_INIT;
+
+		if (!cert_pem || !key_pem) {
+			err_set(err, EINVAL, "signing needs both a certificate and a private key");
+			goto out;
+		}
+		if (eif_signature_build(cert_pem, key_pem, meas.pcr0, &sig, meas.pcr8, err) < 0) {
+			buf_free(&sig);
+			goto out;
+		}
+		meas.has_pcr8 = true;
+		/* Appended after the ramdisks, as nitro-cli does; not measured by PCR0-2. */
+		w->sections[w->n_sections] = (struct eif_section_info){ .type = EIF_SEC_SIGNATURE, .offset = w->pos };
+		w->cur_type = EIF_SEC_SIGNATURE;
+		w->helper.crc = crc32_z(0, NULL, 0);
+		w->helper.sha = NULL;
+		if (fs_write_full(w->af.fd, hdr, EIF_SEC_HDR_LEN) < 0) {
+			buf_free(&sig);
+			err_sys(err, "%s: write", w->af.path);
+			goto out;
+		}
+		w->pos += EIF_SEC_HDR_LEN;
+		rc = eif_writer_write(w, sig.data, sig.len, err);
+		buf_free(&sig);
+		if (rc < 0 || eif_writer_end(w, err) < 0) {
+			rc = -1;
+			goto out;
+		}
+		rc = -1;
+	}
+	memcpy(hdr, ".eif", 4);
+	put_be16(hdr + 4, EIF_VERSION);
+	put_be16(hdr + 6, w->flags);
+	put_be64(hdr + 8, EIF_DEFAULT_MEM);
+	put_be64(hdr + 16, EIF_DEFAULT_CPUS);
+	put_be16(hdr + 24, 0);
+	put_be16(hdr + 26, (uint16_t)w->n_sections);
+	for (size_t i = 0; i < w->n_sections; i++) {
+		put_be64(hdr + 28 + 8 * i, w->sections[i].offset);
+		put_be64(hdr + 28 + 8 * EIF_MAX_SECTIONS + 8 * i, w->sections[i].size);
+	}
+	crc = crc32_combine(crc32_z(0, hdr, EIF_HDR_LEN - 4), w->crc_rest, (z_off_t)w->rest_len);
+	put_be32(hdr + EIF_HDR_LEN - 4, (uint32_t)crc);
+	if (fs_pwrite_full(w->af.fd, hdr, sizeof(hdr), 0) < 0) {
+		err_sys(err, "%s: write", w->af.path);
+		goto out;
+	}
+	helper_stop(w);
+	if (atomic_file_commit(&w->af, err) < 0)
+		goto out;
+	if (m)
+		*m = meas;
+	rc = 0;
+out:
+	eif_writer_abort(w);
+	return rc;
+}
+
+static int dump_member(struct buf *b, const char *key, json_t *v, size_t flags, bool first)
+{
+	char *s = json_dumps(v, flags | JSON_COMPACT | JSON_ENCODE_ANY);
+
+	if (!s)
+		return -1;
+	buf_printf(b, "%s\"%s\":%s", first ? "" : ",", key, s);
+	free(s);
+	return 0;
+}
+
+static int parse_json_or_null(const char *text, const char *what, json_t **out, struct err *err)
+{
+	json_error_t je;
+
+	if (!text) {
+		*out = json_null();
+		return 0;
+	}
+	*out = json_loads(text, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
+	if (!*out)
+		return err_set(err, EINVAL, "%s: invalid JSON at line %d column %d: %s", what, je.line,
+			       je.column, je.text);
+	return 0;
+}
+
+int eif_metadata_json(const struct eif_metadata *md, char **out, struct err *err)
+{
+	struct buf b = BUF_INIT;
+	json_t *docker = NULL, *custom = NULL, *s;
+	const struct {
+		const char *key;
+		const char *val;
+	} bm[] = { { "BuildTime", md->build_time },     { "BuildTool", md->build_tool },
+		   { "BuildToolVersion", md->build_tool_version }, { "OperatingSystem", md->os },
+		   { "KernelVersion", md->kernel_version } };
+	int rc = -1;
+
+	if (parse_json_or_null(md->docker_info_json, "docker info", &docker, err) < 0 ||
+	    parse_json_or_null(md->custom_json, "custom metadata", &custom, err) < 0)
+		goto out;
+	/* Top-level keys in EifIdentityInfo's declaration order; nested free-form values with
+	 * sorted keys, as serde_json (without preserve_order) writes a Value. */
+	buf_append_str(&b, "{");
+	s = json_string(md->image_name);
+	dump_member(&b, "ImageName", s, 0, true);
+	json_decref(s);
+	s = json_string(md->image_version);
+	dump_member(&b, "ImageVersion", s, 0, false);
+	json_decref(s);
+	buf_append_str(&b, ",\"BuildMetadata\":{");
+	for (size_t i = 0; i < 5; i++) {
+		s = json_string(bm[i].val);
+		dump_member(&b, bm[i].key, s, 0, i == 0);
+		json_decref(s);
+	}
+	buf_append_str(&b, "}");
+	if (dump_member(&b, "DockerInfo", docker, JSON_SORT_KEYS, false) < 0 ||
+	    dump_member(&b, "CustomMetadata", custom, JSON_SORT_KEYS, false) < 0) {
+		err_set(err, EINVAL, "metadata: cannot serialize");
+		goto out;
+	}
+	buf_append_str(&b, "}");
+	*out = (char *)steal_pointer(&b.data);
+	rc = 0;
+out:
+	json_decref(docker);
+	json_decref(custom);
+	buf_free(&b);
+	return rc;
+}
+
+bool eif_rfc3339_valid(const char *s)
+{
+	/* YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM) */
+	static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+	size_t i;
+	int mon, day, hh, mm, ss;
+
+	for (i = 0; shape[i]; i++) {
+		if (shape[i] == 'd' ? (s[i] < '0' || s[i] > '9') : s[i] != shape[i] &&
+		    !(shape[i] == 'T' && (s[i] == 't' || s[i] == ' ')))
+			return false;
+	}
+	mon = (s[5] - '0') * 10 + s[6] - '0';
+	day = (s[8] - '0') * 10 + s[9] - '0';
+	hh = (s[11] - '0') * 10 + s[12] - '0';
+	mm = (s[14] - '0') * 10 + s[15] - '0';
+	ss = (s[17] - '0') * 10 + s[18] - '0';
+	if (mon < 1 || mon > 12 || day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60)
+		return false;
+	if (s[i] == '.') {
+		size_t f = ++i;
+
+		while (s[i] >= '0' && s[i] <= '9')
+			i++;
+		if (i == f)
+			return false;
+	}
+	if ((s[i] == 'Z' || s[i] == 'z') && !s[i + 1])
+		return true;
+	if ((s[i] == '+' || s[i] == '-') && s[i + 1] >= '0' && s[i + 1] <= '2' && s[i + 2] >= '0' &&
+	    s[i + 2] <= '9' && s[i + 3] == ':' && s[i + 4] >= '0' && s[i + 4] <= '5' && s[i + 5] >= '0' &&
+	    s[i + 5] <= '9' && !s[i + 6])
+		return true;
+	return false;
+}

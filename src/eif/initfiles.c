@@ -1,0 +1,60 @@
+/* /cmd and /env parsing and writing. Runs in PID 1 of the enclave: no allocation beyond the
+ * vector it returns, no dependency outside base/. */
+#include "eif/initfiles.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int initfiles_format(const char *const *items, size_t n, struct buf *out, struct err *err)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (strchr(items[i], '\n'))
+			return err_set(err, EINVAL, "item %zu contains a newline, which /cmd and /env cannot hold", i);
+		buf_append_str(out, items[i]);
+		buf_append_byte(out, '\n');
+	}
+	return 0;
+}
+
+void initfiles_free(char **items)
+{
+	if (!items)
+		return;
+	for (char **p = items; *p; p++)
+		free(*p);
+	free(items);
+}
+
+int initfiles_parse(const char *data, size_t len, char ***out, size_t *n, struct err *err)
+{
+	size_t count = 0, i = 0;
+	char **v;
+
+	if (len > INITFILES_MAX_SIZE)
+		return err_set(err, EFBIG, "larger than %u bytes", INITFILES_MAX_SIZE);
+	if (memchr(data, 0, len))
+		return err_set(err, EINVAL, "contains a NUL byte");
+	for (size_t k = 0; k < len; k++)
+		if (data[k] == '\n')
+			count++;
+	if (len && data[len - 1] != '\n')
+		count++;
+	if (count > INITFILES_MAX_ITEMS)
+		return err_set(err, E2BIG, "more than %u lines", INITFILES_MAX_ITEMS);
+	v = calloc(count + 1, sizeof(*v));
+	if (!v)
+		abort();
+	for (size_t k = 0; k < count; k++) {
+		const char *nl = memchr(data + i, '\n', len - i);
+		size_t l = nl ? (size_t)(nl - (data + i)) : len - i;
+
+		v[k] = strndup(data + i, l);
+		if (!v[k])
+			abort();
+		i += l + 1;
+	}
+	*out = v;
+	*n = count;
+	return 0;
+}

@@ -1,0 +1,23 @@
+/*
+ * The /cmd and /env files at the initramfs root (spec/nitro.md §2.3, §3): one item per line,
+ * each terminated by '\n'. Written by the build, read by the enclave's PID 1.
+ */
+#ifndef ENCLAVER_EIF_INITFILES_H
+#define ENCLAVER_EIF_INITFILES_H
+
+#include <stddef.h>
+
+#include "base/buf.h"
+#include "base/err.h"
+
+#define INITFILES_MAX_SIZE (1u << 20)
+#define INITFILES_MAX_ITEMS 65536
+
+/* Appends the items as lines; fails if an item holds '\n' or is NULL-containing. */
+int initfiles_format(const char *const *items, size_t n, struct buf *out, struct err *err);
+/* Splits into a NULL-terminated, malloc'd vector as AWS's init does: one item per line, one
+ * trailing '\n' stripped per line, a last line without '\n' kept. Free with initfiles_free. */
+int initfiles_parse(const char *data, size_t len, char ***out, size_t *n, struct err *err);
+void initfiles_free(char **items);
+
+#endif
