@@ -1,4 +1,4 @@
-/* enclaver eif build|describe|pcr|extract|bootstrap: enclave image files from raw parts. */
+/* enclaver eif build|describe|pcr|extract|sign|bootstrap: enclave image files from raw parts. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -536,6 +536,49 @@ static int eif_extract_cmd(int argc, char **argv)
 	return 0;
 }
 
+static int eif_sign_cmd(int argc, char **argv)
+{
+	enum { O_CERT = 256, O_KEY };
+	static const struct option opts[] = { { "signing-certificate", required_argument, NULL, O_CERT },
+					      { "private-key", required_argument, NULL, O_KEY },
+					      { "output", required_argument, NULL, 'o' },
+					      { "help", no_argument, NULL, 'h' },
+					      { NULL, 0, NULL, 0 } };
+	const char *cert = NULL, *key = NULL, *out = NULL;
+	struct eif_measurements m;
+	struct err err = { 0 };
+	json_t *res;
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+		switch (c) {
+		case O_CERT: cert = optarg; break;
+		case O_KEY: key = optarg; break;
+		case 'o': out = optarg; break;
+		case 'h':
+			printf("usage: enclaver eif sign FILE --signing-certificate PEM --private-key PEM [-o OUT]\n\n"
+			       "Signs FILE (replacing any signature), in place unless -o is given, and prints the\n"
+			       "measurements with PCR8.\n");
+			return 0;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (!cert || !key || optind + 1 != argc) {
+		log_error("usage: enclaver eif sign FILE --signing-certificate PEM --private-key PEM [-o OUT]");
+		return EXIT_USAGE;
+	}
+	if (eif_sign_file(argv[optind], out ? out : argv[optind], cert, key, &m, &err) < 0) {
+		log_error("cannot sign %s: %s", argv[optind], err.msg);
+		return 1;
+	}
+	res = json_object();
+	json_object_set_new(res, "Measurements", measurements_json(&m));
+	print_json(res);
+	return 0;
+}
+
 static int eif_bootstrap_cmd(int argc, char **argv)
 {
 	static const struct option opts[] = { { "init", required_argument, NULL, 'i' },
@@ -579,16 +622,16 @@ int cmd_eif(int argc, char **argv)
 		int (*fn)(int, char **);
 	} subs[] = { { "build", eif_build_cmd },     { "describe", eif_describe_cmd },
 		     { "pcr", eif_pcr_cmd },         { "extract", eif_extract_cmd },
-		     { "bootstrap", eif_bootstrap_cmd } };
+		     { "sign", eif_sign_cmd },       { "bootstrap", eif_bootstrap_cmd } };
 
 	if (argc >= 2)
 		for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++)
 			if (!strcmp(argv[1], subs[i].name))
 				return subs[i].fn(argc - 1, argv + 1);
 	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-		printf("usage: enclaver eif (build | describe | pcr | extract | bootstrap) ...\n");
+		printf("usage: enclaver eif (build | describe | pcr | extract | sign | bootstrap) ...\n");
 		return 0;
 	}
-	log_error("usage: enclaver eif (build | describe | pcr | extract | bootstrap) ...");
+	log_error("usage: enclaver eif (build | describe | pcr | extract | sign | bootstrap) ...");
 	return EXIT_USAGE;
 }

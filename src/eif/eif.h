@@ -56,6 +56,9 @@ int eif_writer_add_bytes(struct eif_writer *w, enum eif_section_type type, const
 			 size_t len, struct err *err);
 int eif_writer_add_file(struct eif_writer *w, enum eif_section_type type, const char *path,
 			struct err *err);
+/* A section whose data is len bytes of fd from offset off. */
+int eif_writer_add_fd_range(struct eif_writer *w, enum eif_section_type type, int fd, uint64_t off,
+			    uint64_t len, struct err *err);
 /* Appends the signature section when cert_pem/key_pem are given, writes the header and CRC,
  * and moves the file into place. Frees w whatever the outcome. */
 int eif_writer_finish(struct eif_writer *w, const char *cert_pem, const char *key_pem,
@@ -123,5 +126,10 @@ void eif_info_free(struct eif_info *info);
 int eif_info_check(const struct eif_info *info, const char *path, struct err *err);
 /* Index of the n-th section of a type, or -1. */
 int eif_info_find(const struct eif_info *info, enum eif_section_type type, unsigned n);
+
+/* Writes a copy of in_path signed with cert_pem/key_pem (replacing any signature) to out_path,
+ * as nitro-cli sign-eif does. The input must pass eif_info_check apart from its signature. */
+int eif_sign_file(const char *in_path, const char *out_path, const char *cert_pem, const char *key_pem,
+		  struct eif_measurements *m, struct err *err);
 
 #endif

@@ -269,3 +269,34 @@ def test_bootstrap_ramdisk_matches_linuxkit_reference(tmp_path):
         subprocess.run(["cpio", "-idm", "--quiet", "--no-absolute-filenames"], input=got, cwd=x, check=True)
         assert (x / "init").read_bytes() == init and (x / "dev").is_dir()
         assert (x / "nsm.ko").exists() == with_nsm
+
+
+def test_sign_existing_image(t9):
+    assert build_t9(t9).code == 0
+    cert, key = make_cert(t9, "P-384", "signer")
+    r = run("eif", "sign", t9 / "t9.eif", "--signing-certificate", cert, "--private-key", key, "-o",
+            t9 / "signed.eif")
+    assert r.code == 0, r
+    direct = build_t9(t9, "--signing-certificate", cert, "--private-key", key, out="direct.eif")
+    assert direct.code == 0
+    assert json.loads(r.out) == json.loads(direct.out)
+    # the same sections as a direct signed build (signature bytes differ: ECDSA is randomized)
+    signed, direct_secs = ref.sections((t9 / "signed.eif").read_bytes()), ref.sections((t9 / "direct.eif").read_bytes())
+    assert signed[:-1] == direct_secs[:-1] and signed[-1][0] == ref.SIGNATURE
+    j = json.loads(run("eif", "describe", "--json", t9 / "signed.eif").out)
+    assert j["SignatureCheck"] is True and j["CheckCRC"] is True
+    # re-signing with another key replaces the signature, in place
+    other, okey = make_cert(t9, "P-256", "other")
+    r = run("eif", "sign", t9 / "signed.eif", "--signing-certificate", other, "--private-key", okey)
+    assert r.code == 0, r
+    j = json.loads(run("eif", "describe", "--json", t9 / "signed.eif").out)
+    assert j["SignatureCheck"] is True
+    assert [s["Type"] for s in j["Sections"]].count("Signature") == 1
+    assert j["Measurements"]["PCR8"] == json.loads(run("eif", "pcr", "--signing-certificate", other).out)["PCR8"]
+    assert {k: j["Measurements"][k] for k in ref.T9_PCRS} == ref.T9_PCRS
+    # a corrupt image is not signed
+    data = bytearray((t9 / "t9.eif").read_bytes())
+    data[600] ^= 1
+    (t9 / "bad.eif").write_bytes(data)
+    r = run("eif", "sign", t9 / "bad.eif", "--signing-certificate", cert, "--private-key", key)
+    assert r.code == 1 and "CRC mismatch" in r.err

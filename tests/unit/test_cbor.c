@@ -194,6 +194,15 @@ static void test_real_attestation_documents(void)
 		pcrs = cbor_map_get(payload, "pcrs");
 		CHECK(pcrs && pcrs->type == CBOR_MAP && pcrs->count == 16);
 		CHECK(cbor_map_get_uint(pcrs, 4) && cbor_map_get_uint(pcrs, 4)->len == 48);
+		if (i == 0) { /* production document: the README's PCR0 and PCR4 */
+			char hex[97];
+
+			hex_encode(cbor_map_get_uint(pcrs, 0)->data, 48, hex);
+			CHECK_STR(hex, "a6cdfede5b1e7950de33218995add7d8f1f6e059c9cccd204316e69feaa2ce54f6f9ff6f5992db0f1ca6135f9b095b85");
+			hex_encode(cbor_map_get_uint(pcrs, 4)->data, 48, hex);
+			CHECK_STR(hex, "7c0a65e1456f71483c68fcd39bd607b50da6ba790300cf117f16d47130984b40003b28895ecb25c143dff47ed95178f6");
+			CHECK(cbor_map_get(payload, "timestamp")->u == 1722457107047ull);
+		}
 		cab = cbor_map_get(payload, "cabundle");
 		CHECK(cab && cab->type == CBOR_ARRAY && cab->count == 4);
 		/* Key order is AWS's, not canonical: the non-canonical re-encoding is byte-exact. */

@@ -229,6 +229,23 @@ static void test_metadata_json(void)
 	CHECK(eif_metadata_json(&md, &j, &err) < 0);
 }
 
+/* The PCR vectors of ../shared/vectors/README.md and spec/nitro.md §2.1. */
+static void test_pcr_vectors(void)
+{
+	uint8_t pcr[PCR_LEN] = { 0 };
+	static const uint8_t d[] = { 1, 2, 3 };
+	static const char id[] = "i-0809070ca8037095f";
+
+	pcr_extend(pcr, d, sizeof(d));
+	pcr_is(pcr, "cb178fcd3f328244c05c6248723fd068b3a1dda878e1ab8be911098f199958add55d0c27f04826d27b44d949a650694e");
+	pcr_of_bytes("", 0, pcr);
+	pcr_is(pcr, "21b9efbc184807662e966d34f390821309eeac6802309798826296bf3e8bec7c10edb30948c90ba67310f7b964fc500a");
+	/* PCR4 = SHA384(0^48 || instance id), as in the real production document */
+	memset(pcr, 0, sizeof(pcr));
+	pcr_extend(pcr, id, strlen(id));
+	pcr_is(pcr, "7c0a65e1456f71483c68fcd39bd607b50da6ba790300cf117f16d47130984b40003b28895ecb25c143dff47ed95178f6");
+}
+
 static void setup(void)
 {
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/eif-test-XXXXXX");
@@ -246,4 +263,4 @@ static void teardown(void)
 
 TEST_MAIN(T(setup), T(test_t9_byte_exact), T(test_t9_read), T(test_every_flipped_byte_is_caught),
 	  T(test_truncated_and_garbage), T(test_section_order_enforced), T(test_rfc3339),
-	  T(test_metadata_json), T(teardown))
+	  T(test_metadata_json), T(test_pcr_vectors), T(teardown))
