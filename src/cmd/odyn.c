@@ -1,0 +1,226 @@
+/*
+ * odyn: the supervisor inside the enclave (spec/enclaver-compat.md §5). Brings up loopback,
+ * serves status and logs, runs the egress proxy and the ingress forwarders, starts the app and
+ * reaps. A startup error becomes a "fatal" status while odyn stays up for the host to read it.
+ * Trusts the manifest baked into the image; trusts nothing the app or the network sends.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "enclave/bootstrap.h"
+#include "enclave/console.h"
+#include "enclave/egress.h"
+#include "enclave/ingress.h"
+#include "enclave/launcher.h"
+#include "manifest/manifest.h"
+#include "manifest/policy.h"
+#include "net/vsock.h"
+
+#define DEFAULT_LOCAL_CID 16
+
+struct odyn {
+	struct loop *loop;
+	struct console *console;
+	struct manifest *manifest;
+	struct policy *policy;
+	struct egress *egress;
+	struct ingress *ingress;
+	pid_t app;
+	int app_status;
+	bool app_done;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: odyn [--no-bootstrap] [--no-console] --config-dir DIR [-v...] -- ENTRYPOINT [ARGS...]\n");
+}
+
+static void publish_exit(struct odyn *o)
+{
+	if (WIFEXITED(o->app_status)) {
+		log_info("Entrypoint exited with %d", WEXITSTATUS(o->app_status));
+		console_status_exited(o->console, WEXITSTATUS(o->app_status));
+	} else {
+		log_info("Entrypoint terminated by SIG%s", sigabbrev_np(WTERMSIG(o->app_status)) ?: "?");
+		console_status_signaled(o->console, WTERMSIG(o->app_status));
+	}
+}
+
+static void on_ingress_drained(void *data)
+{
+	struct odyn *o = data;
+
+	o->ingress = NULL;
+	egress_stop(o->egress);
+	o->egress = NULL;
+	publish_exit(o);
+}
+
+/* After the app: stop services in upstream's order, ingress waiting for its open connections,
+ * and only then publish the exit status. */
+static void shutdown_services(struct odyn *o)
+{
+	if (o->ingress)
+		ingress_stop(o->ingress, on_ingress_drained, o);
+	else
+		on_ingress_drained(o);
+}
+
+static void on_signal(struct loop *l, int sig, void *data)
+{
+	struct odyn *o = data;
+
+	if (sig != SIGCHLD)
+		return;
+	for (;;) {
+		int status;
+		pid_t p = waitpid(-1, &status, WNOHANG);
+
+		if (p <= 0)
+			return;
+		log_debug("reaped %d", (int)p);
+		if (p == o->app && !o->app_done) {
+			o->app_done = true;
+			o->app_status = status;
+			shutdown_services(o);
+		}
+	}
+}
+
+static int set_proxy_env(uint16_t port)
+{
+	char url[64];
+	static const char *const proxy[] = { "http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY" };
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u", port);
+	for (size_t i = 0; i < 4; i++)
+		if (setenv(proxy[i], url, 1) < 0)
+			return -1;
+	if (setenv("no_proxy", "localhost,127.0.0.1", 1) < 0 || setenv("NO_PROXY", "localhost,127.0.0.1", 1) < 0)
+		return -1;
+	return 0;
+}
+
+static int start_services(struct odyn *o, const char *config_dir, bool bootstrap, char **argv,
+			  struct err *err)
+{
+	char path[4096];
+	uint16_t ports[64];
+	size_t n_ports = 0;
+
+	snprintf(path, sizeof(path), "%s/enclaver.yaml", config_dir);
+	if (manifest_load(path, &o->manifest, err) < 0)
+		return -1;
+	if (bootstrap) {
+		log_info("Bringing up loopback interface");
+		if (bootstrap_loopback_up(err) < 0)
+			return -1;
+		log_info("Seeding /dev/random with entropy from nsm device");
+		if (bootstrap_seed_entropy(err) < 0)
+			return -1;
+		log_info("Enclave initialized");
+	}
+	if (manifest_egress_enabled(o->manifest)) {
+		const struct manifest *m = o->manifest;
+
+		if (policy_new((const char *const *)m->egress_allow, m->n_egress_allow,
+			       (const char *const *)m->egress_deny, m->n_egress_deny, &o->policy, err) < 0)
+			return -1;
+		if (set_proxy_env(m->egress_proxy_port) < 0)
+			return err_sys(err, "setenv");
+		log_info("Starting egress on 127.0.0.1:%u", m->egress_proxy_port);
+		if (egress_start(o->loop, m->egress_proxy_port, o->policy, &o->egress, err) < 0)
+			return -1;
+	}
+	if (o->manifest->has_kms_proxy && !manifest_egress_enabled(o->manifest))
+		return err_set(err, EINVAL, "%s", MANIFEST_NO_EGRESS_MSG);
+	for (size_t i = 0; i < o->manifest->n_ingress && n_ports < 64; i++) {
+		if (o->manifest->ingress[i].tls)
+			return err_set(err, ENOTSUP, "ingress port %u: TLS termination is not available in this odyn",
+				       o->manifest->ingress[i].listen_port);
+		ports[n_ports++] = o->manifest->ingress[i].listen_port;
+	}
+	if (n_ports) {
+		log_info("Starting ingress on vsock ports");
+		if (ingress_start(o->loop, ports, n_ports, &o->ingress, err) < 0)
+			return -1;
+	}
+	{
+		char line[1024] = "";
+
+		for (char **a = argv; *a; a++)
+			snprintf(line + strlen(line), sizeof(line) - strlen(line), "%s\"%s\"", a == argv ? "" : ", ", *a);
+		log_info("Starting [%s]", line);
+	}
+	o->app = launcher_start(argv, err);
+	return o->app < 0 ? -1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = { { "no-bootstrap", no_argument, NULL, 'b' },
+					      { "no-console", no_argument, NULL, 'c' },
+					      { "config-dir", required_argument, NULL, 'd' },
+					      { "verbose", no_argument, NULL, 'v' },
+					      { "help", no_argument, NULL, 'h' },
+					      { "version", no_argument, NULL, 'V' },
+					      { NULL, 0, NULL, 0 } };
+	struct odyn o = { 0 };
+	struct err err = { 0 };
+	const char *config_dir = NULL, *vdir;
+	bool bootstrap = true, capture = true;
+	int c, verbose = 0;
+	int sigs[] = { SIGCHLD };
+
+	log_init("odyn", LOG_INFO);
+	while ((c = getopt_long(argc, argv, "+vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'b': bootstrap = false; break;
+		case 'c': capture = false; break;
+		case 'd': config_dir = optarg; break;
+		case 'v': verbose++; break;
+		case 'V': printf("odyn %s\n", ENCLAVER_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!config_dir || optind >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (verbose)
+		log_set_level(LOG_DEBUG);
+	signal(SIGPIPE, SIG_IGN);
+	/* The local launcher names the emulated vsock folder; the variable is not passed on. */
+	vdir = getenv(VSOCK_DIR_ENV);
+	if (vdir && *vdir) {
+		const char *cid = getenv("ENCLAVER_VSOCK_CID");
+
+		if (vsock_use_emulated(vdir, cid ? (uint32_t)strtoul(cid, NULL, 10) : DEFAULT_LOCAL_CID, &err) < 0) {
+			log_error("%s", err.msg);
+			return 1;
+		}
+	}
+	unsetenv(VSOCK_DIR_ENV);
+	unsetenv("ENCLAVER_VSOCK_CID");
+	if (loop_new(&o.loop, &err) < 0 || loop_signals(o.loop, sigs, 1, on_signal, &o, &err) < 0 ||
+	    launcher_become_subreaper(&err) < 0 || console_new(o.loop, capture, &o.console, &err) < 0) {
+		log_error("%s", err.msg);
+		return 1;
+	}
+	if (start_services(&o, config_dir, bootstrap, argv + optind, &err) < 0) {
+		log_error("Fatal error: %s", err.msg);
+		console_status_fatal(o.console, err.msg);
+	}
+	/* odyn never exits on its own: the host reads the final status, then ends the enclave. */
+	if (loop_run(o.loop, &err) < 0)
+		log_error("%s", err.msg);
+	return 1;
+}

@@ -1,0 +1,81 @@
+/* Loopback and entropy at enclave start. Runs in odyn, as root inside the enclave. */
+#include "enclave/bootstrap.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "base/fs.h"
+#include "base/log.h"
+#include "nitro/nsm.h"
+
+int bootstrap_loopback_up(struct err *err)
+{
+	struct {
+		struct nlmsghdr nh;
+		struct ifinfomsg ifi;
+	} req = { 0 };
+	struct {
+		struct nlmsghdr nh;
+		struct nlmsgerr e;
+	} ack;
+	struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
+	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+	ssize_t n;
+
+	if (fd < 0)
+		return err_sys(err, "netlink socket");
+	req.nh.nlmsg_len = sizeof(req);
+	req.nh.nlmsg_type = RTM_NEWLINK;
+	req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+	req.nh.nlmsg_seq = 1;
+	req.ifi.ifi_family = AF_UNSPEC;
+	req.ifi.ifi_index = 1; /* lo */
+	req.ifi.ifi_flags = IFF_UP;
+	req.ifi.ifi_change = IFF_UP;
+	if (sendto(fd, &req, sizeof(req), 0, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		err_sys(err, "netlink send");
+		close(fd);
+		return -1;
+	}
+	n = recv(fd, &ack, sizeof(ack), 0);
+	close(fd);
+	if (n < (ssize_t)sizeof(struct nlmsghdr))
+		return err_set(err, EIO, "netlink: no answer setting lo up");
+	if (ack.nh.nlmsg_type == NLMSG_ERROR && ack.e.error) {
+		errno = -ack.e.error;
+		return err_sys(err, "setting lo up");
+	}
+	return 0;
+}
+
+int bootstrap_seed_entropy(struct err *err)
+{
+	struct nsm *nsm;
+	uint8_t rnd[256];
+	long got;
+	int fd, rc = 0;
+
+	if (nsm_open(&nsm, err) < 0) {
+		if (err->code == ENOENT)
+			return 1;
+		return -1;
+	}
+	got = nsm_get_random(nsm, rnd, sizeof(rnd), err);
+	nsm_close(nsm);
+	if (got < 0)
+		return -1;
+	/* A plain write mixes the bytes in without crediting entropy, as upstream does. */
+	fd = open("/dev/random", O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || fs_write_full(fd, rnd, (size_t)got) < 0)
+		rc = err_sys(err, "/dev/random");
+	if (fd >= 0)
+		close(fd);
+	explicit_bzero(rnd, sizeof(rnd));
+	return rc;
+}

@@ -1,0 +1,411 @@
+/*
+ * Egress proxy. Runs in odyn; requests come from the app, which may be hostile: the head is
+ * bounded, parsed strictly, and the policy decides before any byte leaves the enclave.
+ */
+#include "enclave/egress.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/log.h"
+#include "codec/http.h"
+#include "net/relay.h"
+#include "net/tunnel.h"
+#include "net/vsock.h"
+
+#define HEAD_TIMEOUT_MS 30000
+#define TUNNEL_TIMEOUT_MS 60000
+#define MAX_CONNS 8192
+
+enum state { READ_HEAD, TUNNEL_CONNECT, TUNNEL_REPLY, DONE };
+
+struct conn {
+	struct egress *eg;
+	enum state state;
+	int cfd, tfd;
+	struct loop_io cio, tio;
+	struct loop_timer timer;
+	char head[HTTP_MAX_HEAD + 1];
+	size_t head_len;
+	uint8_t reply[2 + TUNNEL_MAX_FRAME];
+	size_t reply_got;
+	struct buf to_upstream; /* rewritten head + early body bytes */
+	struct buf to_client;   /* "200" for CONNECT */
+	struct buf frame;
+	size_t frame_sent;
+	char *host;
+	int port;
+	bool is_connect;
+};
+
+struct egress {
+	struct loop *loop;
+	struct loop_io lio;
+	int lfd;
+	const struct policy *policy;
+	unsigned active;
+	bool stopping; /* freed when the last connection ends */
+};
+
+static void egress_maybe_free(struct egress *e)
+{
+	if (e->stopping && e->active == 0)
+		free(e);
+}
+
+static void conn_free(void *p)
+{
+	struct conn *c = p;
+
+	buf_free(&c->to_upstream);
+	buf_free(&c->to_client);
+	buf_free(&c->frame);
+	free(c->host);
+	free(c);
+}
+
+static void conn_end(struct conn *c)
+{
+	struct loop *l = c->eg->loop;
+
+	if (c->state == DONE)
+		return;
+	c->state = DONE;
+	loop_timer_stop(l, &c->timer);
+	loop_io_del(l, &c->cio);
+	loop_io_del(l, &c->tio);
+	if (c->cfd >= 0)
+		close(c->cfd);
+	if (c->tfd >= 0)
+		close(c->tfd);
+	c->eg->active--;
+	egress_maybe_free(c->eg);
+	loop_defer_free(l, c, conn_free);
+}
+
+/* Answers the app with an error and ends the connection. */
+static void reply_error(struct conn *c, int code, const char *body)
+{
+	struct buf b = BUF_INIT;
+
+	http_put_response(&b, code, "text/plain", body, strlen(body));
+	/* Small: fits the socket buffer of a fresh connection; a partial write just ends early. */
+	if (send(c->cfd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+		log_debug("egress: cannot send %d to the app: %s", code, strerror(errno));
+	buf_free(&b);
+	shutdown(c->cfd, SHUT_WR);
+	conn_end(c);
+}
+
+static void on_relay_done(void *data, const struct relay_stats *st)
+{
+	struct egress *eg = data;
+
+	eg->active--;
+	egress_maybe_free(eg);
+}
+
+static void go_relay(struct conn *c)
+{
+	struct relay_opts o = { 0 };
+	struct err err = { 0 };
+	int cfd = c->cfd, tfd = c->tfd;
+
+	loop_timer_stop(c->eg->loop, &c->timer);
+	loop_io_del(c->eg->loop, &c->cio);
+	loop_io_del(c->eg->loop, &c->tio);
+	o.prefill_b = c->to_upstream.data;
+	o.prefill_b_len = c->to_upstream.len;
+	o.prefill_a = c->to_client.data;
+	o.prefill_a_len = c->to_client.len;
+	c->cfd = c->tfd = -1;
+	c->eg->active++; /* the relay's own count; conn_end drops the conn's */
+	if (relay_start(c->eg->loop, cfd, tfd, &o, on_relay_done, c->eg, NULL, &err) < 0) {
+		log_warn("egress: %s", err.msg);
+		c->eg->active--;
+	}
+	conn_end(c);
+}
+
+static void on_timeout(struct loop *l, void *data)
+{
+	struct conn *c = data;
+
+	if (c->state == READ_HEAD)
+		reply_error(c, 408, "timed out waiting for the request");
+	else
+		reply_error(c, 503, "timed out waiting for the host's egress tunnel");
+}
+
+static void on_tunnel(struct loop *l, struct loop_io *io, uint32_t events)
+{
+	struct conn *c = io->data;
+
+	if (c->state == TUNNEL_CONNECT) {
+		int soerr = 0;
+		socklen_t len = sizeof(soerr);
+
+		getsockopt(c->tfd, SOL_SOCKET, SO_ERROR, &soerr, &len);
+		if (soerr) {
+			char msg[256];
+
+			snprintf(msg, sizeof(msg), "egress tunnel unavailable: %s", strerror(soerr));
+			reply_error(c, 503, msg);
+			return;
+		}
+		while (c->frame_sent < c->frame.len) {
+			ssize_t n = send(c->tfd, c->frame.data + c->frame_sent, c->frame.len - c->frame_sent,
+					 MSG_NOSIGNAL);
+
+			if (n < 0 && errno == EAGAIN)
+				return;
+			if (n < 0) {
+				reply_error(c, 503, "egress tunnel closed");
+				return;
+			}
+			c->frame_sent += (size_t)n;
+		}
+		c->state = TUNNEL_REPLY;
+		loop_io_mod(l, io, EPOLLIN);
+		return;
+	}
+	if (c->state != TUNNEL_REPLY)
+		return;
+	for (;;) {
+		/* Read exactly the frame: whatever follows it is the upstream's stream. */
+		size_t need = c->reply_got < 2 ? 2 - c->reply_got
+					       : 2 + (size_t)(c->reply[0] | c->reply[1] << 8) - c->reply_got;
+		ssize_t n;
+
+		if (c->reply_got >= 2 && need == 0) {
+			int code = 0;
+			char *msg = NULL;
+			struct err err = { 0 };
+			int rc = tunnel_parse_reply(c->reply + 2, c->reply_got - 2, &code, &msg, &err);
+
+			if (rc == 0) {
+				go_relay(c);
+			} else if (rc == 1) {
+				char body[1200];
+
+				snprintf(body, sizeof(body), "os_err: %d: %s", code, msg);
+				free(msg);
+				reply_error(c, 503, body);
+			} else {
+				reply_error(c, 503, err.msg);
+			}
+			return;
+		}
+		n = recv(c->tfd, c->reply + c->reply_got, need, 0);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (n <= 0) {
+			reply_error(c, 503, "the host closed the egress tunnel");
+			return;
+		}
+		c->reply_got += (size_t)n;
+	}
+}
+
+static void open_tunnel(struct conn *c)
+{
+	struct err err = { 0 };
+	bool pending;
+	char msg[600];
+
+	if (tunnel_put_request(&c->frame, c->host, (uint16_t)c->port, &err) < 0) {
+		reply_error(c, 400, err.msg);
+		return;
+	}
+	c->tfd = vsock_connect(VSOCK_CID_HOST, EGRESS_TUNNEL_PORT, &pending, &err);
+	if (c->tfd < 0) {
+		snprintf(msg, sizeof(msg), "egress tunnel unavailable: %s", err.msg);
+		reply_error(c, 503, msg);
+		return;
+	}
+	c->state = TUNNEL_CONNECT;
+	loop_io_del(c->eg->loop, &c->cio); /* nothing more is read from the app until the tunnel is up */
+	if (loop_io_add(c->eg->loop, &c->tio, c->tfd, EPOLLOUT, on_tunnel, c, &err) < 0) {
+		reply_error(c, 503, err.msg);
+		return;
+	}
+	loop_timer_start(c->eg->loop, &c->timer, TUNNEL_TIMEOUT_MS);
+}
+
+/* origin-form request for the upstream: Host from the URL, one request per connection. */
+static void rewrite_head(struct conn *c, const struct http_request *req, const struct http_url *url)
+{
+	struct buf *b = &c->to_upstream;
+	const char *path = url->path;
+
+	if (!strcmp(req->method, "OPTIONS") && !strcmp(path, "/") && !strchr(req->target + 7, '/'))
+		path = "*";
+	buf_printf(b, "%s %s HTTP/1.%d\r\n", req->method, path, req->minor_version);
+	buf_printf(b, "Host: %s\r\n", url->authority);
+	for (size_t i = 0; i < req->n_headers; i++) {
+		const char *n = req->headers[i].name;
+
+		if (!strcasecmp(n, "host") || !strcasecmp(n, "connection") || !strcasecmp(n, "proxy-connection"))
+			continue;
+		buf_printf(b, "%s: %s\r\n", n, req->headers[i].value);
+	}
+	/* A new upstream connection per request, as upstream enclaver does: say so, so that the
+	 * app does not send its next request (perhaps for another host) down this one. */
+	buf_append_str(b, "Connection: close\r\n\r\n");
+}
+
+static void handle_head(struct conn *c, struct http_request *req)
+{
+	struct policy_decision d;
+	struct http_url url = { 0 };
+
+	c->is_connect = !strcmp(req->method, "CONNECT");
+	if (c->is_connect) {
+		if (http_split_authority(req->target, strlen(req->target), &c->host, &c->port) < 0) {
+			reply_error(c, 400, "invalid CONNECT address");
+			return;
+		}
+		if (c->port < 0) {
+			reply_error(c, 400, "CONNECT address is missing a port");
+			return;
+		}
+		buf_append_str(&c->to_client, "HTTP/1.1 200 OK\r\n\r\n");
+	} else {
+		if (http_parse_absolute_url(req->target, &url) < 0) {
+			reply_error(c, 400, "URI is missing a host");
+			return;
+		}
+		c->host = strdup(url.host);
+		c->port = url.port < 0 ? 80 : url.port;
+		rewrite_head(c, req, &url);
+		http_url_clear(&url);
+	}
+	policy_check(c->eg->policy, c->host, &d);
+	if (!d.allowed) {
+		log_info("egress: %s:%d blocked (%s%s%s)", c->host, c->port, d.rule ? "deny rule " : "",
+			 d.rule ? d.rule : "", d.rule ? "" : d.reason);
+		reply_error(c, 401, EGRESS_BLOCKED_BODY);
+		return;
+	}
+	/* Bytes the app sent after the head go upstream first. */
+	buf_append(&c->to_upstream, c->head + req->head_len, c->head_len - req->head_len);
+	open_tunnel(c);
+}
+
+static void on_client(struct loop *l, struct loop_io *io, uint32_t events)
+{
+	struct conn *c = io->data;
+	struct http_request req;
+	char parse_copy[HTTP_MAX_HEAD + 1];
+	ssize_t n;
+
+	if (c->state != READ_HEAD)
+		return;
+	n = recv(c->cfd, c->head + c->head_len, HTTP_MAX_HEAD - c->head_len, 0);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		conn_end(c);
+		return;
+	}
+	c->head_len += (size_t)n;
+	/* The parser writes NULs into what it parses: work on a copy, keep the raw bytes. */
+	memcpy(parse_copy, c->head, c->head_len);
+	switch (http_parse_request(parse_copy, c->head_len, &req)) {
+	case HTTP_INCOMPLETE:
+		return;
+	case HTTP_TOO_LARGE:
+		reply_error(c, 431, "request head too large");
+		return;
+	case HTTP_BAD:
+		reply_error(c, 400, "malformed request");
+		return;
+	case HTTP_OK:
+		handle_head(c, &req);
+		return;
+	}
+}
+
+static void on_accept(struct loop *l, struct loop_io *io, uint32_t events)
+{
+	struct egress *eg = io->data;
+
+	for (;;) {
+		int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct conn *c;
+
+		if (fd < 0)
+			return;
+		if (eg->active >= MAX_CONNS) {
+			close(fd);
+			continue;
+		}
+		c = calloc(1, sizeof(*c));
+		if (!c)
+			abort();
+		c->eg = eg;
+		c->cfd = fd;
+		c->tfd = -1;
+		loop_timer_init(&c->timer, on_timeout, c);
+		if (loop_io_add(l, &c->cio, fd, EPOLLIN, on_client, c, NULL) < 0) {
+			close(fd);
+			free(c);
+			continue;
+		}
+		eg->active++;
+		loop_timer_start(l, &c->timer, HEAD_TIMEOUT_MS);
+	}
+}
+
+int egress_start(struct loop *l, uint16_t port, const struct policy *policy, struct egress **out,
+		 struct err *err)
+{
+	struct egress *e = calloc(1, sizeof(*e));
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int one = 1;
+
+	if (!e)
+		abort();
+	e->loop = l;
+	e->policy = policy;
+	e->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (e->lfd < 0) {
+		free(e);
+		return err_sys(err, "egress: socket");
+	}
+	setsockopt(e->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(e->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(e->lfd, 1024) < 0 ||
+	    loop_io_add(l, &e->lio, e->lfd, EPOLLIN, on_accept, e, err) < 0) {
+		err_sys(err, "egress proxy on 127.0.0.1:%u", port);
+		close(e->lfd);
+		free(e);
+		return -1;
+	}
+	*out = e;
+	return 0;
+}
+
+void egress_stop(struct egress *e)
+{
+	if (!e)
+		return;
+	loop_io_del(e->loop, &e->lio);
+	close(e->lfd);
+	/* Open connections finish on their own; the struct goes with the last of them. */
+	e->stopping = true;
+	egress_maybe_free(e);
+}
+
+unsigned egress_active(const struct egress *e)
+{
+	return e->active;
+}

@@ -1,0 +1,32 @@
+/*
+ * The egress tunnel's frames (spec/enclaver-compat.md §5.5): a u16 little-endian length, then
+ * JSON. odyn sends {"host": H, "port": P}; the host answers "Ok" (the raw stream follows) or
+ * {"Err": {"os_code": N, "message": S}}. Parsed by the host from the enclave, which it does not
+ * trust, and by odyn from the host.
+ */
+#ifndef ENCLAVER_NET_TUNNEL_H
+#define ENCLAVER_NET_TUNNEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+#include "base/err.h"
+
+#define TUNNEL_MAX_FRAME 65535
+#define TUNNEL_MAX_HOST 255
+
+/* Appends a whole frame (length prefix included). */
+int tunnel_put_request(struct buf *out, const char *host, uint16_t port, struct err *err);
+void tunnel_put_ok(struct buf *out);
+void tunnel_put_err(struct buf *out, int os_code, const char *message);
+
+/* Parse a frame's JSON payload (without the length prefix). host: caller frees. */
+int tunnel_parse_request(const uint8_t *json, size_t len, char **host, uint16_t *port, struct err *err);
+/* Returns 0 for "Ok"; 1 for an Err reply, with *os_code and *message (caller frees) set. */
+int tunnel_parse_reply(const uint8_t *json, size_t len, int *os_code, char **message, struct err *err);
+
+/* Reads one frame from a blocking fd, reading no byte past it. payload: caller frees. */
+int tunnel_read_frame(int fd, uint8_t **payload, size_t *len, int timeout_ms, struct err *err);
+
+#endif

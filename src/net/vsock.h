@@ -1,0 +1,42 @@
+/*
+ * vsock addressing with two transports chosen at run time: AF_VSOCK on Nitro, and an emulated
+ * one for the local enclave where (cid, port) is a Unix socket "<dir>/<cid>.<port>" in a
+ * per-enclave folder. Nothing above this file knows which transport is in use.
+ *
+ * The AF_VSOCK path is the few lines in vsock_listen/vsock_connect below; it never runs in tests.
+ */
+#ifndef ENCLAVER_NET_VSOCK_H
+#define ENCLAVER_NET_VSOCK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/err.h"
+
+#define VSOCK_CID_ANY 0xFFFFFFFFu
+#define VSOCK_CID_HYPERVISOR 0
+#define VSOCK_CID_LOCAL 1
+#define VSOCK_CID_HOST 2
+#define VSOCK_CID_PARENT 3
+
+/* The environment variable through which the local launcher hands odyn the emulated folder. */
+#define VSOCK_DIR_ENV "ENCLAVER_VSOCK_DIR"
+
+/* Selects the emulated transport: sockets live in dir, and this process is local_cid
+ * (VSOCK_CID_PARENT for the host side). dir == NULL selects AF_VSOCK. */
+int vsock_use_emulated(const char *dir, uint32_t local_cid, struct err *err);
+bool vsock_is_emulated(void);
+const char *vsock_emulated_dir(void);
+
+/* A non-blocking, close-on-exec listener on (ANY, port). */
+int vsock_listen(uint32_t port, int backlog, struct err *err);
+/* A non-blocking connect to (cid, port): returns the fd; *in_progress is set when the
+ * connection completes later (wait for EPOLLOUT, then check SO_ERROR). */
+int vsock_connect(uint32_t cid, uint32_t port, bool *in_progress, struct err *err);
+/* A blocking connect with a timeout, for simple clients. */
+int vsock_connect_blocking(uint32_t cid, uint32_t port, int timeout_ms, struct err *err);
+
+/* The emulated path of (cid, port); the buffer must hold 108 bytes. */
+int vsock_emulated_path(uint32_t cid, uint32_t port, char *out, size_t size, struct err *err);
+
+#endif

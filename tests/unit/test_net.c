@@ -1,0 +1,374 @@
+/* net/: the event loop, the emulated vsock transport, the relay and the tunnel frames. */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "crypto/sha.h"
+#include "net/loop.h"
+#include "net/relay.h"
+#include "net/tunnel.h"
+#include "net/vsock.h"
+
+static int fired[4];
+
+static void on_timer(struct loop *l, void *data)
+{
+	fired[(long)data] = (int)loop_now(l);
+}
+
+static void test_timers_fire_in_order(void)
+{
+	signal(SIGPIPE, SIG_IGN); /* as odyn and enclaver-run do: splice() cannot say MSG_NOSIGNAL */
+	struct loop *l;
+	struct err err = { 0 };
+	struct loop_timer t[3];
+
+	CHECK_EQ_INT(loop_new(&l, &err), 0);
+	memset(fired, 0, sizeof(fired));
+	loop_timer_init(&t[0], on_timer, (void *)0L);
+	loop_timer_init(&t[1], on_timer, (void *)1L);
+	loop_timer_init(&t[2], on_timer, (void *)2L);
+	loop_timer_start(l, &t[0], 30);
+	loop_timer_start(l, &t[1], 10);
+	loop_timer_start(l, &t[2], 20);
+	loop_timer_stop(l, &t[2]);
+	for (int i = 0; i < 50 && !fired[0]; i++)
+		loop_run_once(l, 100, &err);
+	CHECK(fired[1] && fired[0] && !fired[2]);
+	CHECK(fired[1] <= fired[0]);
+	CHECK(!loop_timer_armed(&t[0]));
+	loop_free(l);
+}
+
+static int got_signal;
+
+static void on_sig(struct loop *l, int sig, void *data)
+{
+	got_signal = sig;
+	loop_stop(l);
+}
+
+static void test_signals_through_the_loop(void)
+{
+	struct loop *l;
+	struct err err = { 0 };
+	int sigs[] = { SIGUSR1 };
+	sigset_t set;
+
+	CHECK_EQ_INT(loop_new(&l, &err), 0);
+	CHECK_EQ_INT(loop_signals(l, sigs, 1, on_sig, NULL, &err), 0);
+	kill(getpid(), SIGUSR1);
+	CHECK_EQ_INT(loop_run(l, &err), 0);
+	CHECK_EQ_INT(got_signal, SIGUSR1);
+	loop_free(l);
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+}
+
+static char vdir[64];
+
+static void test_emulated_vsock(void)
+{
+	struct err err = { 0 };
+	int lfd, cfd, afd;
+	char path[108], b = 0;
+	bool pending;
+
+	snprintf(vdir, sizeof(vdir), "/tmp/vsock-XXXXXX");
+	CHECK(mkdtemp(vdir) != NULL);
+	CHECK_EQ_INT(vsock_use_emulated(vdir, 16, &err), 0);
+	CHECK(vsock_is_emulated());
+	lfd = vsock_listen(8000, 16, &err);
+	CHECK(lfd >= 0);
+	CHECK_EQ_INT(vsock_emulated_path(16, 8000, path, sizeof(path), &err), 0);
+	CHECK(access(path, F_OK) == 0);
+	/* the parent's CIDs 2 and 3 are one place */
+	CHECK_EQ_INT(vsock_emulated_path(2, 17002, path, sizeof(path), &err), 0);
+	CHECK(strstr(path, "/3.17002") != NULL);
+	cfd = vsock_connect(16, 8000, &pending, &err);
+	CHECK(cfd >= 0);
+	afd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	CHECK(afd >= 0);
+	CHECK(write(cfd, "x", 1) == 1 && read(afd, &b, 1) == 1 && b == 'x');
+	close(afd);
+	close(cfd);
+	/* nobody listening: a clear error, not a hang */
+	CHECK(vsock_connect(16, 9999, &pending, &err) < 0);
+	CHECK(strstr(err.msg, "16:9999") != NULL);
+	CHECK(vsock_use_emulated("/tmp/a-very-long-folder-name-that-goes-on-and-on-and-on-and-on-and-on-and-on-and-on-xx", 3, &err) < 0);
+	close(lfd);
+}
+
+/* --- relay --- */
+
+struct feeder {
+	int fd;
+	size_t len;
+	uint8_t digest[48];
+	int shutdown_after;
+};
+
+static void *feed(void *arg)
+{
+	struct feeder *f = arg;
+	uint8_t chunk[65536];
+	struct sha_ctx c;
+	size_t left = f->len;
+	unsigned seed = 12345;
+
+	sha_init(&c, "SHA384");
+	while (left) {
+		size_t n = left < sizeof(chunk) ? left : sizeof(chunk);
+		size_t off = 0;
+
+		for (size_t i = 0; i < n; i++)
+			chunk[i] = (uint8_t)(seed = seed * 1103515245 + 12345) >> 3;
+		sha_update(&c, chunk, n);
+		while (off < n) {
+			ssize_t w = write(f->fd, chunk + off, n - off);
+
+			if (w <= 0)
+				abort();
+			off += (size_t)w;
+		}
+		left -= n;
+	}
+	sha_final(&c, f->digest);
+	if (f->shutdown_after)
+		shutdown(f->fd, SHUT_WR);
+	return NULL;
+}
+
+struct drainer {
+	int fd;
+	size_t got;
+	uint8_t digest[48];
+	int slow;
+};
+
+static void *drain(void *arg)
+{
+	struct drainer *d = arg;
+	uint8_t chunk[65536];
+	struct sha_ctx c;
+	ssize_t n;
+
+	sha_init(&c, "SHA384");
+	while ((n = read(d->fd, chunk, sizeof(chunk))) > 0) {
+		sha_update(&c, chunk, (size_t)n);
+		d->got += (size_t)n;
+		if (d->slow && d->got < (8u << 20))
+			usleep(200);
+	}
+	sha_final(&c, d->digest);
+	return NULL;
+}
+
+static struct relay_stats last_stats;
+static int relays_done;
+
+static void on_done(void *data, const struct relay_stats *st)
+{
+	last_stats = *st;
+	relays_done++;
+	if (data)
+		loop_stop(data);
+}
+
+static void pair(int type, int out[2])
+{
+	if (socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, out) < 0)
+		abort();
+}
+
+static void nonblock(int fd)
+{
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+/* client <-> [a relay b] <-> server, 64 MiB each way at once, then half-close both ways. */
+static void test_relay_both_ways_with_half_close(void)
+{
+	struct loop *l;
+	struct err err = { 0 };
+	int c[2], s[2];
+	pthread_t t1, t2, t3, t4;
+	struct feeder fc, fs;
+	struct drainer dc, ds;
+	unsigned cached, in_use;
+
+	pair(SOCK_STREAM, c);
+	pair(SOCK_STREAM, s);
+	nonblock(c[1]);
+	nonblock(s[0]);
+	CHECK_EQ_INT(loop_new(&l, &err), 0);
+	relays_done = 0;
+	CHECK_EQ_INT(relay_start(l, c[1], s[0], NULL, on_done, l, NULL, &err), 0);
+	fc = (struct feeder){ .fd = c[0], .len = 64u << 20, .shutdown_after = 1 };
+	fs = (struct feeder){ .fd = s[1], .len = 48u << 20, .shutdown_after = 1 };
+	dc = (struct drainer){ .fd = c[0], .slow = 1 };
+	ds = (struct drainer){ .fd = s[1] };
+	pthread_create(&t1, NULL, feed, &fc);
+	pthread_create(&t2, NULL, feed, &fs);
+	pthread_create(&t3, NULL, drain, &dc);
+	pthread_create(&t4, NULL, drain, &ds);
+	CHECK_EQ_INT(loop_run(l, &err), 0);
+	pthread_join(t1, NULL);
+	pthread_join(t2, NULL);
+	pthread_join(t3, NULL);
+	pthread_join(t4, NULL);
+	CHECK_EQ_INT(relays_done, 1);
+	CHECK_EQ_INT(last_stats.error, 0);
+	CHECK_EQ_INT(last_stats.a_to_b, 64u << 20);
+	CHECK_EQ_INT(last_stats.b_to_a, 48u << 20);
+	CHECK_EQ_INT(ds.got, 64u << 20);
+	CHECK_EQ_INT(dc.got, 48u << 20);
+	CHECK(memcmp(fc.digest, ds.digest, 48) == 0);
+	CHECK(memcmp(fs.digest, dc.digest, 48) == 0);
+	relay_pool_stats(&cached, &in_use);
+	CHECK_EQ_INT(in_use, 0);
+	close(c[0]);
+	close(s[1]);
+	loop_free(l);
+}
+
+/* One side half-closes and the other keeps talking: the open direction still flows. */
+static void test_relay_half_close_keeps_other_direction(void)
+{
+	struct loop *l;
+	struct err err = { 0 };
+	int c[2], s[2];
+	char buf[16];
+
+	pair(SOCK_STREAM, c);
+	pair(SOCK_STREAM, s);
+	nonblock(c[1]);
+	nonblock(s[0]);
+	CHECK_EQ_INT(loop_new(&l, &err), 0);
+	relays_done = 0;
+	CHECK_EQ_INT(relay_start(l, c[1], s[0], NULL, on_done, NULL, NULL, &err), 0);
+	CHECK(write(c[0], "ping", 4) == 4);
+	shutdown(c[0], SHUT_WR);
+	for (int i = 0; i < 10; i++)
+		loop_run_once(l, 10, &err);
+	CHECK(read(s[1], buf, sizeof(buf)) == 4);
+	CHECK(read(s[1], buf, sizeof(buf)) == 0); /* the server sees EOF */
+	CHECK(write(s[1], "pong", 4) == 4);
+	for (int i = 0; i < 10; i++)
+		loop_run_once(l, 10, &err);
+	CHECK(read(c[0], buf, sizeof(buf)) == 4 && memcmp(buf, "pong", 4) == 0);
+	CHECK_EQ_INT(relays_done, 0);
+	close(s[1]);
+	for (int i = 0; i < 10 && !relays_done; i++)
+		loop_run_once(l, 10, &err);
+	CHECK_EQ_INT(relays_done, 1);
+	CHECK(read(c[0], buf, sizeof(buf)) == 0);
+	close(c[0]);
+	loop_free(l);
+}
+
+static void test_relay_idle_timeout_and_no_pipes_when_idle(void)
+{
+	struct loop *l;
+	struct err err = { 0 };
+	int c[2], s[2];
+	unsigned cached, in_use;
+	struct relay_opts o = { .idle_timeout_ms = 100 };
+	char buf[8];
+
+	pair(SOCK_STREAM, c);
+	pair(SOCK_STREAM, s);
+	nonblock(c[1]);
+	nonblock(s[0]);
+	CHECK_EQ_INT(loop_new(&l, &err), 0);
+	relays_done = 0;
+	CHECK_EQ_INT(relay_start(l, c[1], s[0], &o, on_done, l, NULL, &err), 0);
+	CHECK(write(c[0], "hi", 2) == 2);
+	loop_run_once(l, 20, &err);
+	CHECK(read(s[1], buf, sizeof(buf)) == 2);
+	relay_pool_stats(&cached, &in_use);
+	CHECK_EQ_INT(in_use, 0); /* idle: the pipe went back to the pool */
+	CHECK_EQ_INT(loop_run(l, &err), 0);
+	CHECK_EQ_INT(relays_done, 1);
+	CHECK(last_stats.idle_timeout);
+	CHECK(read(s[1], buf, sizeof(buf)) == 0);
+	close(c[0]);
+	close(s[1]);
+	loop_free(l);
+}
+
+static void test_relay_peer_reset(void)
+{
+	struct loop *l;
+	struct err err = { 0 };
+	int c[2], s[2];
+
+	pair(SOCK_STREAM, c);
+	pair(SOCK_STREAM, s);
+	nonblock(c[1]);
+	nonblock(s[0]);
+	CHECK_EQ_INT(loop_new(&l, &err), 0);
+	relays_done = 0;
+	CHECK_EQ_INT(relay_start(l, c[1], s[0], NULL, on_done, l, NULL, &err), 0);
+	close(s[1]); /* the server goes away entirely */
+	CHECK(write(c[0], "data", 4) == 4);
+	CHECK_EQ_INT(loop_run(l, &err), 0);
+	CHECK_EQ_INT(relays_done, 1);
+	close(c[0]);
+	loop_free(l);
+}
+
+/* --- tunnel frames --- */
+
+static void test_tunnel_frames(void)
+{
+	struct buf b = BUF_INIT;
+	struct err err = { 0 };
+	char *host = NULL, *msg = NULL;
+	uint16_t port = 0;
+	int code = -1;
+
+	CHECK_EQ_INT(tunnel_put_request(&b, "kms.us-east-1.amazonaws.com", 443, &err), 0);
+	CHECK(b.len == 2 + (size_t)(b.data[0] | b.data[1] << 8));
+	CHECK(memcmp(b.data + 2, "{\"host\":\"kms.us-east-1.amazonaws.com\",\"port\":443}", b.len - 2) == 0);
+	CHECK_EQ_INT(tunnel_parse_request(b.data + 2, b.len - 2, &host, &port, &err), 0);
+	CHECK_STR(host, "kms.us-east-1.amazonaws.com");
+	CHECK_EQ_INT(port, 443);
+	free(host);
+	buf_reset(&b);
+	tunnel_put_ok(&b);
+	CHECK(b.len == 6 && memcmp(b.data, "\x04\x00\"Ok\"", 6) == 0);
+	CHECK_EQ_INT(tunnel_parse_reply(b.data + 2, b.len - 2, &code, &msg, &err), 0);
+	buf_reset(&b);
+	tunnel_put_err(&b, 111, "Connection refused (os error 111)");
+	CHECK_EQ_INT(tunnel_parse_reply(b.data + 2, b.len - 2, &code, &msg, &err), 1);
+	CHECK_EQ_INT(code, 111);
+	CHECK_STR(msg, "Connection refused (os error 111)");
+	free(msg);
+	CHECK(tunnel_parse_request((const uint8_t *)"{\"host\":\"a\",\"port\":70000}", 25, &host, &port, &err) < 0);
+	CHECK(tunnel_parse_request((const uint8_t *)"{\"host\":\"\",\"port\":1}", 20, &host, &port, &err) < 0);
+	CHECK(tunnel_parse_request((const uint8_t *)"{\"host\":\"a\\u0000b\",\"port\":1}", 28, &host, &port, &err) < 0);
+	CHECK(tunnel_parse_request((const uint8_t *)"[1]", 3, &host, &port, &err) < 0);
+	CHECK(tunnel_parse_reply((const uint8_t *)"\"Nope\"", 6, &code, &msg, &err) < 0);
+	buf_free(&b);
+}
+
+static void cleanup(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", vdir);
+	CHECK(system(cmd) == 0);
+}
+
+TEST_MAIN(T(test_timers_fire_in_order), T(test_signals_through_the_loop), T(test_emulated_vsock),
+	  T(test_relay_both_ways_with_half_close), T(test_relay_half_close_keeps_other_direction),
+	  T(test_relay_idle_timeout_and_no_pipes_when_idle), T(test_relay_peer_reset), T(test_tunnel_frames),
+	  T(cleanup))
