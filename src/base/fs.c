@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -201,4 +202,40 @@ char *fs_join(const char *dir, const char *rel)
 	if (!out)
 		abort();
 	return out;
+}
+
+static int remove_at(int at, const char *name, struct err *err)
+{
+	struct stat st;
+	int fd, rc = 0;
+	DIR *d;
+	struct dirent *e;
+
+	if (fstatat(at, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : err_sys(err, "%s", name);
+	if (!S_ISDIR(st.st_mode)) {
+		if (unlinkat(at, name, 0) < 0 && errno != ENOENT)
+			return err_sys(err, "remove %s", name);
+		return 0;
+	}
+	fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return err_sys(err, "%s", name);
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return err_sys(err, "%s", name);
+	}
+	while (rc == 0 && (e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			rc = remove_at(dirfd(d), e->d_name, err);
+	closedir(d);
+	if (rc == 0 && unlinkat(at, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+		rc = err_sys(err, "remove %s", name);
+	return rc;
+}
+
+int fs_remove_tree(const char *path, struct err *err)
+{
+	return remove_at(AT_FDCWD, path, err);
 }

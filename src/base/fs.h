@@ -31,6 +31,9 @@ void atomic_file_abort(struct atomic_file *af);
 /* Writes data to path atomically. */
 int fs_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, struct err *err);
 
+/* Removes path and everything below it, never following symlinks. */
+int fs_remove_tree(const char *path, struct err *err);
+
 /* The directory part of path ("." when there is none); caller frees. */
 char *fs_dirname(const char *path);
 /* Joins dir and rel unless rel is absolute; caller frees. */

@@ -268,7 +268,8 @@ static int open_parent(int root, const char *name, char *last, struct err *err)
 	}
 }
 
-static int extract_entry(struct cpio_reader *r, int root, const struct cpio_entry *e, struct err *err)
+static int extract_entry(struct cpio_reader *r, int root, const struct cpio_entry *e, unsigned flags,
+			 struct err *err)
 {
 	char last[CPIO_NAME_MAX + 1];
 	autoclose int dir = -1;
@@ -346,7 +347,26 @@ static int extract_entry(struct cpio_reader *r, int root, const struct cpio_entr
 	}
 }
 
-int cpio_extract_fd(int fd, const char *root, struct err *err)
+static int apply_owner(int root, const struct cpio_entry *e, struct err *err)
+{
+	char last[CPIO_NAME_MAX + 1];
+	int dir = open_parent(root, e->name, last, err);
+	int rc = 0;
+
+	if (dir < 0)
+		return -1;
+	if (*last && strcmp(last, ".") && fchownat(dir, last, e->uid, e->gid, AT_SYMLINK_NOFOLLOW) < 0 &&
+	    errno != ENOENT) /* a skipped device node */
+		rc = err_sys(err, "cpio: chown %s to %u:%u", e->name, e->uid, e->gid);
+	/* chown clears set-id bits: put the recorded mode back (not on symlinks) */
+	if (rc == 0 && *last && strcmp(last, ".") && (e->mode & S_IFMT) != S_IFLNK && (e->mode & 07000) &&
+	    fchmodat(dir, last, e->mode & 07777, 0) < 0)
+		rc = err_sys(err, "cpio: chmod %s", e->name);
+	close(dir);
+	return rc;
+}
+
+int cpio_extract(cpio_source_fn source, void *ctx, const char *root, unsigned flags, struct err *err)
 {
 	autoclose int rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	struct cpio_reader r;
@@ -355,9 +375,17 @@ int cpio_extract_fd(int fd, const char *root, struct err *err)
 
 	if (rootfd < 0)
 		return err_sys(err, "%s", root);
-	cpio_reader_init(&r, fd_source, &fd);
-	while ((rc = cpio_next(&r, &e, err)) == 1)
-		if (extract_entry(&r, rootfd, &e, err) < 0)
+	cpio_reader_init(&r, source, ctx);
+	while ((rc = cpio_next(&r, &e, err)) == 1) {
+		if (extract_entry(&r, rootfd, &e, flags, err) < 0)
 			return -1;
+		if ((flags & CPIO_EXTRACT_OWNER) && apply_owner(rootfd, &e, err) < 0)
+			return -1;
+	}
 	return rc;
+}
+
+int cpio_extract_fd(int fd, const char *root, struct err *err)
+{
+	return cpio_extract(fd_source, &fd, root, 0, err);
 }

@@ -69,8 +69,11 @@ ssize_t cpio_read_data(struct cpio_reader *r, void *data, size_t len, struct err
 /* True when name is relative and has no ".." component. */
 bool cpio_name_safe(const char *name);
 
-/* Extracts the archive read from fd under root (an existing directory). Refuses absolute
- * names, "..", and paths through symlinks; device nodes are skipped when not permitted. */
+#define CPIO_EXTRACT_OWNER 1 /* give entries their recorded uid/gid */
+
+/* Extracts the archive under root (an existing directory). Refuses absolute names, "..", and
+ * paths through symlinks; device nodes are skipped when not permitted. */
+int cpio_extract(cpio_source_fn source, void *ctx, const char *root, unsigned flags, struct err *err);
 int cpio_extract_fd(int fd, const char *root, struct err *err);
 
 #endif

@@ -80,6 +80,9 @@ int vsock_listen(uint32_t port, int backlog, struct err *err)
 			close(fd);
 			return -1;
 		}
+		/* Either side may connect (the enclave's root is another uid than the host's): the
+		 * folder, owned by the enclave's root with mode 0700, is what keeps others out. */
+		chmod(sa.sun_path, 0666);
 		return fd;
 	}
 	{

@@ -1,0 +1,272 @@
+/*
+ * enclaver-run: the supervisor outside the enclave (spec/enclaver-compat.md §4.3-4.5). Starts
+ * the enclave through a launcher, carries egress out and ingress in, streams the enclave's logs,
+ * and exits with the app's exit code. Static; trusts the release image it ships in, not the
+ * enclave's bytes.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/fs.h"
+#include "base/log.h"
+#include "eif/eif.h"
+#include "host/console.h"
+#include "host/egress.h"
+#include "host/ingress.h"
+#include "host/launcher.h"
+#include "manifest/manifest.h"
+#include "net/dns.h"
+
+#define DEFAULT_EIF "/enclave/application.eif"
+#define DEFAULT_MANIFEST "/enclave/enclaver.yaml"
+#define MAX_PUBLISH 64
+
+struct run {
+	struct loop *loop;
+	struct launcher launcher;
+	struct loop_io watch_io;
+	struct log_client *logs;
+	struct status_client *status;
+	int exit_code;
+	bool finished;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: enclaver-run [--eif-file PATH] [--manifest-file PATH] [--cpu-count N] [--memory-mb N]\n"
+		   "                    [--debug-mode] [--launcher local|nitro|nitro-cli] [-p HOST:ENCLAVE]... [-v]\n"
+		   "                    [print-manifest | describe-eif]\n");
+}
+
+static void finish(struct run *r, int code)
+{
+	if (r->finished)
+		return;
+	r->finished = true;
+	r->exit_code = code;
+	loop_stop(r->loop);
+}
+
+static void on_status(void *data, const struct app_status *st)
+{
+	struct run *r = data;
+
+	switch (st->state) {
+	case APP_EXITED:
+		log_info("enclave exited with code %d", st->code);
+		break;
+	case APP_SIGNALED:
+		log_info("enclave stopped due to signal %d (SIG%s)", st->signal, sigabbrev_np(st->signal) ?: "?");
+		break;
+	case APP_FATAL:
+		log_error("enclave exited due to fatal error: %s", st->error);
+		break;
+	default:
+		break;
+	}
+	finish(r, app_status_exit_code(st));
+}
+
+static void on_enclave_end(struct loop *l, struct loop_io *io, uint32_t events)
+{
+	struct run *r = io->data;
+	char why[300] = "";
+
+	loop_io_del(l, io);
+	r->launcher.ops->describe_end(&r->launcher, why, sizeof(why));
+	log_error("the enclave stopped before its app finished: %s", why);
+	finish(r, 1);
+}
+
+static void on_signal(struct loop *l, int sig, void *data)
+{
+	struct run *r = data;
+
+	log_info("received SIG%s: stopping the enclave", sigabbrev_np(sig) ?: "?");
+	finish(r, EXIT_INTERRUPTED);
+}
+
+static int parse_publish(const char *s, struct host_port_map *m)
+{
+	unsigned h, e;
+	char extra;
+
+	if (sscanf(s, "%u:%u%c", &h, &e, &extra) != 2 || !h || !e || h > 65535 || e > 65535)
+		return -1;
+	m->host_port = (uint16_t)h;
+	m->enclave_port = (uint16_t)e;
+	return 0;
+}
+
+static const struct launcher_ops *pick_launcher(const char *name, struct err *err)
+{
+	if (!name)
+		name = access("/dev/nitro_enclaves", F_OK) == 0 ? "nitro" : "local";
+	if (!strcmp(name, "local"))
+		return &launcher_local;
+	err_set(err, ENOTSUP, "launcher \"%s\" is not available in this build (use --launcher local)", name);
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	enum { O_EIF = 256, O_MANIFEST, O_CPU, O_MEM, O_DEBUG, O_LAUNCHER };
+	static const struct option opts[] = {
+		{ "eif-file", required_argument, NULL, O_EIF },
+		{ "manifest-file", required_argument, NULL, O_MANIFEST },
+		{ "cpu-count", required_argument, NULL, O_CPU },
+		{ "memory-mb", required_argument, NULL, O_MEM },
+		{ "debug-mode", no_argument, NULL, O_DEBUG },
+		{ "launcher", required_argument, NULL, O_LAUNCHER },
+		{ "publish", required_argument, NULL, 'p' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *eif_path = DEFAULT_EIF, *manifest_path = DEFAULT_MANIFEST, *launcher_name = NULL;
+	struct host_port_map maps[MAX_PUBLISH];
+	size_t n_maps = 0;
+	int cpu = -1, mem = -1, c, sigs[] = { SIGINT, SIGTERM };
+	bool debug = false;
+	struct run r = { .exit_code = 1 };
+	struct manifest *m = NULL;
+	struct eif_info *eif = NULL;
+	struct err err = { 0 };
+	struct dns *dns = NULL;
+	struct host_egress *egress = NULL;
+	struct host_ingress *ingress = NULL;
+	const struct launcher_ops *ops;
+
+	log_init("enclaver-run", LOG_INFO);
+	while ((c = getopt_long(argc, argv, "p:vh", opts, NULL)) != -1) {
+		switch (c) {
+		case O_EIF: eif_path = optarg; break;
+		case O_MANIFEST: manifest_path = optarg; break;
+		case O_CPU: cpu = atoi(optarg); break;
+		case O_MEM: mem = atoi(optarg); break;
+		case O_DEBUG: debug = true; break;
+		case O_LAUNCHER: launcher_name = optarg; break;
+		case 'p':
+			if (n_maps == MAX_PUBLISH || parse_publish(optarg, &maps[n_maps]) < 0) {
+				log_error("port forward specification '%s' does not match the format 'host_port:container_port'",
+					  optarg);
+				return 1;
+			}
+			n_maps++;
+			break;
+		case 'v': log_set_level(LOG_DEBUG); break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 1;
+		}
+	}
+	if (manifest_load(manifest_path, &m, &err) < 0) {
+		log_error("%s", err.msg);
+		return 1;
+	}
+	if (optind < argc && !strcmp(argv[optind], "print-manifest")) {
+		fwrite(m->raw.data, 1, m->raw.len, stdout);
+		manifest_free(m);
+		return 0;
+	}
+	if (eif_read(eif_path, &eif, &err) < 0 || eif_info_check(eif, eif_path, &err) < 0) {
+		log_error("failed to open EIF file at %s: %s", eif_path, err.msg);
+		eif_info_free(eif);
+		manifest_free(m);
+		return 1;
+	}
+	if (optind < argc && !strcmp(argv[optind], "describe-eif")) {
+		char h[PCR_HEX_LEN + 1];
+
+		printf("{\n  \"Measurements\": {\n    \"HashAlgorithm\": \"Sha384 { ... }\",\n");
+		pcr_hex(eif->m.pcr0, h);
+		printf("    \"PCR0\": \"%s\",\n", h);
+		pcr_hex(eif->m.pcr1, h);
+		printf("    \"PCR1\": \"%s\",\n", h);
+		pcr_hex(eif->m.pcr2, h);
+		printf("    \"PCR2\": \"%s\"%s\n", h, eif->m.has_pcr8 ? "," : "");
+		if (eif->m.has_pcr8) {
+			pcr_hex(eif->m.pcr8, h);
+			printf("    \"PCR8\": \"%s\"\n", h);
+		}
+		printf("  }\n}\n");
+		eif_info_free(eif);
+		manifest_free(m);
+		return 0;
+	}
+	if (optind < argc) {
+		log_error("unknown subcommand \"%s\" (print-manifest, describe-eif)", argv[optind]);
+		return 1;
+	}
+	if (cpu < 0)
+		cpu = m->cpu_count;
+	if (mem < 0)
+		mem = m->memory_mb;
+	if (cpu < 1 || mem < MANIFEST_MIN_MEMORY_MB) {
+		log_error(cpu < 1 ? "at least 1 CPU is required, got: %d" : "at least 64MiB of memory are required, got: %d",
+			  cpu < 1 ? cpu : mem);
+		return 1;
+	}
+	if (!n_maps)
+		for (size_t i = 0; i < m->n_ingress && n_maps < MAX_PUBLISH; i++)
+			maps[n_maps++] = (struct host_port_map){ m->ingress[i].listen_port, m->ingress[i].listen_port };
+	signal(SIGPIPE, SIG_IGN);
+	ops = pick_launcher(launcher_name, &err);
+	if (!ops) {
+		log_error("%s", err.msg);
+		return 1;
+	}
+	if (ops == &launcher_local)
+		log_warn("LOCAL ENCLAVE: this runs on this machine's kernel with no Nitro isolation. Nothing in it is "
+			 "confidential; attestation is signed by a development CA that no real KMS trusts.");
+	r.launcher = (struct launcher){ .ops = ops, .watch_fd = -1,
+					.spec = { eif_path, eif, cpu, mem, debug } };
+	if (loop_new(&r.loop, &err) < 0 || loop_signals(r.loop, sigs, 2, on_signal, &r, &err) < 0 ||
+	    ops->prepare(&r.launcher, &err) < 0)
+		goto fail;
+	if (m->has_egress) {
+		log_info("starting egress proxy on vsock port 17002");
+		if (dns_new(r.loop, &dns, &err) < 0 || host_egress_start(r.loop, dns, NULL, NULL, &egress, &err) < 0)
+			goto fail;
+	}
+	if (ops->start(&r.launcher, &err) < 0)
+		goto fail;
+	log_info("started enclave ID=%s, CID=%u", r.launcher.enclave_id, r.launcher.cid);
+	if (r.launcher.watch_fd >= 0 &&
+	    loop_io_add(r.loop, &r.watch_io, r.launcher.watch_fd, EPOLLIN, on_enclave_end, &r, &err) < 0)
+		goto fail;
+	if (log_client_start(r.loop, r.launcher.cid, stdout, &r.logs, &err) < 0 ||
+	    host_ingress_start(r.loop, r.launcher.cid, maps, n_maps, &ingress, &err) < 0 ||
+	    status_client_start(r.loop, r.launcher.cid, on_status, &r, &r.status, &err) < 0)
+		goto fail;
+	if (loop_run(r.loop, &err) < 0)
+		goto fail;
+	goto out;
+fail:
+	log_error("%s", err.msg);
+	r.exit_code = 1;
+out:
+	/* Give the log stream a moment to deliver the app's last lines. */
+	if (r.logs) {
+		for (int i = 0; i < 20 && loop_run_once(r.loop, 10, &err) == 0; i++)
+			;
+		log_client_stop(r.logs);
+	}
+	status_client_stop(r.status);
+	host_ingress_stop(ingress);
+	host_egress_stop(egress);
+	if (r.watch_io.registered)
+		loop_io_del(r.loop, &r.watch_io);
+	if (r.launcher.ops)
+		r.launcher.ops->stop(&r.launcher);
+	dns_free(dns);
+	loop_free(r.loop);
+	eif_info_free(eif);
+	manifest_free(m);
+	return r.exit_code;
+}

@@ -1,0 +1,23 @@
+/*
+ * The host side of egress (spec/enclaver-compat.md §5.5): accepts the enclave's tunnel requests
+ * on vsock 17002, resolves and connects on the parent, answers Ok or Err, then relays bytes.
+ * The policy is enforced inside the enclave; here "host" means the parent's 127.0.0.1.
+ */
+#ifndef ENCLAVER_HOST_EGRESS_H
+#define ENCLAVER_HOST_EGRESS_H
+
+#include "base/err.h"
+#include "net/dns.h"
+#include "net/loop.h"
+
+struct host_egress;
+
+/* Optional rewrite of (host, port) before resolution: the local enclave's route table for its
+ * AWS stand-ins. Returns a malloc'd host and may change *port, or NULL to keep them. */
+typedef char *(*host_egress_route_fn)(void *data, const char *host, uint16_t *port);
+
+int host_egress_start(struct loop *l, struct dns *dns, host_egress_route_fn route, void *route_data,
+		      struct host_egress **out, struct err *err);
+void host_egress_stop(struct host_egress *e);
+
+#endif

@@ -1,0 +1,623 @@
+/*
+ * The local launcher: runs an EIF on any Linux machine, with nothing confidential about it.
+ * Runs in enclaver-run (as root on the host). The enclave's PID 1 is a child of this process
+ * in new user (root mapped to an unprivileged range), mount, PID, network, IPC, UTS and cgroup
+ * namespaces, under memory and CPU limits and a seccomp filter. It does what the enclave's init
+ * does (spec/nitro.md §3) on a tmpfs holding the EIF's ramdisks, then runs /cmd with /env.
+ * Every step before the workload starts fails closed, and reports why to the parent.
+ */
+#include "host/launcher.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/fs.h"
+#include "base/log.h"
+#include "eif/cpio.h"
+#include "eif/initfiles.h"
+#include "net/vsock.h"
+
+#define LOCAL_CID 16
+#define ID_RANGE 65536
+#define STACK_SIZE (1 << 20)
+#define DEFAULT_PATH "/sbin:/usr/sbin:/bin:/usr/bin"
+#define ENCLAVE_VSOCK_DIR "/run/enclaver/vsock"
+
+struct local {
+	char state[64]; /* /tmp/enclaver-XXXXXX: short, for Unix socket paths */
+	char vdir[80];
+	char root[80];
+	uid_t base;
+	pid_t pid;
+	int pidfd;
+	char cgroups[4][256];
+	size_t n_cgroups;
+	int status;
+	bool reaped;
+	/* handed to the child */
+	const struct launch_spec *spec;
+	int sync_rd, report_wr;
+};
+
+/* --- child side: everything here runs in the new namespaces and dies on failure --- */
+
+static int report_fd = -1;
+
+__attribute__((noreturn, format(printf, 1, 2))) static void child_die(const char *fmt, ...)
+{
+	char msg[1024];
+	int e = errno, n;
+	va_list ap;
+
+	va_start(ap, fmt);
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (e && n > 0 && (size_t)n < sizeof(msg))
+		snprintf(msg + n, sizeof(msg) - (size_t)n, ": %s", strerror(e));
+	if (report_fd >= 0 && write(report_fd, msg, strlen(msg)) < 0)
+		_exit(126);
+	_exit(126);
+}
+
+struct range_src {
+	int fd;
+	uint64_t off, left;
+};
+
+static ssize_t range_read(void *ctx, void *data, size_t len)
+{
+	struct range_src *s = ctx;
+	ssize_t n;
+
+	if (len > s->left)
+		len = (size_t)s->left;
+	if (!len)
+		return 0;
+	n = pread(s->fd, data, len, (off_t)s->off);
+	if (n > 0) {
+		s->off += (uint64_t)n;
+		s->left -= (uint64_t)n;
+	}
+	return n;
+}
+
+static void unpack_ramdisks(struct local *lc)
+{
+	const struct eif_info *in = lc->spec->eif;
+	int fd = open(lc->spec->eif_path, O_RDONLY | O_CLOEXEC);
+	unsigned n_ramdisks = 0;
+	struct err err = { 0 };
+
+	if (fd < 0)
+		child_die("%s", lc->spec->eif_path);
+	for (size_t i = 0; i < in->n_sections; i++)
+		n_ramdisks += in->sections[i].type == EIF_SEC_RAMDISK;
+	/* The bootstrap ramdisk (init, nsm.ko) serves a real boot only; with a single ramdisk it is
+	 * the whole image. Later ramdisks overlay earlier ones, as in the kernel's initramfs. */
+	for (size_t i = 0, k = 0; i < in->n_sections; i++) {
+		struct range_src src;
+
+		if (in->sections[i].type != EIF_SEC_RAMDISK || (k++ == 0 && n_ramdisks > 1))
+			continue;
+		src = (struct range_src){ fd, in->sections[i].offset + EIF_SEC_HDR_LEN, in->sections[i].size };
+		if (cpio_extract(range_read, &src, lc->root, CPIO_EXTRACT_OWNER, &err) < 0) {
+			errno = 0;
+			child_die("unpacking the EIF's ramdisk: %s", err.msg);
+		}
+	}
+	close(fd);
+}
+
+static char **read_items(const char *path, bool *missing)
+{
+	struct buf data = BUF_INIT;
+	struct err err = { 0 };
+	char **items = NULL;
+	size_t n;
+
+	*missing = false;
+	if (fs_read_file(path, INITFILES_MAX_SIZE, &data, &err) < 0) {
+		buf_free(&data);
+		if (err.code == ENOENT) {
+			*missing = true;
+			return NULL;
+		}
+		errno = 0;
+		child_die("%s", err.msg);
+	}
+	if (initfiles_parse((const char *)data.data, data.len, &items, &n, &err) < 0) {
+		errno = 0;
+		child_die("%s: %s", path, err.msg);
+	}
+	buf_free(&data);
+	unlink(path);
+	return items;
+}
+
+static void xmount(const char *src, const char *dst, const char *type, unsigned long flags, const char *data)
+{
+	if (mount(src, dst, type, flags, data) < 0)
+		child_die("mount %s on %s", type ? type : src, dst);
+}
+
+static void xmkdir(const char *path, mode_t mode)
+{
+	if (mkdir(path, mode) < 0 && errno != EEXIST)
+		child_die("mkdir %s", path);
+}
+
+/* /dev as a tmpfs with the harmless host devices bound in: devtmpfs cannot be mounted in a
+ * user namespace, and nothing else of the host's /dev belongs in an enclave. */
+static void setup_dev(const char *rootfs)
+{
+	static const char *const devs[] = { "null", "zero", "full", "random", "urandom", "tty" };
+	static const char *const links[][2] = { { "/proc/self/fd", "fd" },   { "/proc/self/fd/0", "stdin" },
+						 { "/proc/self/fd/1", "stdout" }, { "/proc/self/fd/2", "stderr" },
+						 { "pts/ptmx", "ptmx" } };
+	char path[4096], host[64];
+
+	snprintf(path, sizeof(path), "%s/dev", rootfs);
+	xmkdir(path, 0755);
+	xmount("dev", path, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k");
+	for (size_t i = 0; i < sizeof(devs) / sizeof(devs[0]); i++) {
+		int fd;
+
+		snprintf(path, sizeof(path), "%s/dev/%s", rootfs, devs[i]);
+		snprintf(host, sizeof(host), "/dev/%s", devs[i]);
+		fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0666);
+		if (fd < 0)
+			child_die("create %s", path);
+		close(fd);
+		xmount(host, path, NULL, MS_BIND, NULL);
+	}
+	for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
+		snprintf(path, sizeof(path), "%s/dev/%s", rootfs, links[i][1]);
+		if (symlink(links[i][0], path) < 0)
+			child_die("symlink %s", path);
+	}
+	snprintf(path, sizeof(path), "%s/dev/pts", rootfs);
+	xmkdir(path, 0755);
+	xmount("devpts", path, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
+	snprintf(path, sizeof(path), "%s/dev/shm", rootfs);
+	xmkdir(path, 01777);
+	xmount("shm", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+}
+
+static void setup_rootfs(struct local *lc, const char *rootfs)
+{
+	char path[4096];
+
+	xmount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL);
+	snprintf(path, sizeof(path), "%s/proc", rootfs);
+	xmkdir(path, 0555);
+	xmount("proc", path, "proc", MS_NODEV | MS_NOSUID | MS_NOEXEC, NULL);
+	snprintf(path, sizeof(path), "%s/sys", rootfs);
+	xmkdir(path, 0555);
+	xmount("sysfs", path, "sysfs", MS_NODEV | MS_NOSUID | MS_NOEXEC | MS_RDONLY, NULL);
+	setup_dev(rootfs);
+	snprintf(path, sizeof(path), "%s/run", rootfs);
+	xmkdir(path, 0755);
+	xmount("run", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755");
+	snprintf(path, sizeof(path), "%s/run/enclaver", rootfs);
+	xmkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s%s", rootfs, ENCLAVE_VSOCK_DIR);
+	xmkdir(path, 0700);
+	xmount(lc->vdir, path, NULL, MS_BIND, NULL);
+	snprintf(path, sizeof(path), "%s/tmp", rootfs);
+	xmkdir(path, 01777);
+	xmount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+}
+
+static void enter_rootfs(const char *rootfs)
+{
+	if (chdir(rootfs) < 0)
+		child_die("chdir %s", rootfs);
+	if (syscall(SYS_pivot_root, ".", ".") < 0)
+		child_die("pivot_root");
+	/* the old root is stacked under the new one: detach it so nothing of the host remains */
+	if (umount2(".", MNT_DETACH) < 0)
+		child_die("detach the host's root");
+	if (chdir("/") < 0)
+		child_die("chdir /");
+}
+
+/* What a real enclave cannot do either, and what would reach past the sandbox: vsock is not
+ * namespaced (it would reach the host's real vsock peers), io_uring can open sockets without
+ * the socket() syscall, and keyrings and modules are the host kernel's. */
+static void install_seccomp(void)
+{
+	static const int denied[] = { SCMP_SYS(init_module), SCMP_SYS(finit_module), SCMP_SYS(delete_module),
+				      SCMP_SYS(kexec_load), SCMP_SYS(kexec_file_load), SCMP_SYS(add_key),
+				      SCMP_SYS(request_key), SCMP_SYS(keyctl), SCMP_SYS(reboot),
+				      SCMP_SYS(io_uring_setup), SCMP_SYS(io_uring_enter), SCMP_SYS(io_uring_register),
+				      SCMP_SYS(acct), SCMP_SYS(swapon), SCMP_SYS(swapoff), SCMP_SYS(bpf),
+				      SCMP_SYS(open_by_handle_at), SCMP_SYS(perf_event_open) };
+	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+
+	if (!ctx)
+		child_die("seccomp_init");
+	/* Without no_new_privs: file capabilities inside (e.g. Vault's cap_ipc_lock) keep working;
+	 * root of the user namespace may install the filter. */
+	seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
+	for (size_t i = 0; i < sizeof(denied) / sizeof(denied[0]); i++)
+		if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), denied[i], 0) < 0)
+			child_die("seccomp rule %d", denied[i]);
+	if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1,
+			     SCMP_A0(SCMP_CMP_EQ, AF_VSOCK)) < 0 ||
+	    seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socketpair), 1,
+			     SCMP_A0(SCMP_CMP_EQ, AF_VSOCK)) < 0)
+		child_die("seccomp vsock rule");
+	if (seccomp_load(ctx) < 0)
+		child_die("seccomp_load");
+	seccomp_release(ctx);
+}
+
+static char **build_env(char **image_env)
+{
+	size_t n = 0, k = 0;
+	char **env;
+
+	for (char **e = image_env; e && *e; e++)
+		n++;
+	env = calloc(n + 3, sizeof(*env));
+	if (!env)
+		child_die("calloc");
+	/* The image cannot speak for the launcher: its ENCLAVER_* variables are dropped. */
+	for (char **e = image_env; e && *e; e++)
+		if (strncmp(*e, "ENCLAVER_", 9) != 0)
+			env[k++] = *e;
+	env[k++] = VSOCK_DIR_ENV "=" ENCLAVE_VSOCK_DIR;
+	env[k++] = "ENCLAVER_VSOCK_CID=16";
+	env[k] = NULL;
+	return env;
+}
+
+static int child_main(void *arg)
+{
+	struct local *lc = arg;
+	char rootfs[128], path[160], c;
+	char **cmd, **env;
+	bool missing;
+	int exec_pipe[2], status, child_errno = 0;
+	pid_t app;
+	ssize_t n;
+	sigset_t none;
+
+	report_fd = lc->report_wr;
+	if (read(lc->sync_rd, &c, 1) != 1)
+		child_die("the launcher went away");
+	close(lc->sync_rd);
+	if (setgroups(0, NULL) < 0 || setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+		child_die("become root of the enclave's user namespace");
+	/* after the credential change, which clears it: enclaver-run gone, the enclave goes too */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (unshare(CLONE_NEWCGROUP) < 0)
+		child_die("cgroup namespace");
+	xmount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+	snprintf(path, sizeof(path), "size=%dm,mode=0755", lc->spec->memory_mb);
+	xmount("enclave", lc->root, "tmpfs", 0, path);
+	unpack_ramdisks(lc);
+	snprintf(path, sizeof(path), "%s/env", lc->root);
+	env = read_items(path, &missing);
+	snprintf(path, sizeof(path), "%s/cmd", lc->root);
+	cmd = read_items(path, &missing);
+	snprintf(rootfs, sizeof(rootfs), "%s/rootfs", lc->root);
+	if (access(rootfs, F_OK) < 0)
+		child_die("the EIF has no /rootfs");
+	setup_rootfs(lc, rootfs);
+	if (sethostname("enclave", 7) < 0)
+		child_die("sethostname");
+	enter_rootfs(rootfs);
+	install_seccomp();
+	if (!cmd || !cmd[0]) {
+		static char *sh[] = { "sh", NULL };
+
+		cmd = sh;
+	}
+	env = build_env(env);
+	/* The lookup PATH is init's, not the image's, as AWS init does. */
+	setenv("PATH", DEFAULT_PATH, 1);
+	if (pipe2(exec_pipe, O_CLOEXEC) < 0)
+		child_die("pipe");
+	app = fork();
+	if (app < 0)
+		child_die("fork");
+	if (app == 0) {
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		setsid();
+		close(exec_pipe[0]);
+		execvpe(cmd[0], cmd, env);
+		child_errno = errno;
+		if (write(exec_pipe[1], &child_errno, sizeof(child_errno)) < 0)
+			_exit(127);
+		_exit(127);
+	}
+	close(exec_pipe[1]);
+	n = read(exec_pipe[0], &child_errno, sizeof(child_errno));
+	close(exec_pipe[0]);
+	if (n == sizeof(child_errno)) {
+		errno = child_errno;
+		child_die("cannot start %s", cmd[0]);
+	}
+	if (write(report_fd, "R", 1) != 1)
+		_exit(126);
+	close(report_fd);
+	/* PID 1's duty: reap everything; end when the command does. */
+	for (;;) {
+		pid_t p = wait(&status);
+
+		if (p < 0 && errno == EINTR)
+			continue;
+		if (p < 0)
+			_exit(1);
+		if (p == app)
+			_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+	}
+}
+
+/* --- host side --- */
+
+static int write_file(const char *path, const char *data, struct err *err)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return err_sys(err, "%s", path);
+	if (fs_write_full(fd, data, strlen(data)) < 0) {
+		err_sys(err, "%s", path);
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+static bool cgroup_v2(void)
+{
+	return access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0;
+}
+
+static int setup_cgroups(struct local *lc, struct err *err)
+{
+	const char *id = strrchr(lc->state, '-') + 1;
+	char v[64], path[300];
+	long long mem = (long long)lc->spec->memory_mb << 20;
+	long quota = (long)lc->spec->cpu_count * 100000;
+
+	if (cgroup_v2()) {
+		snprintf(lc->cgroups[0], sizeof(lc->cgroups[0]), "/sys/fs/cgroup/enclaver-%s", id);
+		/* enabling controllers below the root may fail where they already are: not fatal */
+		write_file("/sys/fs/cgroup/cgroup.subtree_control", "+memory +cpu +pids", err);
+		if (mkdir(lc->cgroups[0], 0755) < 0)
+			return err_sys(err, "%s", lc->cgroups[0]);
+		lc->n_cgroups = 1;
+		snprintf(path, sizeof(path), "%s/memory.max", lc->cgroups[0]);
+		snprintf(v, sizeof(v), "%lld", mem);
+		if (write_file(path, v, err) < 0)
+			return -1;
+		snprintf(path, sizeof(path), "%s/memory.swap.max", lc->cgroups[0]);
+		write_file(path, "0", err);
+		snprintf(path, sizeof(path), "%s/cpu.max", lc->cgroups[0]);
+		snprintf(v, sizeof(v), "%ld 100000", quota);
+		if (write_file(path, v, err) < 0)
+			return -1;
+		snprintf(path, sizeof(path), "%s/cgroup.procs", lc->cgroups[0]);
+		snprintf(v, sizeof(v), "%d", (int)lc->pid);
+		return write_file(path, v, err);
+	}
+	{
+		static const char *const ctrls[] = { "memory", "cpu", "pids" };
+
+		for (size_t i = 0; i < 3; i++) {
+			char *cg = lc->cgroups[lc->n_cgroups];
+
+			snprintf(cg, sizeof(lc->cgroups[0]), "/sys/fs/cgroup/%s/enclaver-%s", ctrls[i], id);
+			if (mkdir(cg, 0755) < 0) {
+				if (i == 0) /* the memory limit is not optional */
+					return err_sys(err, "%s", cg);
+				continue;
+			}
+			lc->n_cgroups++;
+			if (i == 0) {
+				snprintf(path, sizeof(path), "%s/memory.limit_in_bytes", cg);
+				snprintf(v, sizeof(v), "%lld", mem);
+				if (write_file(path, v, err) < 0)
+					return -1;
+				snprintf(path, sizeof(path), "%s/memory.memsw.limit_in_bytes", cg);
+				if (access(path, F_OK) == 0)
+					write_file(path, v, err);
+			} else if (i == 1) {
+				snprintf(path, sizeof(path), "%s/cpu.cfs_quota_us", cg);
+				snprintf(v, sizeof(v), "%ld", quota);
+				if (write_file(path, v, err) < 0)
+					return -1;
+			}
+			snprintf(path, sizeof(path), "%s/cgroup.procs", cg);
+			snprintf(v, sizeof(v), "%d", (int)lc->pid);
+			if (write_file(path, v, err) < 0)
+				return -1;
+		}
+	}
+	return 0;
+}
+
+static bool oom_killed(struct local *lc)
+{
+	char path[300];
+	struct buf b = BUF_INIT;
+	struct err err = { 0 };
+	bool oom = false;
+	const char *p;
+
+	if (!lc->n_cgroups)
+		return false;
+	snprintf(path, sizeof(path), "%s/%s", lc->cgroups[0], cgroup_v2() ? "memory.events" : "memory.oom_control");
+	if (fs_read_file(path, 65536, &b, &err) == 0 && (p = strstr(buf_cstr(&b), "oom_kill ")) != NULL)
+		oom = atoi(p + 9) > 0;
+	buf_free(&b);
+	return oom;
+}
+
+static int local_prepare(struct launcher *l, struct err *err)
+{
+	struct local *lc = calloc(1, sizeof(*lc));
+
+	if (!lc)
+		abort();
+	l->priv = lc;
+	lc->pid = -1;
+	lc->pidfd = -1;
+	lc->spec = &l->spec;
+	snprintf(lc->state, sizeof(lc->state), "/tmp/enclaver-XXXXXX");
+	if (!mkdtemp(lc->state))
+		return err_sys(err, "local enclave: state folder");
+	snprintf(lc->vdir, sizeof(lc->vdir), "%s/v", lc->state);
+	snprintf(lc->root, sizeof(lc->root), "%s/r", lc->state);
+	lc->base = 0x20000000u + (((uid_t)getpid() & 0xfffu) << 16);
+	/* The enclave's root (an unprivileged uid here) owns its vsock folder, nothing else. */
+	if (chmod(lc->state, 0711) < 0 || mkdir(lc->vdir, 0700) < 0 || mkdir(lc->root, 0700) < 0 ||
+	    chown(lc->vdir, lc->base, lc->base) < 0 || chown(lc->root, lc->base, lc->base) < 0)
+		return err_sys(err, "local enclave: %s", lc->state);
+	return vsock_use_emulated(lc->vdir, VSOCK_CID_PARENT, err);
+}
+
+static int local_start(struct launcher *l, struct err *err)
+{
+	struct local *lc = l->priv;
+	int sync_pipe[2], report[2];
+	char *stack, map[64], path[64], msg[1100];
+	ssize_t n;
+
+	if (geteuid() != 0)
+		return err_set(err, EPERM, "the local launcher needs root (it creates namespaces and cgroups)");
+	if (pipe2(sync_pipe, O_CLOEXEC) < 0 || pipe2(report, O_CLOEXEC) < 0)
+		return err_sys(err, "pipe");
+	lc->sync_rd = sync_pipe[0];
+	lc->report_wr = report[1];
+	stack = malloc(STACK_SIZE);
+	if (!stack)
+		abort();
+	lc->pid = clone(child_main, stack + STACK_SIZE,
+			CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD,
+			lc);
+	free(stack);
+	close(sync_pipe[0]);
+	close(report[1]);
+	if (lc->pid < 0) {
+		close(sync_pipe[1]);
+		close(report[0]);
+		return err_sys(err, "clone (user namespaces may be disabled here)");
+	}
+	snprintf(map, sizeof(map), "0 %u %u\n", lc->base, ID_RANGE);
+	snprintf(path, sizeof(path), "/proc/%d/uid_map", (int)lc->pid);
+	if (write_file(path, map, err) < 0)
+		goto fail;
+	snprintf(path, sizeof(path), "/proc/%d/gid_map", (int)lc->pid);
+	if (write_file(path, map, err) < 0 || setup_cgroups(lc, err) < 0)
+		goto fail;
+	lc->pidfd = (int)syscall(SYS_pidfd_open, lc->pid, 0);
+	if (lc->pidfd < 0) {
+		err_sys(err, "pidfd_open");
+		goto fail;
+	}
+	if (write(sync_pipe[1], "G", 1) != 1) {
+		err_sys(err, "start the enclave");
+		goto fail;
+	}
+	close(sync_pipe[1]);
+	sync_pipe[1] = -1;
+	n = read(report[0], msg, sizeof(msg) - 1);
+	close(report[0]);
+	report[0] = -1;
+	if (n != 1 || msg[0] != 'R') {
+		msg[n > 0 ? n : 0] = 0;
+		err_set(err, EIO, "local enclave failed to boot: %s", n > 0 ? msg : "it exited during setup");
+		goto fail;
+	}
+	l->cid = LOCAL_CID;
+	snprintf(l->enclave_id, sizeof(l->enclave_id), "local-%s", strrchr(lc->state, '-') + 1);
+	l->watch_fd = lc->pidfd;
+	return 0;
+fail:
+	if (sync_pipe[1] >= 0)
+		close(sync_pipe[1]);
+	if (report[0] >= 0)
+		close(report[0]);
+	return -1;
+}
+
+static void reap(struct local *lc)
+{
+	if (lc->pid > 0 && !lc->reaped) {
+		while (waitpid(lc->pid, &lc->status, 0) < 0 && errno == EINTR)
+			;
+		lc->reaped = true;
+	}
+}
+
+static void local_describe_end(struct launcher *l, char *buf, size_t size)
+{
+	struct local *lc = l->priv;
+
+	reap(lc);
+	if (oom_killed(lc))
+		snprintf(buf, size, "out of memory: the enclave used more than its %d MiB", l->spec.memory_mb);
+	else if (WIFEXITED(lc->status))
+		snprintf(buf, size, "the enclave's init exited with %d", WEXITSTATUS(lc->status));
+	else
+		snprintf(buf, size, "the enclave's init was killed by signal %d", WTERMSIG(lc->status));
+}
+
+static void local_stop(struct launcher *l)
+{
+	struct local *lc = l->priv;
+	struct err err = { 0 };
+
+	if (!lc)
+		return;
+	/* Killing PID 1 of the enclave's PID namespace ends every process in it. */
+	if (lc->pid > 0 && !lc->reaped) {
+		kill(lc->pid, SIGKILL);
+		reap(lc);
+	}
+	if (oom_killed(lc))
+		log_warn("the enclave ran out of memory: a process was killed for using more than memory_mb = %d MiB",
+			 l->spec.memory_mb);
+	if (lc->pidfd >= 0)
+		close(lc->pidfd);
+	/* rmdir needs the cgroup empty: its processes die asynchronously after PID 1 */
+	for (size_t i = 0; i < lc->n_cgroups; i++)
+		for (int tries = 0; tries < 200 && rmdir(lc->cgroups[i]) < 0 && errno == EBUSY; tries++)
+			usleep(5000);
+	/* mounts lived in the enclave's mount namespace: only files are left here */
+	if (lc->state[0] && fs_remove_tree(lc->state, &err) < 0)
+		log_warn("local enclave: %s", err.msg);
+	free(lc);
+	l->priv = NULL;
+}
+
+const struct launcher_ops launcher_local = {
+	.name = "local",
+	.prepare = local_prepare,
+	.start = local_start,
+	.describe_end = local_describe_end,
+	.stop = local_stop,
+};

@@ -1,0 +1,234 @@
+/* Test program run inside local enclaves: one static binary, one subcommand per behaviour. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static int listen_tcp(int port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 8192) < 0) {
+		perror("listen");
+		exit(3);
+	}
+	return fd;
+}
+
+struct econn {
+	int fd;
+	char buf[65536];
+	size_t off, len;
+	int eof, shut;
+};
+
+/* An epoll echo server that honours half-close and backpressure. */
+__attribute__((noreturn)) static void echo(int port)
+{
+	int lfd = listen_tcp(port), ep = epoll_create1(0);
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL }, evs[128];
+
+	printf("echo listening on %d\n", port);
+	fflush(stdout);
+	epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
+	for (;;) {
+		int n = epoll_wait(ep, evs, 128, -1);
+
+		for (int i = 0; i < n; i++) {
+			struct econn *c = evs[i].data.ptr;
+
+			if (!c) {
+				int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK);
+
+				if (fd < 0)
+					continue;
+				c = calloc(1, sizeof(*c));
+				c->fd = fd;
+				ev = (struct epoll_event){ .events = EPOLLIN, .data.ptr = c };
+				epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+				continue;
+			}
+			for (;;) {
+				if (c->off < c->len) {
+					ssize_t w = write(c->fd, c->buf + c->off, c->len - c->off);
+
+					if (w < 0 && errno == EAGAIN)
+						break;
+					if (w < 0)
+						goto drop;
+					c->off += (size_t)w;
+					continue;
+				}
+				if (c->eof) {
+					shutdown(c->fd, SHUT_WR);
+					goto drop;
+				}
+				{
+					ssize_t r = read(c->fd, c->buf, sizeof(c->buf));
+
+					if (r < 0 && errno == EAGAIN)
+						break;
+					if (r <= 0) {
+						c->eof = 1;
+						continue;
+					}
+					c->off = 0;
+					c->len = (size_t)r;
+				}
+			}
+			ev = (struct epoll_event){ .events = c->off < c->len ? EPOLLOUT : EPOLLIN, .data.ptr = c };
+			epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+			continue;
+drop:
+			epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+			close(c->fd);
+			free(c);
+		}
+	}
+}
+
+static int proxy_fd(void)
+{
+	const char *p = getenv("http_proxy");
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	int port, fd;
+
+	if (!p || sscanf(p, "http://127.0.0.1:%d", &port) != 1) {
+		fprintf(stderr, "no http_proxy\n");
+		exit(4);
+	}
+	sa.sin_port = htons((uint16_t)port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		perror("connect proxy");
+		exit(4);
+	}
+	return fd;
+}
+
+static void dump_reply(int fd)
+{
+	char buf[65536];
+	ssize_t n;
+
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		fwrite(buf, 1, (size_t)n, stdout);
+	fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc < 2)
+		return 2;
+	if (!strcmp(argv[1], "exit")) {
+		printf("probe exiting with %s\n", argv[2]);
+		return atoi(argv[2]);
+	}
+	if (!strcmp(argv[1], "signal")) {
+		printf("probe killing itself with %s\n", argv[2]);
+		kill(getpid(), atoi(argv[2]));
+		pause();
+	}
+	if (!strcmp(argv[1], "echo"))
+		echo(atoi(argv[2]));
+	if (!strcmp(argv[1], "sleep")) {
+		printf("probe sleeping\n");
+		sleep((unsigned)atoi(argv[2]));
+		return 0;
+	}
+	if (!strcmp(argv[1], "connect")) { /* connect HOST:PORT MESSAGE: CONNECT through the proxy */
+		int fd = proxy_fd();
+
+		dprintf(fd, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", argv[2], argv[2]);
+		if (argc > 3) {
+			/* wait for the proxy's answer before speaking to the target */
+			char c, last[4] = { 0 };
+
+			while (read(fd, &c, 1) == 1) {
+				putchar(c);
+				memmove(last, last + 1, 3);
+				last[3] = c;
+				if (!memcmp(last, "\r\n\r\n", 4))
+					break;
+			}
+			if (write(fd, argv[3], strlen(argv[3])) < 0)
+				return 5;
+			shutdown(fd, SHUT_WR);
+		}
+		dump_reply(fd);
+		return 0;
+	}
+	if (!strcmp(argv[1], "get")) { /* get URL: absolute-form GET through the proxy */
+		int fd = proxy_fd();
+
+		dprintf(fd, "GET %s HTTP/1.1\r\nHost: ignored\r\nConnection: keep-alive\r\n\r\n", argv[2]);
+		dump_reply(fd);
+		return 0;
+	}
+	if (!strcmp(argv[1], "vsock")) {
+		int fd = socket(40 /* AF_VSOCK */, SOCK_STREAM, 0);
+
+		printf("vsock socket: %s\n", fd < 0 ? strerror(errno) : "OPENED");
+		return fd < 0 ? 0 : 1;
+	}
+	if (!strcmp(argv[1], "tcp")) { /* tcp IP PORT: can this enclave reach it? */
+		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[3])) };
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+		inet_pton(AF_INET, argv[2], &sa.sin_addr);
+		printf("tcp %s:%s: %s\n", argv[2], argv[3],
+		       connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? strerror(errno) : "CONNECTED");
+		return 0;
+	}
+	if (!strcmp(argv[1], "pids")) {
+		DIR *d = opendir("/proc");
+		struct dirent *e;
+		int n = 0;
+
+		while (d && (e = readdir(d)))
+			if (e->d_name[0] >= '0' && e->d_name[0] <= '9')
+				n++;
+		printf("visible processes: %d\n", n);
+		return 0;
+	}
+	if (!strcmp(argv[1], "alloc")) { /* alloc MB: touch MB MiB, 1 MiB at a time */
+		long mb = atol(argv[2]);
+
+		for (long i = 0; i < mb; i++) {
+			char *p = malloc(1 << 20);
+
+			memset(p, 1, 1 << 20);
+		}
+		printf("allocated %ld MiB\n", mb);
+		return 0;
+	}
+	if (!strcmp(argv[1], "burst")) { /* burst BYTES then say done */
+		static char line[1024];
+		long total = atol(argv[2]);
+
+		memset(line, 'x', sizeof(line) - 1);
+		line[sizeof(line) - 1] = '\n';
+		for (long w = 0; w < total; w += (long)sizeof(line))
+			if (fwrite(line, 1, sizeof(line), stdout) != sizeof(line))
+				return 6;
+		printf("burst done\n");
+		return 0;
+	}
+	if (!strcmp(argv[1], "whoami")) {
+		printf("uid=%d gid=%d pid=%d\n", (int)getuid(), (int)getgid(), (int)getpid());
+		return 0;
+	}
+	return 2;
+}
