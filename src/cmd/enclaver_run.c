@@ -258,6 +258,8 @@ out:
 		log_client_stop(r.logs);
 	}
 	status_client_stop(r.status);
+	if (r.loop)
+		loop_close_all(r.loop);
 	host_ingress_stop(ingress);
 	host_egress_stop(egress);
 	if (r.watch_io.registered)

@@ -122,7 +122,6 @@ static int start_services(struct odyn *o, const char *config_dir, bool bootstrap
 		log_info("Bringing up loopback interface");
 		if (bootstrap_loopback_up(err) < 0)
 			return -1;
-		log_info("Seeding /dev/random with entropy from nsm device");
 		if (bootstrap_seed_entropy(err) < 0)
 			return -1;
 		log_info("Enclave initialized");

@@ -66,6 +66,7 @@ int bootstrap_seed_entropy(struct err *err)
 			return 1;
 		return -1;
 	}
+	log_info("Seeding /dev/random with entropy from nsm device");
 	got = nsm_get_random(nsm, rnd, sizeof(rnd), err);
 	nsm_close(nsm);
 	if (got < 0)

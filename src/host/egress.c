@@ -27,6 +27,7 @@
 enum state { READ_FRAME, RESOLVING, CONNECTING, ENDED };
 
 struct conn {
+	struct loop_tracked tracked; /* first */
 	struct host_egress *e;
 	enum state state;
 	int vfd, tfd;
@@ -65,6 +66,7 @@ static void conn_end(struct conn *c)
 
 	if (c->state == ENDED)
 		return;
+	loop_untrack(l, &c->tracked);
 	loop_timer_stop(l, &c->timer);
 	loop_io_del(l, &c->vio);
 	loop_io_del(l, &c->tio);
@@ -261,6 +263,11 @@ static void on_enclave(struct loop *l, struct loop_io *io, uint32_t events)
 	}
 }
 
+static void close_tracked(struct loop_tracked *t)
+{
+	conn_end((struct conn *)t);
+}
+
 static void on_accept(struct loop *l, struct loop_io *io, uint32_t events)
 {
 	struct host_egress *e = io->data;
@@ -283,6 +290,7 @@ static void on_accept(struct loop *l, struct loop_io *io, uint32_t events)
 			free(c);
 			continue;
 		}
+		loop_track(l, &c->tracked, close_tracked);
 		loop_timer_start(l, &c->timer, FRAME_TIMEOUT_MS);
 	}
 }

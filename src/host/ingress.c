@@ -26,6 +26,7 @@ struct listener {
 
 /* Holds what it needs by value: listeners may be stopped while connections are pending. */
 struct pending {
+	struct loop_tracked tracked; /* first */
 	struct loop *loop;
 	uint32_t cid;
 	struct host_port_map map;
@@ -58,6 +59,7 @@ static void start_relay(struct pending *p)
 	struct loop *l = p->loop;
 	struct err err = { 0 };
 
+	loop_untrack(l, &p->tracked);
 	loop_timer_stop(l, &p->timer);
 	loop_io_del(l, &p->io);
 	if (relay_start(l, p->cfd, p->vfd, NULL, on_relay_done, NULL, NULL, &err) < 0)
@@ -71,6 +73,7 @@ static void give_up(struct pending *p, const char *why)
 
 	log_warn("ingress: port %u: cannot reach the enclave's port %u: %s", p->map.host_port,
 		 p->map.enclave_port, why);
+	loop_untrack(l, &p->tracked);
 	loop_timer_stop(l, &p->timer);
 	loop_io_del(l, &p->io);
 	close(p->cfd);
@@ -117,6 +120,11 @@ static void try_connect(struct loop *l, void *data)
 		give_up(p, err.msg);
 }
 
+static void close_tracked(struct loop_tracked *t)
+{
+	give_up((struct pending *)t, "enclaver-run is stopping");
+}
+
 static void on_accept(struct loop *l, struct loop_io *io, uint32_t events)
 {
 	struct listener *ls = io->data;
@@ -140,6 +148,7 @@ static void on_accept(struct loop *l, struct loop_io *io, uint32_t events)
 		p->cfd = fd;
 		p->vfd = -1;
 		loop_timer_init(&p->timer, try_connect, p);
+		loop_track(l, &p->tracked, close_tracked);
 		try_connect(l, p);
 	}
 }

@@ -8,6 +8,7 @@
  */
 #include "host/launcher.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -54,6 +55,7 @@ struct local {
 	/* handed to the child */
 	const struct launch_spec *spec;
 	int sync_rd, report_wr;
+	int eif_fd; /* opened by the host: the enclave's root may not reach the file's folder */
 };
 
 /* --- child side: everything here runs in the new namespaces and dies on failure --- */
@@ -101,12 +103,10 @@ static ssize_t range_read(void *ctx, void *data, size_t len)
 static void unpack_ramdisks(struct local *lc)
 {
 	const struct eif_info *in = lc->spec->eif;
-	int fd = open(lc->spec->eif_path, O_RDONLY | O_CLOEXEC);
+	int fd = lc->eif_fd;
 	unsigned n_ramdisks = 0;
 	struct err err = { 0 };
 
-	if (fd < 0)
-		child_die("%s", lc->spec->eif_path);
 	for (size_t i = 0; i < in->n_sections; i++)
 		n_ramdisks += in->sections[i].type == EIF_SEC_RAMDISK;
 	/* The bootstrap ramdisk (init, nsm.ko) serves a real boot only; with a single ramdisk it is
@@ -249,6 +249,7 @@ static void install_seccomp(void)
 				      SCMP_SYS(io_uring_setup), SCMP_SYS(io_uring_enter), SCMP_SYS(io_uring_register),
 				      SCMP_SYS(acct), SCMP_SYS(swapon), SCMP_SYS(swapoff), SCMP_SYS(bpf),
 				      SCMP_SYS(open_by_handle_at), SCMP_SYS(perf_event_open) };
+	const struct scmp_arg_cmp vsock_family = { .arg = 0, .op = SCMP_CMP_EQ, .datum_a = AF_VSOCK, .datum_b = 0 };
 	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
 
 	if (!ctx)
@@ -259,10 +260,8 @@ static void install_seccomp(void)
 	for (size_t i = 0; i < sizeof(denied) / sizeof(denied[0]); i++)
 		if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), denied[i], 0) < 0)
 			child_die("seccomp rule %d", denied[i]);
-	if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1,
-			     SCMP_A0(SCMP_CMP_EQ, AF_VSOCK)) < 0 ||
-	    seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socketpair), 1,
-			     SCMP_A0(SCMP_CMP_EQ, AF_VSOCK)) < 0)
+	if (seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1, &vsock_family) < 0 ||
+	    seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socketpair), 1, &vsock_family) < 0)
 		child_die("seccomp vsock rule");
 	if (seccomp_load(ctx) < 0)
 		child_die("seccomp_load");
@@ -476,6 +475,43 @@ static bool oom_killed(struct local *lc)
 	return oom;
 }
 
+/* An enclaver-run killed with SIGKILL cannot clean up; its enclave died with it (parent-death
+ * signal). The next local launch removes what such runs left: state folders whose owner is gone,
+ * and their cgroups. */
+static void sweep_stale(void)
+{
+	DIR *d = opendir("/tmp");
+	struct dirent *e;
+
+	while (d && (e = readdir(d))) {
+		char path[300], cg[400];
+		struct buf b = BUF_INIT;
+		struct err err = { 0 };
+		long pid;
+
+		if (strncmp(e->d_name, "enclaver-", 9) != 0 || strlen(e->d_name) != 15)
+			continue;
+		snprintf(path, sizeof(path), "/tmp/%s/owner", e->d_name);
+		if (fs_read_file(path, 64, &b, &err) < 0) {
+			buf_free(&b);
+			continue;
+		}
+		pid = atol(buf_cstr(&b));
+		buf_free(&b);
+		if (pid <= 0 || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		for (const char *const *c = (const char *const[]){ "", "memory/", "cpu/", "pids/", NULL }; *c; c++) {
+			snprintf(cg, sizeof(cg), "/sys/fs/cgroup/%s%s", *c, e->d_name);
+			rmdir(cg);
+		}
+		snprintf(path, sizeof(path), "/tmp/%s", e->d_name);
+		if (fs_remove_tree(path, &err) == 0)
+			log_info("removed %s, left by an enclaver-run that was killed", path);
+	}
+	if (d)
+		closedir(d);
+}
+
 static int local_prepare(struct launcher *l, struct err *err)
 {
 	struct local *lc = calloc(1, sizeof(*lc));
@@ -486,12 +522,21 @@ static int local_prepare(struct launcher *l, struct err *err)
 	lc->pid = -1;
 	lc->pidfd = -1;
 	lc->spec = &l->spec;
+	sweep_stale();
 	snprintf(lc->state, sizeof(lc->state), "/tmp/enclaver-XXXXXX");
 	if (!mkdtemp(lc->state))
 		return err_sys(err, "local enclave: state folder");
 	snprintf(lc->vdir, sizeof(lc->vdir), "%s/v", lc->state);
 	snprintf(lc->root, sizeof(lc->root), "%s/r", lc->state);
 	lc->base = 0x20000000u + (((uid_t)getpid() & 0xfffu) << 16);
+	{
+		char owner[128], pid[16];
+
+		snprintf(owner, sizeof(owner), "%s/owner", lc->state);
+		snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+		if (fs_write_file_atomic(owner, pid, strlen(pid), 0644, err) < 0)
+			return -1;
+	}
 	/* The enclave's root (an unprivileged uid here) owns its vsock folder, nothing else. */
 	if (chmod(lc->state, 0711) < 0 || mkdir(lc->vdir, 0700) < 0 || mkdir(lc->root, 0700) < 0 ||
 	    chown(lc->vdir, lc->base, lc->base) < 0 || chown(lc->root, lc->base, lc->base) < 0)
@@ -508,6 +553,9 @@ static int local_start(struct launcher *l, struct err *err)
 
 	if (geteuid() != 0)
 		return err_set(err, EPERM, "the local launcher needs root (it creates namespaces and cgroups)");
+	lc->eif_fd = open(l->spec.eif_path, O_RDONLY | O_CLOEXEC);
+	if (lc->eif_fd < 0)
+		return err_sys(err, "%s", l->spec.eif_path);
 	if (pipe2(sync_pipe, O_CLOEXEC) < 0 || pipe2(report, O_CLOEXEC) < 0)
 		return err_sys(err, "pipe");
 	lc->sync_rd = sync_pipe[0];
@@ -521,6 +569,8 @@ static int local_start(struct launcher *l, struct err *err)
 	free(stack);
 	close(sync_pipe[0]);
 	close(report[1]);
+	close(lc->eif_fd);
+	lc->eif_fd = -1;
 	if (lc->pid < 0) {
 		close(sync_pipe[1]);
 		close(report[0]);

@@ -26,6 +26,7 @@ struct loop {
 	struct loop_io sig_io;
 	loop_signal_fn sig_fn;
 	void *sig_data;
+	struct loop_tracked tracked; /* list head */
 };
 
 static uint64_t mono_ms(void)
@@ -48,6 +49,7 @@ int loop_new(struct loop **out, struct err *err)
 		return err_sys(err, "epoll_create1");
 	}
 	l->sig_io.fd = -1;
+	l->tracked.prev = l->tracked.next = &l->tracked;
 	l->now = mono_ms();
 	*out = l;
 	return 0;
@@ -241,6 +243,35 @@ int loop_signals(struct loop *l, const int *sigs, size_t n, loop_signal_fn fn, v
 		return -1;
 	}
 	return 0;
+}
+
+void loop_track(struct loop *l, struct loop_tracked *t, void (*close)(struct loop_tracked *t))
+{
+	t->close = close;
+	t->next = &l->tracked;
+	t->prev = l->tracked.prev;
+	t->prev->next = t;
+	l->tracked.prev = t;
+}
+
+void loop_untrack(struct loop *l, struct loop_tracked *t)
+{
+	if (!t->next)
+		return;
+	t->prev->next = t->next;
+	t->next->prev = t->prev;
+	t->prev = t->next = NULL;
+}
+
+void loop_close_all(struct loop *l)
+{
+	while (l->tracked.next != &l->tracked) {
+		struct loop_tracked *t = l->tracked.next;
+
+		t->close(t);
+		if (l->tracked.next == t) /* a close that forgot to untrack must not loop forever */
+			loop_untrack(l, t);
+	}
 }
 
 void loop_defer_free(struct loop *l, void *ptr, void (*fn)(void *))

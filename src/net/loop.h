@@ -58,6 +58,17 @@ bool loop_timer_armed(const struct loop_timer *t);
 /* Blocks the given signals in the calling thread and delivers them through the loop. */
 int loop_signals(struct loop *l, const int *sigs, size_t n, loop_signal_fn fn, void *data, struct err *err);
 
+/* Connections and other objects owned by no one but the loop register here, so that a process
+ * shutting down can end them all (and free them) instead of leaking them. */
+struct loop_tracked {
+	struct loop_tracked *prev, *next;
+	void (*close)(struct loop_tracked *t); /* must end the object and untrack it */
+};
+void loop_track(struct loop *l, struct loop_tracked *t, void (*close)(struct loop_tracked *t));
+void loop_untrack(struct loop *l, struct loop_tracked *t);
+/* Closes every tracked object; their deferred frees run in loop_free. */
+void loop_close_all(struct loop *l);
+
 /* Frees ptr with fn after the current batch of events has been dispatched. */
 void loop_defer_free(struct loop *l, void *ptr, void (*fn)(void *));
 

@@ -38,6 +38,7 @@ struct direction {
 };
 
 struct relay {
+	struct loop_tracked tracked; /* first: the close hook finds the relay from it */
 	struct loop *loop;
 	struct loop_io io_a, io_b;
 	bool parked_a, parked_b; /* hung up while we wanted nothing from it: out of epoll for now */
@@ -113,6 +114,7 @@ static void finish(struct relay *r)
 	if (r->closed)
 		return;
 	r->closed = true;
+	loop_untrack(r->loop, &r->tracked);
 	loop_io_del(r->loop, &r->io_a);
 	loop_io_del(r->loop, &r->io_b);
 	r->io_a.fn = r->io_b.fn = NULL;
@@ -130,6 +132,11 @@ static void finish(struct relay *r)
 void relay_close(struct relay *r)
 {
 	finish(r);
+}
+
+static void close_tracked(struct loop_tracked *t)
+{
+	finish((struct relay *)t);
 }
 
 static size_t pending(const struct direction *d)
@@ -313,10 +320,11 @@ int relay_start(struct loop *l, int fd_a, int fd_b, const struct relay_opts *opt
 	r->idle_ms = opts ? opts->idle_timeout_ms : 0;
 	r->last_activity = loop_now(l);
 	loop_timer_init(&r->idle, on_idle, r);
-	r->io_a.registered = r->io_b.registered = false;
+	loop_track(l, &r->tracked, close_tracked);
 	if (loop_io_add(l, &r->io_a, fd_a, 0, on_io, r, err) < 0 ||
 	    loop_io_add(l, &r->io_b, fd_b, 0, on_io, r, err) < 0) {
 		loop_io_del(l, &r->io_a);
+		loop_untrack(l, &r->tracked);
 		close(fd_a);
 		close(fd_b);
 		free(r);

@@ -2,9 +2,12 @@
 program and a manifest, packed as nitro-cli packs a customer ramdisk."""
 import os
 import pathlib
+import re
+import shutil
 import stat
+import subprocess
 
-from conftest import BUILD, run
+from conftest import BUILD, ROOT, run
 import nitro_ref as ref
 
 
@@ -25,6 +28,23 @@ def _add_tree(cpio, src, prefix):
                          mtime=ref.LINUXKIT_MTIME)
 
 
+def _probe():
+    # the probe is static and never sanitized: a sanitized build borrows the plain build's
+    for b in (BUILD, ROOT / "build"):
+        if (b / "tests" / "probe").exists():
+            return b / "tests" / "probe"
+    raise FileNotFoundError("tests/probe: build the plain build first")
+
+
+def _copy_shared_libs(binary, root):
+    """A sanitized odyn is dynamically linked: give the enclave the libraries it loads."""
+    out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True).stdout
+    for path in re.findall(r"(/\S+\.so[.\d]*)", out):
+        dst = root / path.lstrip("/")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(os.path.realpath(path), dst)
+
+
 def make_eif(d, manifest, app, env=("PATH=/bin:/sbin",), extra_files=None):
     """An EIF whose /cmd runs odyn with `app` (probe arguments, or an absolute argv)."""
     d = pathlib.Path(d)
@@ -33,7 +53,8 @@ def make_eif(d, manifest, app, env=("PATH=/bin:/sbin",), extra_files=None):
         (root / sub).mkdir(parents=True, exist_ok=True)
     (root / "sbin" / "odyn").write_bytes((BUILD / "odyn").read_bytes())
     (root / "sbin" / "odyn").chmod(0o755)
-    (root / "bin" / "probe").write_bytes((BUILD / "tests" / "probe").read_bytes())
+    _copy_shared_libs(BUILD / "odyn", root)
+    (root / "bin" / "probe").write_bytes(_probe().read_bytes())
     (root / "bin" / "probe").chmod(0o755)
     (root / "etc" / "enclaver" / "enclaver.yaml").write_text(manifest)
     for rel, data in (extra_files or {}).items():

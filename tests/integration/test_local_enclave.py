@@ -1,0 +1,307 @@
+"""The local enclave end to end: enclaver-run boots an EIF holding odyn and the probe program in
+namespaces, and the tests act as its users do: through published ports, the egress proxy, the
+exit code and the log stream."""
+import glob
+import hashlib
+import http.server
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import BUILD
+import enclave_util as eu
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the local launcher needs root")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Enclave:
+    def __init__(self, d, manifest, app, extra_args=(), **kw):
+        self.eif = eu.make_eif(d, manifest, app, **kw)
+        self.d = d
+        self.proc = subprocess.Popen([str(BUILD / "enclaver-run"), "--eif-file", str(self.eif), "--manifest-file",
+                                      str(d / "enclaver.yaml"), *extra_args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def wait(self, timeout=60):
+        out, err = self.proc.communicate(timeout=timeout)
+        self.out, self.err = out.decode(errors="replace"), err.decode(errors="replace")
+        return self.proc.returncode
+
+    def stop(self, sig=signal.SIGTERM):
+        self.proc.send_signal(sig)
+        return self.wait()
+
+    def __del__(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()  # lets enclaver-run clean up
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def wait_port(port, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=1)
+            s.sendall(b"x")
+            s.shutdown(socket.SHUT_WR)
+            if s.recv(1) == b"x":
+                s.close()
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"port {port} never echoed")
+
+
+def leftovers():
+    """Processes, mounts, cgroups and state folders a local enclave could leave behind."""
+    procs = subprocess.run(["pgrep", "-f", "odyn --config-dir|bin/probe"], capture_output=True, text=True).stdout.split()
+    mounts = [l for l in open("/proc/mounts") if "enclaver-" in l]
+    cgroups = glob.glob("/sys/fs/cgroup/*/enclaver-*") + glob.glob("/sys/fs/cgroup/enclaver-*")
+    states = glob.glob("/tmp/enclaver-*")
+    return procs + mounts + cgroups + states
+
+
+def test_exit_code_and_logs(tmp_path):
+    e = Enclave(tmp_path, eu.MANIFEST, ["exit", "3"])
+    assert e.wait() == 3, e.err
+    assert "probe exiting with 3" in e.out
+    assert "odyn: info: Entrypoint exited with 3" in e.out
+    assert "LOCAL ENCLAVE" in e.err and "enclave exited with code 3" in e.err
+    assert leftovers() == []
+
+
+def test_signal_gives_107(tmp_path):
+    e = Enclave(tmp_path, eu.MANIFEST, ["signal", "15"])
+    assert e.wait() == 107, e.err
+    assert "enclave stopped due to signal 15 (SIGTERM)" in e.err
+    assert leftovers() == []
+
+
+def test_odyn_fatal_gives_108_and_stays_readable(tmp_path):
+    # the manifest baked into the image is broken: odyn reports fatal and keeps serving status
+    e = Enclave(tmp_path, eu.MANIFEST, ["exit", "0"],
+                extra_files={"etc/enclaver/enclaver.yaml": b"version: v1\nname: x\nbogus: 1\n"})
+    assert e.wait() == 108, e.err
+    assert 'unknown key \\"bogus\\"' in e.err or 'unknown key "bogus"' in e.err
+    assert leftovers() == []
+
+
+def test_sigterm_gives_109_and_cleans_up(tmp_path):
+    e = Enclave(tmp_path, eu.MANIFEST, ["sleep", "600"])
+    deadline = time.time() + 15
+    while time.time() < deadline and not glob.glob("/tmp/enclaver-*/v/16.17000"):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert e.stop(signal.SIGTERM) == 109, e.err
+    assert leftovers() == []
+    (tmp_path / "again").mkdir()
+    e = Enclave(tmp_path / "again", eu.MANIFEST, ["sleep", "600"])
+    time.sleep(1)
+    assert e.stop(signal.SIGINT) == 109
+    assert leftovers() == []
+
+
+def test_killed_runs_are_swept_by_the_next(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    e = Enclave(tmp_path / "a", eu.MANIFEST, ["sleep", "600"])
+    time.sleep(1)
+    e.proc.kill()  # SIGKILL: no cleanup possible; the enclave dies with it (parent-death signal)
+    e.proc.wait()
+    time.sleep(0.3)
+    assert glob.glob("/tmp/enclaver-*")
+    e2 = Enclave(tmp_path / "b", eu.MANIFEST, ["exit", "0"])
+    assert e2.wait() == 0
+    assert "left by an enclaver-run that was killed" in e2.err
+    assert leftovers() == []
+
+
+def test_app_runs_as_root_in_its_own_world(tmp_path):
+    host_port = free_port()
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", host_port))
+    srv.listen()
+    e = Enclave(tmp_path, eu.MANIFEST, ["seq", "whoami", "vsock", "pids", f"tcp 127.0.0.1 {host_port}"])
+    assert e.wait() == 0, e.err
+    srv.close()
+    assert "uid=0 gid=0" in e.out
+    # AF_VSOCK is refused: vsock is not namespaced and would reach real peers
+    assert "vsock socket: Address family not supported by protocol" in e.out
+    # the host's processes are invisible: PID 1, odyn, the probe and its child
+    count = int(e.out.split("visible processes: ")[1].split()[0])
+    assert 2 <= count <= 6, e.out
+    # the host's loopback is not the enclave's: the listener above cannot be reached
+    assert f"tcp 127.0.0.1:{host_port}: Connection refused" in e.out
+
+
+def test_memory_limit_kills_and_is_reported(tmp_path):
+    manifest = eu.MANIFEST.replace("memory_mb: 256", "memory_mb: 96")
+    e = Enclave(tmp_path, manifest, ["alloc", "400"])
+    code = e.wait()
+    assert code == 107, (code, e.err)
+    assert "ran out of memory" in e.err
+    assert leftovers() == []
+
+
+def test_early_logs_replayed_and_burst_does_not_block(tmp_path):
+    e = Enclave(tmp_path, eu.MANIFEST, ["seq", "burst 1048576", "sleep 3"])
+    deadline = time.time() + 15
+    sock = None
+    while time.time() < deadline and sock is None:
+        for p in glob.glob("/tmp/enclaver-*/v/16.17001"):
+            s = socket.socket(socket.AF_UNIX)
+            try:
+                s.connect(p)
+                sock = s
+            except OSError:
+                pass
+        time.sleep(0.05)
+    assert sock is not None
+    time.sleep(1.0)  # the burst is over by now: a late client still gets the retained backlog
+    sock.settimeout(2)
+    data = b""
+    try:
+        while len(data) < 128 * 1024:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except socket.timeout:
+        pass
+    sock.close()
+    assert b"burst done" in data
+    assert 64 * 1024 < len(data) <= 128 * 1024 + 4096
+    assert e.wait() == 0, e.err
+    assert "burst done" in e.out
+
+
+def test_ingress_gigabyte_each_way_with_half_close(tmp_path):
+    port = free_port()
+    manifest = eu.MANIFEST + f"ingress:\n  - listen_port: {port}\n"
+    e = Enclave(tmp_path, manifest, ["echo", str(port)])
+    wait_port(port)
+    total = 1 << 30
+    block = hashlib.sha256(b"seed").digest() * 2048  # 64 KiB
+    sent, got = hashlib.sha256(), hashlib.sha256()
+    s = socket.create_connection(("127.0.0.1", port))
+    received = [0]
+
+    def reader():
+        while True:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            got.update(chunk)
+            received[0] += len(chunk)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    for i in range(total // len(block)):
+        b = block[i % 64:] + block[:i % 64]
+        s.sendall(b)
+        sent.update(b)
+    s.shutdown(socket.SHUT_WR)  # half-close: the echo must still come back in full
+    t.join(timeout=300)
+    s.close()
+    assert received[0] == total
+    assert sent.hexdigest() == got.hexdigest()
+    assert e.stop() == 109
+
+
+def test_ingress_5000_concurrent_connections(tmp_path):
+    port = free_port()
+    manifest = eu.MANIFEST + f"ingress:\n  - listen_port: {port}\n"
+    e = Enclave(tmp_path, manifest, ["echo", str(port)])
+    wait_port(port)
+    n = 5000
+    socks = []
+    for i in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=30)
+        s.sendall(b"conn %05d\n" % i)
+        socks.append(s)
+    ok = 0
+    for i, s in enumerate(socks):
+        s.settimeout(30)
+        want = b"conn %05d\n" % i
+        data = b""
+        while len(data) < len(want):
+            chunk = s.recv(64)
+            if not chunk:
+                break
+            data += chunk
+        ok += data == want
+    for s in socks:
+        s.close()
+    assert ok == n
+    assert e.stop() == 109
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = f"path={self.path} host={self.headers.get('Host')}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+def test_egress_policy_and_tunnel(tmp_path):
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    hport = httpd.server_address[1]
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    echo = socket.socket()
+    echo.bind(("127.0.0.1", 0))
+    echo.listen()
+    eport = echo.getsockname()[1]
+
+    def echo_once():
+        for _ in range(3):
+            c, _ = echo.accept()
+            c.sendall(b"echo:" + c.recv(100))
+            c.close()
+
+    threading.Thread(target=echo_once, daemon=True).start()
+    closed = free_port()
+    manifest = eu.MANIFEST + ("egress:\n  allow:\n    - 127.0.0.1\n    - host\n    - \"*.allowed.test\"\n"
+                              "  deny:\n    - blocked.allowed.test\n")
+    steps = [f"connect 127.0.0.1:{eport} ping", f"get http://127.0.0.1:{hport}/some/path?q=1",
+             f"connect host:{eport} viahost", "get http://example.com/", "connect BLOCKED.allowed.test:443",
+             "connect 2130706433:80", "connect 127.1:80", "connect 127.0.0.1.:80", f"connect 127.0.0.1:{closed} x",
+             "connect 127.0.0.1"]
+    e = Enclave(tmp_path, manifest, ["seq", *steps])
+    assert e.wait() == 0, e.err
+    httpd.shutdown()
+    out = e.out.split("=== ")
+    res = {s.split("\n", 1)[0]: s.split("\n", 1)[1] for s in out[1:]}
+    assert res[steps[0]].startswith("HTTP/1.1 200 OK\r\n\r\necho:ping")
+    assert "HTTP/1.0 200 OK" in res[steps[1]] and f"path=/some/path?q=1 host=127.0.0.1:{hport}" in res[steps[1]]
+    assert "echo:viahost" in res[steps[2]]
+    # odyn's own log lines share the stream with the app's output: look for the answers
+    for s in steps[3:8]:
+        assert "HTTP/1.1 401 Unauthorized\r\n" in res[s], (s, res[s])
+        assert res[s].rstrip().endswith("blocked by egress security policy")
+    assert "HTTP/1.1 503 Service Unavailable\r\n" in res[steps[8]], res[steps[8]]
+    assert "Connection refused (os error 111)" in res[steps[8]]
+    assert "HTTP/1.1 400 Bad Request\r\n" in res[steps[9]] and "missing a port" in res[steps[9]]
