@@ -22,6 +22,7 @@
 #include "host/launcher.h"
 #include "manifest/manifest.h"
 #include "net/dns.h"
+#include "net/vsock.h"
 
 #define DEFAULT_EIF "/enclave/application.eif"
 #define DEFAULT_MANIFEST "/enclave/enclaver.yaml"
@@ -110,7 +111,11 @@ static const struct launcher_ops *pick_launcher(const char *name, struct err *er
 		name = access("/dev/nitro_enclaves", F_OK) == 0 ? "nitro" : "local";
 	if (!strcmp(name, "local"))
 		return &launcher_local;
-	err_set(err, ENOTSUP, "launcher \"%s\" is not available in this build (use --launcher local)", name);
+	if (!strcmp(name, "nitro-cli"))
+		return &launcher_nitro_cli;
+	if (!strcmp(name, "nitro"))
+		return &launcher_nitro;
+	err_set(err, EINVAL, "unknown launcher \"%s\" (local, nitro, nitro-cli)", name);
 	return NULL;
 }
 
@@ -228,6 +233,10 @@ int main(int argc, char **argv)
 					.spec = { eif_path, eif, cpu, mem, debug } };
 	if (loop_new(&r.loop, &err) < 0 || loop_signals(r.loop, sigs, 2, on_signal, &r, &err) < 0 ||
 	    ops->prepare(&r.launcher, &err) < 0)
+		goto fail;
+	/* Development hook: talk to a launcher's enclave through an emulated vsock folder. */
+	if (ops != &launcher_local && getenv(VSOCK_DIR_ENV) &&
+	    vsock_use_emulated(getenv(VSOCK_DIR_ENV), VSOCK_CID_PARENT, &err) < 0)
 		goto fail;
 	if (m->has_egress) {
 		log_info("starting egress proxy on vsock port 17002");

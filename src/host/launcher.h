@@ -41,5 +41,7 @@ struct launcher_ops {
 };
 
 extern const struct launcher_ops launcher_local;
+extern const struct launcher_ops launcher_nitro_cli;
+extern const struct launcher_ops launcher_nitro;
 
 #endif

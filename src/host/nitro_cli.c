@@ -1,0 +1,195 @@
+/*
+ * The nitro-cli launcher: where AWS's nitro-cli is installed, start the enclave through it as
+ * upstream enclaver does (spec/enclaver-compat.md §4.4 steps 3, 4 and 8). The fallback for hosts
+ * where the native launcher misbehaves. Runs in enclaver-run; trusts nitro-cli's output only as
+ * far as its JSON parses.
+ */
+#include "host/launcher.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/fs.h"
+#include "base/log.h"
+#include "net/vsock.h"
+
+struct nitro_cli {
+	pid_t console;
+	bool started;
+};
+
+/* Runs nitro-cli with argv; collects stdout and stderr. Returns its exit status or -1. */
+static int run_cli(char *const *argv, struct buf *out, struct buf *errout, struct err *err)
+{
+	int po[2], pe[2], status;
+	pid_t pid;
+
+	if (pipe2(po, O_CLOEXEC) < 0 || pipe2(pe, O_CLOEXEC) < 0)
+		return err_sys(err, "pipe");
+	pid = fork();
+	if (pid < 0)
+		return err_sys(err, "fork");
+	if (pid == 0) {
+		dup2(po[1], 1);
+		dup2(pe[1], 2);
+		execvp("nitro-cli", argv);
+		fprintf(stderr, "cannot run nitro-cli: %s\n", strerror(errno));
+		_exit(127);
+	}
+	close(po[1]);
+	close(pe[1]);
+	/* both pipes at once: a chatty stderr must not block a child still writing stdout */
+	while (po[0] >= 0 || pe[0] >= 0) {
+		struct pollfd p[2] = { { .fd = po[0], .events = POLLIN }, { .fd = pe[0], .events = POLLIN } };
+
+		if (poll(p, 2, -1) < 0 && errno != EINTR)
+			break;
+		for (int i = 0; i < 2; i++) {
+			int *fd = i ? &pe[0] : &po[0];
+			char chunk[4096];
+			ssize_t n;
+
+			if (*fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			n = read(*fd, chunk, sizeof(chunk));
+			if (n > 0) {
+				buf_append(i ? errout : out, chunk, (size_t)n);
+			} else if (n == 0 || errno != EINTR) {
+				close(*fd);
+				*fd = -1;
+			}
+		}
+	}
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return err_sys(err, "waitpid");
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* Logs nitro-cli's stderr and the error logs it points to, as upstream does. */
+static void report_failure(int status, const struct buf *errout)
+{
+	static const char marker[] = "please provide the error log found at \"";
+	const char *s = errout->len ? (const char *)errout->data : "";
+	const char *p;
+
+	log_error("nitro-cli failed (%d): %s", status, s);
+	for (p = strstr(s, marker); p; p = strstr(p + 1, marker)) {
+		char path[512];
+		const char *start = p + sizeof(marker) - 1, *end = strchr(start, '"');
+		struct buf b = BUF_INIT;
+		struct err err = { 0 };
+
+		if (!end || (size_t)(end - start) >= sizeof(path))
+			continue;
+		memcpy(path, start, (size_t)(end - start));
+		path[end - start] = 0;
+		if (fs_read_file(path, 1 << 20, &b, &err) == 0)
+			log_error("%s:\n%s", path, buf_cstr(&b));
+		buf_free(&b);
+	}
+}
+
+static int cli_prepare(struct launcher *l, struct err *err)
+{
+	l->priv = calloc(1, sizeof(struct nitro_cli));
+	if (!l->priv)
+		abort();
+	return 0;
+}
+
+static int cli_start(struct launcher *l, struct err *err)
+{
+	struct nitro_cli *nc = l->priv;
+	char cpu[16], mem[16];
+	char *argv[] = { "nitro-cli", "run-enclave", "--cpu-count", cpu, "--memory", mem, "--eif-path",
+			 (char *)l->spec.eif_path, l->spec.debug_mode ? "--debug-mode" : NULL, NULL };
+	struct buf out = BUF_INIT, errout = BUF_INIT;
+	json_error_t je;
+	json_t *j = NULL;
+	int status, rc = -1;
+
+	snprintf(cpu, sizeof(cpu), "%d", l->spec.cpu_count);
+	snprintf(mem, sizeof(mem), "%d", l->spec.memory_mb);
+	status = run_cli(argv, &out, &errout, err);
+	if (status < 0)
+		goto done;
+	if (status != 0) {
+		report_failure(status, &errout);
+		err_set(err, EIO, "failed to run enclave");
+		goto done;
+	}
+	j = json_loadb(out.data ? (const char *)out.data : "", out.len, 0, &je);
+	if (!json_is_string(json_object_get(j, "EnclaveID")) || !json_is_integer(json_object_get(j, "EnclaveCID"))) {
+		err_set(err, EIO, "nitro-cli run-enclave printed no EnclaveID/EnclaveCID");
+		goto done;
+	}
+	snprintf(l->enclave_id, sizeof(l->enclave_id), "%s", json_string_value(json_object_get(j, "EnclaveID")));
+	l->cid = (uint32_t)json_integer_value(json_object_get(j, "EnclaveCID"));
+	nc->started = true;
+	if (l->spec.debug_mode) {
+		/* the console streams into our stderr as it comes */
+		nc->console = fork();
+		if (nc->console == 0) {
+			dup2(2, 1);
+			execlp("nitro-cli", "nitro-cli", "console", "--enclave-id", l->enclave_id, (char *)NULL);
+			_exit(127);
+		}
+	}
+	rc = 0;
+done:
+	json_decref(j);
+	buf_free(&out);
+	buf_free(&errout);
+	return rc;
+}
+
+static void cli_describe_end(struct launcher *l, char *buf, size_t size)
+{
+	snprintf(buf, size, "enclave %s stopped", l->enclave_id);
+}
+
+static void cli_stop(struct launcher *l)
+{
+	struct nitro_cli *nc = l->priv;
+	char *argv[] = { "nitro-cli", "terminate-enclave", "--enclave-id", l->enclave_id, NULL };
+	struct buf out = BUF_INIT, errout = BUF_INIT;
+	struct err err = { 0 };
+
+	if (!nc)
+		return;
+	if (nc->console > 0) {
+		kill(nc->console, SIGTERM);
+		waitpid(nc->console, NULL, 0);
+	}
+	if (nc->started) {
+		int status = run_cli(argv, &out, &errout, &err);
+		json_t *j = status == 0 ? json_loadb((const char *)out.data, out.len, 0, NULL) : NULL;
+
+		if (!json_is_true(json_object_get(j, "Terminated")))
+			log_warn("nitro-cli terminate-enclave %s did not confirm termination (%d): %s", l->enclave_id,
+				 status, errout.len ? buf_cstr(&errout) : err.msg);
+		json_decref(j);
+	}
+	buf_free(&out);
+	buf_free(&errout);
+	free(nc);
+	l->priv = NULL;
+}
+
+const struct launcher_ops launcher_nitro_cli = {
+	.name = "nitro-cli",
+	.prepare = cli_prepare,
+	.start = cli_start,
+	.describe_end = cli_describe_end,
+	.stop = cli_stop,
+};
