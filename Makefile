@@ -25,6 +25,7 @@ demo: all
 	scripts/demo.sh
 
 bench: all
+	scripts/install-deps.sh --bench
 	bench/run.sh $(BUILD)
 
 format:

@@ -10,6 +10,11 @@ packages=(
   openssl cpio python3 python3-pytest python3-cbor2 python3-cryptography
 )
 
+# Baselines for `make bench` (socat, nginx's stream proxy), only when asked for.
+if [ "${1:-}" = "--bench" ]; then
+  packages+=(socat nginx-light libnginx-mod-stream)
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
