@@ -19,6 +19,7 @@
 #include "enclave/egress.h"
 #include "enclave/ingress.h"
 #include "enclave/launcher.h"
+#include "enclave/tls_relay.h"
 #include "manifest/manifest.h"
 #include "manifest/policy.h"
 #include "net/vsock.h"
@@ -112,7 +113,7 @@ static int start_services(struct odyn *o, const char *config_dir, bool bootstrap
 			  struct err *err)
 {
 	char path[4096];
-	uint16_t ports[64];
+	struct ingress_port ports[64];
 	size_t n_ports = 0;
 
 	snprintf(path, sizeof(path), "%s/enclaver.yaml", config_dir);
@@ -141,10 +142,17 @@ static int start_services(struct odyn *o, const char *config_dir, bool bootstrap
 	if (o->manifest->has_kms_proxy && !manifest_egress_enabled(o->manifest))
 		return err_set(err, EINVAL, "%s", MANIFEST_NO_EGRESS_MSG);
 	for (size_t i = 0; i < o->manifest->n_ingress && n_ports < 64; i++) {
-		if (o->manifest->ingress[i].tls)
-			return err_set(err, ENOTSUP, "ingress port %u: TLS termination is not available in this odyn",
-				       o->manifest->ingress[i].listen_port);
-		ports[n_ports++] = o->manifest->ingress[i].listen_port;
+		const struct manifest_ingress *in = &o->manifest->ingress[i];
+
+		ports[n_ports] = (struct ingress_port){ .port = in->listen_port };
+		/* upstream reads fixed paths, not key_file/cert_file: the image must hold them */
+		if (in->tls) {
+			snprintf(path, sizeof(path), "%s/tls/server/%u", config_dir, in->listen_port);
+			ports[n_ports].tls = tls_server_ctx(path, err);
+			if (!ports[n_ports].tls)
+				return err_wrap(err, "ingress port %u", in->listen_port);
+		}
+		n_ports++;
 	}
 	if (n_ports) {
 		log_info("Starting ingress on vsock ports");

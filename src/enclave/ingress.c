@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "enclave/tls_relay.h"
 #include "net/relay.h"
 #include "net/vsock.h"
 
@@ -20,6 +21,7 @@ struct listener {
 	struct loop_io io;
 	int fd;
 	uint16_t port;
+	SSL_CTX *tls;
 };
 
 struct pending {
@@ -28,6 +30,7 @@ struct pending {
 	struct loop_timer timer;
 	int vfd, tfd;
 	uint16_t port;
+	SSL_CTX *tls;
 };
 
 struct ingress {
@@ -63,6 +66,14 @@ static void on_relay_done(void *data, const struct relay_stats *st)
 	maybe_drained(in);
 }
 
+static void on_tls_done(void *data)
+{
+	struct ingress *in = data;
+
+	in->active--;
+	maybe_drained(in);
+}
+
 static void pending_end(struct pending *p, bool relay)
 {
 	struct loop *l = p->in->loop;
@@ -74,7 +85,9 @@ static void pending_end(struct pending *p, bool relay)
 	loop_io_del(l, &p->io);
 	loop_defer_free(l, p, free);
 	/* The connection's count passes to the relay, which may finish (and drain) at once. */
-	if (relay && relay_start(l, p->vfd, p->tfd, NULL, on_relay_done, in, NULL, &err) == 0)
+	if (relay && p->tls && tls_relay_start(l, p->tls, p->vfd, p->tfd, on_tls_done, in, &err) == 0)
+		return;
+	if (relay && !p->tls && relay_start(l, p->vfd, p->tfd, NULL, on_relay_done, in, NULL, &err) == 0)
 		return;
 	if (relay)
 		log_warn("ingress: %s", err.msg);
@@ -136,7 +149,7 @@ static void on_accept(struct loop *l, struct loop_io *io, uint32_t events)
 		p = calloc(1, sizeof(*p));
 		if (!p)
 			abort();
-		*p = (struct pending){ .in = in, .vfd = vfd, .tfd = tfd, .port = ls->port };
+		*p = (struct pending){ .in = in, .vfd = vfd, .tfd = tfd, .port = ls->port, .tls = ls->tls };
 		loop_timer_init(&p->timer, on_connect_timeout, p);
 		if (loop_io_add(l, &p->io, tfd, EPOLLOUT, on_connected, p, NULL) < 0) {
 			close(vfd);
@@ -149,7 +162,8 @@ static void on_accept(struct loop *l, struct loop_io *io, uint32_t events)
 	}
 }
 
-int ingress_start(struct loop *l, const uint16_t *ports, size_t n, struct ingress **out, struct err *err)
+int ingress_start(struct loop *l, const struct ingress_port *ports, size_t n, struct ingress **out,
+		  struct err *err)
 {
 	struct ingress *in = calloc(1, sizeof(*in));
 
@@ -163,14 +177,15 @@ int ingress_start(struct loop *l, const uint16_t *ports, size_t n, struct ingres
 		struct listener *ls = &in->listeners[i];
 
 		ls->in = in;
-		ls->port = ports[i];
-		ls->fd = vsock_listen(ports[i], 4096, err);
+		ls->port = ports[i].port;
+		ls->tls = ports[i].tls;
+		ls->fd = vsock_listen(ports[i].port, 4096, err);
 		if (ls->fd < 0 || loop_io_add(l, &ls->io, ls->fd, EPOLLIN, on_accept, ls, err) < 0) {
 			if (ls->fd >= 0)
 				close(ls->fd);
 			in->n = i;
 			ingress_stop(in, NULL, NULL);
-			return err_wrap(err, "ingress port %u", ports[i]);
+			return err_wrap(err, "ingress port %u", ports[i].port);
 		}
 		in->n = i + 1;
 	}

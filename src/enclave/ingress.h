@@ -5,6 +5,7 @@
 #ifndef ENCLAVER_ENCLAVE_INGRESS_H
 #define ENCLAVER_ENCLAVE_INGRESS_H
 
+#include <openssl/ssl.h>
 #include <stdint.h>
 
 #include "base/err.h"
@@ -12,7 +13,13 @@
 
 struct ingress;
 
-int ingress_start(struct loop *l, const uint16_t *ports, size_t n, struct ingress **out, struct err *err);
+struct ingress_port {
+	uint16_t port;
+	SSL_CTX *tls; /* terminate TLS on the vsock side when set (borrowed) */
+};
+
+int ingress_start(struct loop *l, const struct ingress_port *ports, size_t n, struct ingress **out,
+		  struct err *err);
 /* Stops accepting; drained is called once every open connection has finished, then the
  * ingress is freed. */
 void ingress_stop(struct ingress *in, void (*drained)(void *data), void *data);

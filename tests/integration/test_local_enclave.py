@@ -305,3 +305,83 @@ def test_egress_policy_and_tunnel(tmp_path):
     assert "HTTP/1.1 503 Service Unavailable\r\n" in res[steps[8]], res[steps[8]]
     assert "Connection refused (os error 111)" in res[steps[8]]
     assert "HTTP/1.1 400 Bad Request\r\n" in res[steps[9]] and "missing a port" in res[steps[9]]
+
+
+def test_root_can_chown_and_drop_to_a_user(tmp_path):
+    # Vault's entrypoint chowns its files and drops to its own user: root inside must be able to
+    e = Enclave(tmp_path, eu.MANIFEST, ["drop"])
+    assert e.wait() == 0, e.out + e.err
+    assert "as uid=100: wrote its own file" in e.out
+
+
+def test_egress_post_body_and_names_resolved_on_the_host(tmp_path):
+    class Echo(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            out = b"got " + body
+            self.send_response(201)
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def log_message(self, *a):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    port = httpd.server_address[1]
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    manifest = eu.MANIFEST + "egress:\n  allow:\n    - localhost\n"
+    # "localhost" is resolved on the host (c-ares reads /etc/hosts), never inside the enclave
+    e = Enclave(tmp_path, manifest, ["post", f"http://localhost:{port}/submit", "payload-123"])
+    assert e.wait() == 0, e.err
+    httpd.shutdown()
+    assert "HTTP/1.0 201" in e.out and "got payload-123" in e.out
+
+
+def test_ingress_tls_termination(tmp_path):
+    import ssl
+    port = free_port()
+    tlsdir = tmp_path / "tls"
+    tlsdir.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", tlsdir / "key.pem", "-out", tlsdir / "cert.pem", "-days", "2", "-subj",
+                    "/CN=enclave.test"], check=True, capture_output=True)
+    manifest = eu.MANIFEST + f"ingress:\n  - listen_port: {port}\n    tls:\n      key_file: k\n      cert_file: c\n"
+    e = Enclave(tmp_path, manifest, ["echo", str(port)], extra_files={
+        f"etc/enclaver/tls/server/{port}/cert.pem": (tlsdir / "cert.pem").read_bytes(),
+        f"etc/enclaver/tls/server/{port}/key.pem": (tlsdir / "key.pem").read_bytes()})
+    ctx = ssl.create_default_context(cafile=str(tlsdir / "cert.pem"))
+    ctx.check_hostname = False
+    deadline = time.time() + 15
+    while True:
+        try:
+            raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s = ctx.wrap_socket(raw, server_hostname="enclave.test")
+            break
+        except (OSError, ssl.SSLError):
+            if time.time() > deadline:
+                raise
+            time.sleep(0.2)
+    assert s.getpeercert()["subject"] == ((("commonName", "enclave.test"),),)
+    payload = os.urandom(300000)
+    threading.Thread(target=s.sendall, args=(payload,), daemon=True).start()
+    got = b""
+    while len(got) < len(payload):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    assert got == payload
+    s.close()
+    assert e.stop() == 109
+
+
+def test_enclaver_run_command(tmp_path):
+    eu.make_eif(tmp_path, eu.MANIFEST, ["exit", "4"])
+    p = subprocess.run([str(BUILD / "enclaver"), "run", "--eif", str(tmp_path / "app.eif"), "-f",
+                        str(tmp_path / "enclaver.yaml")], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 4, p.stderr
+    assert "probe exiting with 4" in p.stdout
+    p = subprocess.run([str(BUILD / "enclaver"), "run", "--eif", str(tmp_path / "app.eif")], cwd="/",
+                       capture_output=True, text=True)
+    assert p.returncode == 1 and "enclaver.yaml" in p.stderr and "-f" in p.stderr

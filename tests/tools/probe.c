@@ -11,6 +11,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <grp.h>
 #include <unistd.h>
 
 static int listen_tcp(int port)
@@ -183,6 +184,30 @@ int main(int argc, char **argv)
 
 		dprintf(fd, "GET %s HTTP/1.1\r\nHost: ignored\r\nConnection: keep-alive\r\n\r\n", argv[2]);
 		dump_reply(fd);
+		return 0;
+	}
+	if (!strcmp(argv[1], "post")) { /* post URL BODY: absolute-form POST with a body */
+		int fd = proxy_fd();
+
+		dprintf(fd, "POST %s HTTP/1.1\r\nHost: ignored\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n\r\n%s",
+			argv[2], strlen(argv[3]), argv[3]);
+		dump_reply(fd);
+		return 0;
+	}
+	if (!strcmp(argv[1], "drop")) { /* what Vault's entrypoint does: chown, then run as a user */
+		int fd = open("/tmp/owned", O_CREAT | O_WRONLY, 0600);
+
+		if (fd < 0 || fchown(fd, 100, 1000) < 0) {
+			perror("chown");
+			return 7;
+		}
+		close(fd);
+		if (setgroups(0, NULL) < 0 || setgid(1000) < 0 || setuid(100) < 0) {
+			perror("drop");
+			return 8;
+		}
+		fd = open("/tmp/owned", O_WRONLY);
+		printf("as uid=%d: %s\n", (int)getuid(), fd >= 0 && write(fd, "x", 1) == 1 ? "wrote its own file" : strerror(errno));
 		return 0;
 	}
 	if (!strcmp(argv[1], "vsock")) {
