@@ -10,7 +10,6 @@ Budgets: enclaver >= 90% of the direct copy's throughput and ahead of socat; ody
 import os
 import pathlib
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,27 +29,8 @@ BCLIENT = BUILD / "bench" / "bclient"
 FWD = BUILD / "bench" / "fwd"
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def wait_echo(port, timeout=20):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            s = socket.create_connection(("127.0.0.1", port), timeout=2)
-            s.sendall(b"x")
-            if s.recv(1) == b"x":
-                s.close()
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing echoes on {port}")
+free_port = eu.free_port
+wait_echo = eu.wait_echo
 
 
 def measure(port):

@@ -157,25 +157,13 @@ static void heartbeat(void)
 
 static char **read_items(const char *path)
 {
-	struct buf data = BUF_INIT;
 	struct err err = { 0 };
-	char **items = NULL;
-	size_t n;
+	char **items;
 
-	if (fs_read_file(path, INITFILES_MAX_SIZE, &data, &err) < 0) {
-		buf_free(&data);
-		if (err.code == ENOENT)
-			return NULL;
-		errno = err.code;
+	if (initfiles_take(path, &items, &err) < 0) {
+		errno = err.code ? err.code : EINVAL;
 		die("%s", err.msg);
 	}
-	if (initfiles_parse((const char *)data.data, data.len, &items, &n, &err) < 0) {
-		errno = EINVAL;
-		die("%s: %s", path, err.msg);
-	}
-	buf_free(&data);
-	if (unlink(path) < 0)
-		die("unlink %s", path);
 	return items;
 }
 

@@ -5,6 +5,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "base/fs.h"
 
 int initfiles_format(const char *const *items, size_t n, struct buf *out, struct err *err)
 {
@@ -57,4 +60,23 @@ int initfiles_parse(const char *data, size_t len, char ***out, size_t *n, struct
 	*out = v;
 	*n = count;
 	return 0;
+}
+
+int initfiles_take(const char *path, char ***out, struct err *err)
+{
+	struct buf data = BUF_INIT;
+	size_t n;
+	int rc = 0;
+
+	*out = NULL;
+	if (fs_read_file(path, INITFILES_MAX_SIZE, &data, err) < 0) {
+		buf_free(&data);
+		return err->code == ENOENT ? 0 : -1;
+	}
+	if (initfiles_parse((const char *)data.data, data.len, out, &n, err) < 0)
+		rc = err_wrap(err, "%s", path);
+	else if (unlink(path) < 0)
+		rc = err_sys(err, "unlink %s", path);
+	buf_free(&data);
+	return rc;
 }

@@ -19,5 +19,8 @@ int initfiles_format(const char *const *items, size_t n, struct buf *out, struct
  * trailing '\n' stripped per line, a last line without '\n' kept. Free with initfiles_free. */
 int initfiles_parse(const char *data, size_t len, char ***out, size_t *n, struct err *err);
 void initfiles_free(char **items);
+/* Reads, parses and removes the file at path, as init does with /env and /cmd. A missing file
+ * gives *out = NULL and success. */
+int initfiles_take(const char *path, char ***out, struct err *err);
 
 #endif

@@ -125,29 +125,15 @@ static void unpack_ramdisks(struct local *lc)
 	close(fd);
 }
 
-static char **read_items(const char *path, bool *missing)
+static char **read_items(const char *path)
 {
-	struct buf data = BUF_INIT;
 	struct err err = { 0 };
-	char **items = NULL;
-	size_t n;
+	char **items;
 
-	*missing = false;
-	if (fs_read_file(path, INITFILES_MAX_SIZE, &data, &err) < 0) {
-		buf_free(&data);
-		if (err.code == ENOENT) {
-			*missing = true;
-			return NULL;
-		}
+	if (initfiles_take(path, &items, &err) < 0) {
 		errno = 0;
 		child_die("%s", err.msg);
 	}
-	if (initfiles_parse((const char *)data.data, data.len, &items, &n, &err) < 0) {
-		errno = 0;
-		child_die("%s: %s", path, err.msg);
-	}
-	buf_free(&data);
-	unlink(path);
 	return items;
 }
 
@@ -293,7 +279,6 @@ static int child_main(void *arg)
 	struct local *lc = arg;
 	char rootfs[128], path[160], c;
 	char **cmd, **env;
-	bool missing;
 	int exec_pipe[2], status, child_errno = 0;
 	pid_t app;
 	ssize_t n;
@@ -314,9 +299,9 @@ static int child_main(void *arg)
 	xmount("enclave", lc->root, "tmpfs", 0, path);
 	unpack_ramdisks(lc);
 	snprintf(path, sizeof(path), "%s/env", lc->root);
-	env = read_items(path, &missing);
+	env = read_items(path);
 	snprintf(path, sizeof(path), "%s/cmd", lc->root);
-	cmd = read_items(path, &missing);
+	cmd = read_items(path);
 	snprintf(rootfs, sizeof(rootfs), "%s/rootfs", lc->root);
 	if (access(rootfs, F_OK) < 0)
 		child_die("the EIF has no /rootfs");

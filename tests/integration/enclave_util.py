@@ -4,8 +4,10 @@ import os
 import pathlib
 import re
 import shutil
+import socket
 import stat
 import subprocess
+import time
 
 from conftest import BUILD, ROOT, run
 import nitro_ref as ref
@@ -86,3 +88,28 @@ defaults:
   memory_mb: 256
   cpu_count: 1
 """
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def wait_echo(port, timeout=20):
+    """Waits until something on 127.0.0.1:port echoes a byte back."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=2)
+            s.sendall(b"x")
+            s.shutdown(socket.SHUT_WR)
+            if s.recv(1) == b"x":
+                s.close()
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"nothing echoes on 127.0.0.1:{port}")

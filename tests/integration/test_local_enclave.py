@@ -5,7 +5,6 @@ import glob
 import hashlib
 import http.server
 import os
-import selectors
 import signal
 import socket
 import subprocess
@@ -20,12 +19,8 @@ import enclave_util as eu
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the local launcher needs root")
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+free_port = eu.free_port
+wait_port = eu.wait_echo
 
 
 class Enclave:
@@ -53,22 +48,6 @@ class Enclave:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-
-
-def wait_port(port, timeout=15):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            s = socket.create_connection(("127.0.0.1", port), timeout=1)
-            s.sendall(b"x")
-            s.shutdown(socket.SHUT_WR)
-            if s.recv(1) == b"x":
-                s.close()
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"port {port} never echoed")
 
 
 def leftovers():
@@ -163,24 +142,20 @@ def test_memory_limit_kills_and_is_reported(tmp_path):
 
 
 def test_early_logs_replayed_and_burst_does_not_block(tmp_path):
-    e = Enclave(tmp_path, eu.MANIFEST, ["seq", "burst 1048576", "sleep 3"])
+    e = Enclave(tmp_path, eu.MANIFEST, ["seq", "burst 1048576", "sleep 4"])
     deadline = time.time() + 15
-    sock = None
-    while time.time() < deadline and sock is None:
-        for p in glob.glob("/tmp/enclaver-*/v/16.17001"):
-            s = socket.socket(socket.AF_UNIX)
-            try:
-                s.connect(p)
-                sock = s
-            except OSError:
-                pass
+    paths = []
+    while time.time() < deadline and not paths:
+        paths = glob.glob("/tmp/enclaver-*/v/16.17001")
         time.sleep(0.05)
-    assert sock is not None
-    time.sleep(1.0)  # the burst is over by now: a late client still gets the retained backlog
+    assert paths
+    time.sleep(1.5)  # the burst is long over: this client joins late
+    sock = socket.socket(socket.AF_UNIX)
+    sock.connect(paths[0])
     sock.settimeout(2)
     data = b""
     try:
-        while len(data) < 128 * 1024:
+        while b"burst done" not in data:
             chunk = sock.recv(65536)
             if not chunk:
                 break
@@ -188,6 +163,7 @@ def test_early_logs_replayed_and_burst_does_not_block(tmp_path):
     except socket.timeout:
         pass
     sock.close()
+    # the retained backlog: the newest 128 KiB, ending with the line after the burst
     assert b"burst done" in data
     assert 64 * 1024 < len(data) <= 128 * 1024 + 4096
     assert e.wait() == 0, e.err

@@ -115,4 +115,21 @@ static void test_bootstrap_ramdisk_bytes(void)
 	CHECK(system(cmd) == 0);
 }
 
-TEST_MAIN(T(test_parse), T(test_parse_rejects), T(test_format_roundtrip), T(test_bootstrap_ramdisk_bytes))
+static void test_take_reads_and_removes(void)
+{
+	char path[] = "/tmp/initfiles-XXXXXX";
+	int fd = mkstemp(path);
+	char **items = NULL;
+	struct err err = { 0 };
+
+	CHECK(fd >= 0 && write(fd, "/bin/sh\n-c\n", 11) == 11);
+	close(fd);
+	CHECK_EQ_INT(initfiles_take(path, &items, &err), 0);
+	CHECK(items && !strcmp(items[0], "/bin/sh") && !strcmp(items[1], "-c") && !items[2]);
+	CHECK(access(path, F_OK) < 0); /* as init does: gone once read */
+	initfiles_free(items);
+	CHECK_EQ_INT(initfiles_take(path, &items, &err), 0); /* missing: defaults apply */
+	CHECK(items == NULL);
+}
+
+TEST_MAIN(T(test_parse), T(test_parse_rejects), T(test_take_reads_and_removes), T(test_format_roundtrip), T(test_bootstrap_ramdisk_bytes))
