@@ -361,3 +361,47 @@ def test_enclaver_run_command(tmp_path):
     p = subprocess.run([str(BUILD / "enclaver"), "run", "--eif", str(tmp_path / "app.eif")], cwd="/",
                        capture_output=True, text=True)
     assert p.returncode == 1 and "enclaver.yaml" in p.stderr and "-f" in p.stderr
+
+
+def test_file_capabilities_work_inside(tmp_path):
+    # Vault's entrypoint: setcap cap_ipc_lock=+ep on its binary, then runs it as its own user
+    e = Enclave(tmp_path, eu.MANIFEST, ["setcap"])
+    assert e.wait() == 0, e.out + e.err
+    capeff = int(e.out.split("uid=100 CapEff:")[1].split()[0], 16)
+    assert capeff == 1 << 14  # exactly CAP_IPC_LOCK
+
+
+def test_limits_and_subcommands(tmp_path):
+    manifest = eu.MANIFEST.replace("cpu_count: 1", "cpu_count: 3")
+    e = Enclave(tmp_path, manifest, ["sleep", "600"], extra_args=["--memory-mb", "200"])
+    deadline = time.time() + 15
+    while time.time() < deadline and not glob.glob("/tmp/enclaver-*/v/16.17000"):
+        time.sleep(0.05)
+    v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+    if v2:
+        cpu = open(glob.glob("/sys/fs/cgroup/enclaver-*/cpu.max")[0]).read().split()
+        mem = int(open(glob.glob("/sys/fs/cgroup/enclaver-*/memory.max")[0]).read())
+        assert cpu == ["300000", "100000"]
+    else:
+        quota = int(open(glob.glob("/sys/fs/cgroup/cpu/enclaver-*/cpu.cfs_quota_us")[0]).read())
+        mem = int(open(glob.glob("/sys/fs/cgroup/memory/enclaver-*/memory.limit_in_bytes")[0]).read())
+        assert quota == 300000  # cpu_count from the manifest, 3 CPUs' worth of time
+    assert mem == 200 << 20  # --memory-mb overrides the manifest
+    assert e.stop() == 109
+    r = subprocess.run([str(BUILD / "enclaver-run"), "--eif-file", str(tmp_path / "app.eif"), "--manifest-file",
+                        str(tmp_path / "enclaver.yaml"), "print-manifest"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout == manifest
+    r = subprocess.run([str(BUILD / "enclaver-run"), "--eif-file", str(tmp_path / "app.eif"), "--manifest-file",
+                        str(tmp_path / "enclaver.yaml"), "describe-eif"], capture_output=True, text=True)
+    d = subprocess.run([str(BUILD / "enclaver"), "eif", "describe", "--json", str(tmp_path / "app.eif")],
+                       capture_output=True, text=True)
+    import json
+    m = json.loads(d.stdout)["Measurements"]
+    assert json.loads(r.stdout) == {"Measurements": m}
+    r = subprocess.run([str(BUILD / "enclaver-run"), "--eif-file", str(tmp_path / "missing.eif"), "--manifest-file",
+                        str(tmp_path / "enclaver.yaml")], capture_output=True, text=True)
+    assert r.returncode == 1 and "failed to open EIF file at" in r.stderr
+    r = subprocess.run([str(BUILD / "enclaver-run"), "--eif-file", str(tmp_path / "app.eif"), "--manifest-file",
+                        str(tmp_path / "enclaver.yaml"), "--cpu-count", "0"], capture_output=True, text=True)
+    assert r.returncode == 1 and "at least 1 CPU is required, got: 0" in r.stderr
+    assert leftovers() == []

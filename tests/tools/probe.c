@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <grp.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 static int listen_tcp(int port)
@@ -208,6 +209,43 @@ int main(int argc, char **argv)
 		}
 		fd = open("/tmp/owned", O_WRONLY);
 		printf("as uid=%d: %s\n", (int)getuid(), fd >= 0 && write(fd, "x", 1) == 1 ? "wrote its own file" : strerror(errno));
+		return 0;
+	}
+	if (!strcmp(argv[1], "setcap")) { /* what Vault's entrypoint does: setcap cap_ipc_lock, drop, run */
+		struct { uint32_t magic; struct { uint32_t permitted, inheritable; } data[2]; } cap = {
+			0x02000000 | 1 /* VFS_CAP_REVISION_2 | effective */, { { 1u << 14, 0 }, { 0, 0 } } };
+		int in = open("/proc/self/exe", O_RDONLY), out = open("/capped", O_CREAT | O_WRONLY, 0755);
+		char buf[65536];
+		ssize_t n;
+		pid_t pid;
+		int status;
+
+		while ((n = read(in, buf, sizeof(buf))) > 0)
+			if (write(out, buf, (size_t)n) != n)
+				return 9;
+		close(in);
+		close(out);
+		if (setxattr("/capped", "security.capability", &cap, sizeof(cap), 0) < 0) {
+			perror("setcap");
+			return 10;
+		}
+		pid = fork();
+		if (pid == 0) {
+			if (setgroups(0, NULL) < 0 || setgid(1000) < 0 || setuid(100) < 0)
+				_exit(11);
+			execl("/capped", "capped", "capeff", (char *)NULL);
+			_exit(12);
+		}
+		waitpid(pid, &status, 0);
+		return WIFEXITED(status) ? WEXITSTATUS(status) : 13;
+	}
+	if (!strcmp(argv[1], "capeff")) {
+		FILE *f = fopen("/proc/self/status", "r");
+		char line[256];
+
+		while (f && fgets(line, sizeof(line), f))
+			if (!strncmp(line, "CapEff:", 7))
+				printf("uid=%d %s", (int)getuid(), line);
 		return 0;
 	}
 	if (!strcmp(argv[1], "vsock")) {
