@@ -4,6 +4,6 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 rc=0
-/usr/bin/python3 bench/eif_build.py "$BUILD" || rc=1
+/usr/bin/python3 bench/eif.py "$BUILD" || rc=1
 /usr/bin/python3 bench/relay.py "$BUILD" || rc=1
 exit $rc

@@ -17,6 +17,7 @@
 #include <zlib.h>
 
 #include "base/buf.h"
+#include "base/crc32.h"
 #include "base/fs.h"
 #include "base/mem.h"
 #include "crypto/sha.h"
@@ -283,9 +284,9 @@ int eif_read(const char *path, struct eif_info **out, struct err *err)
 	check_header(&w);
 	/* The CRC covers the header (less its CRC field) and every byte after it: for a valid
 	 * layout that is exactly every section header and its data, in file order. */
-	crc = crc32_z(0, hdr, EIF_HDR_LEN - 4);
+	crc = crc32_update(0, hdr, EIF_HDR_LEN - 4);
 	while ((n = fs_read_full(fd, chunk, 1 << 20)) > 0) {
-		crc = crc32_z(crc, chunk, (size_t)n);
+		crc = (uLong)crc32_update((uint32_t)crc, chunk, (size_t)n);
 		feed(&w, chunk, (size_t)n);
 	}
 	if (n < 0) {

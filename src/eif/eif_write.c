@@ -15,6 +15,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "base/crc32.h"
+
 #include "base/fs.h"
 #include "base/mem.h"
 #include "crypto/sha.h"
@@ -31,6 +33,10 @@ struct helper {
 	size_t len;
 	struct sha_ctx *sha; /* PCR1 or PCR2 hasher for the current section */
 	uLong crc;           /* CRC of the current section's data */
+	int fd;              /* the second half of each chunk is written here... */
+	off_t write_at;      /* ...at this offset */
+	size_t write_len;
+	int write_errno;
 };
 
 struct eif_writer {
@@ -71,7 +77,10 @@ static void *helper_main(void *arg)
 		pthread_mutex_unlock(&h->mu);
 		if (h->sha)
 			sha_update(h->sha, h->data, h->len);
-		h->crc = crc32_z(h->crc, h->data, h->len);
+		h->crc = crc32_update((uint32_t)h->crc, h->data, h->len);
+		if (h->write_len &&
+		    fs_pwrite_full(h->fd, h->data + (h->len - h->write_len), h->write_len, h->write_at) < 0)
+			h->write_errno = errno;
 		pthread_mutex_lock(&h->mu);
 		h->state = 0;
 		pthread_cond_broadcast(&h->cv);
@@ -165,22 +174,31 @@ int eif_writer_open(struct eif_writer **out, const char *path, uint16_t flags, s
 	return 0;
 }
 
-/* Hashes and writes the buffered chunk: PCR0 and the file write here, the PCR1/PCR2 hash and
- * the CRC on the helper thread, at the same time. */
+/* Hashes and writes the buffered chunk on two cores at once: here the PCR0 hash and the first
+ * half of the write, on the helper the PCR1/PCR2 hash, the CRC and the second half. */
 static int flush(struct eif_writer *w, struct err *err)
 {
 	bool measured = w->cur_type == EIF_SEC_KERNEL || w->cur_type == EIF_SEC_CMDLINE ||
 			w->cur_type == EIF_SEC_RAMDISK;
+	size_t half = w->buf_len / 2;
 	int rc = 0;
 
 	if (!w->buf_len)
 		return 0;
+	w->helper.fd = w->af.fd;
+	w->helper.write_len = w->buf_len - half;
+	w->helper.write_at = (off_t)(w->pos + half);
+	w->helper.write_errno = 0;
 	helper_post(&w->helper, w->buf, w->buf_len);
 	if (measured)
 		sha_update(&w->h0, w->buf, w->buf_len);
-	if (fs_write_full(w->af.fd, w->buf, w->buf_len) < 0)
+	if (half && fs_pwrite_full(w->af.fd, w->buf, half, (off_t)w->pos) < 0)
 		rc = err_sys(err, "%s: write", w->af.path);
 	helper_wait(&w->helper);
+	if (rc == 0 && w->helper.write_errno) {
+		errno = w->helper.write_errno;
+		rc = err_sys(err, "%s: write", w->af.path);
+	}
 	w->pos += w->buf_len;
 	w->buf_len = 0;
 	return rc;
@@ -202,7 +220,7 @@ int eif_writer_begin(struct eif_writer *w, enum eif_section_type type, struct er
 	    type == EIF_SEC_SIGNATURE || type == EIF_SEC_INVALID || type > EIF_SEC_METADATA)
 		return err_set(err, EINVAL, "EIF: %s section out of order (kernel, cmdline, metadata, ramdisks)",
 			       eif_section_name(type));
-	if (fs_write_full(w->af.fd, placeholder, sizeof(placeholder)) < 0)
+	if (fs_pwrite_full(w->af.fd, placeholder, sizeof(placeholder), (off_t)w->pos) < 0)
 		return err_sys(err, "%s: write", w->af.path);
 	w->sections[w->n_sections] = (struct eif_section_info){ .type = (uint16_t)type, .offset = w->pos };
 	w->pos += EIF_SEC_HDR_LEN;
@@ -270,7 +288,7 @@ int eif_writer_end(struct eif_writer *w, struct err *err)
 	if (fs_pwrite_full(w->af.fd, sh, sizeof(sh), (off_t)s->offset) < 0)
 		return err_sys(err, "%s: write", w->af.path);
 	/* CRC of header+data, from the data CRC computed while streaming. */
-	crc = crc32_combine(crc32_z(0, sh, sizeof(sh)), w->helper.crc, (z_off_t)s->size);
+	crc = crc32_combine(crc32_update(0, sh, sizeof(sh)), w->helper.crc, (z_off_t)s->size);
 	w->crc_rest = crc32_combine(w->crc_rest, crc, (z_off_t)(s->size + EIF_SEC_HDR_LEN));
 	w->rest_len += s->size + EIF_SEC_HDR_LEN;
 	if (s->type == EIF_SEC_RAMDISK)
@@ -386,7 +404,7 @@ int eif_writer_finish(struct eif_writer *w, const char *cert_pem, const char *ke
 		w->cur_type = EIF_SEC_SIGNATURE;
 		w->helper.crc = crc32_z(0, NULL, 0);
 		w->helper.sha = NULL;
-		if (fs_write_full(w->af.fd, hdr, EIF_SEC_HDR_LEN) < 0) {
+		if (fs_pwrite_full(w->af.fd, hdr, EIF_SEC_HDR_LEN, (off_t)w->pos) < 0) {
 			buf_free(&sig);
 			err_sys(err, "%s: write", w->af.path);
 			goto out;
@@ -411,7 +429,7 @@ int eif_writer_finish(struct eif_writer *w, const char *cert_pem, const char *ke
 		put_be64(hdr + 28 + 8 * i, w->sections[i].offset);
 		put_be64(hdr + 28 + 8 * EIF_MAX_SECTIONS + 8 * i, w->sections[i].size);
 	}
-	crc = crc32_combine(crc32_z(0, hdr, EIF_HDR_LEN - 4), w->crc_rest, (z_off_t)w->rest_len);
+	crc = crc32_combine(crc32_update(0, hdr, EIF_HDR_LEN - 4), w->crc_rest, (z_off_t)w->rest_len);
 	put_be32(hdr + EIF_HDR_LEN - 4, (uint32_t)crc);
 	if (fs_pwrite_full(w->af.fd, hdr, sizeof(hdr), 0) < 0) {
 		err_sys(err, "%s: write", w->af.path);
