@@ -206,7 +206,7 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc) {
 		log_error("unknown subcommand \"%s\" (print-manifest, describe-eif)", argv[optind]);
-		return 1;
+		goto out;
 	}
 	if (cpu < 0)
 		cpu = m->cpu_count;
@@ -215,7 +215,7 @@ int main(int argc, char **argv)
 	if (cpu < 1 || mem < MANIFEST_MIN_MEMORY_MB) {
 		log_error(cpu < 1 ? "at least 1 CPU is required, got: %d" : "at least 64MiB of memory are required, got: %d",
 			  cpu < 1 ? cpu : mem);
-		return 1;
+		goto out;
 	}
 	if (!n_maps)
 		for (size_t i = 0; i < m->n_ingress && n_maps < MAX_PUBLISH; i++)
@@ -224,7 +224,7 @@ int main(int argc, char **argv)
 	ops = pick_launcher(launcher_name, &err);
 	if (!ops) {
 		log_error("%s", err.msg);
-		return 1;
+		goto out;
 	}
 	if (ops == &launcher_local)
 		log_warn("LOCAL ENCLAVE: this runs on this machine's kernel with no Nitro isolation. Nothing in it is "
@@ -276,7 +276,8 @@ out:
 	if (r.launcher.ops)
 		r.launcher.ops->stop(&r.launcher);
 	dns_free(dns);
-	loop_free(r.loop);
+	if (r.loop)
+		loop_free(r.loop);
 	eif_info_free(eif);
 	manifest_free(m);
 	return r.exit_code;
