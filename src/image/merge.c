@@ -1,0 +1,374 @@
+/* Layer merging into cpio. See merge.h for the rules. */
+#include "image/merge.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/hex.h"
+#include "crypto/sha.h"
+
+#define MAX_PATH 4000
+
+int merge_normalize(const char *in, char *out, struct err *err)
+{
+	const char *p = in;
+	size_t n = 0;
+
+	while (*p) {
+		const char *slash = strchr(p, '/');
+		size_t l = slash ? (size_t)(slash - p) : strlen(p);
+
+		if (l == 2 && p[0] == '.' && p[1] == '.')
+			return err_set(err, EINVAL, "%s: path escapes the root", in);
+		if (l && !(l == 1 && p[0] == '.')) {
+			if (n)
+				out[n++] = '/';
+			memcpy(out + n, p, l);
+			n += l;
+		}
+		if (!slash)
+			break;
+		p = slash + 1;
+	}
+	out[n] = 0;
+	if (n > MAX_PATH)
+		return err_set(err, ENAMETOOLONG, "%.64s...: path too long", in);
+	return 0;
+}
+
+void merge_init(struct merge *m, struct cpio_writer *w, const char *prefix)
+{
+	memset(m, 0, sizeof(*m));
+	m->w = w;
+	snprintf(m->prefix, sizeof(m->prefix), "%s", prefix);
+	pathset_init(&m->emitted);
+	pathset_init(&m->synthetic);
+	pathset_init(&m->nondir);
+	pathset_init(&m->whiteout);
+	pathset_init(&m->opaque);
+	pathset_init(&m->layer_whiteout);
+	pathset_init(&m->layer_opaque);
+}
+
+void merge_free(struct merge *m)
+{
+	pathset_free(&m->emitted);
+	pathset_free(&m->synthetic);
+	pathset_free(&m->nondir);
+	pathset_free(&m->whiteout);
+	pathset_free(&m->opaque);
+	pathset_free(&m->layer_whiteout);
+	pathset_free(&m->layer_opaque);
+}
+
+void merge_hide(struct merge *m, const char *path)
+{
+	pathset_add(&m->whiteout, path);
+}
+
+/* Hidden by an upper layer: p or a parent whited out, a parent opaque or not a folder. */
+static bool hidden(const struct merge *m, const char *p)
+{
+	char a[MAX_PATH + 1];
+	size_t n = strlen(p);
+
+	memcpy(a, p, n + 1);
+	if (pathset_has(&m->whiteout, a))
+		return true;
+	while (n) {
+		while (n && a[n - 1] != '/')
+			n--;
+		if (!n)
+			break;
+		a[--n] = 0; /* the parent */
+		if (pathset_has(&m->whiteout, a) || pathset_has(&m->opaque, a) || pathset_has(&m->nondir, a))
+			return true;
+	}
+	return false;
+}
+
+static int emit_header(struct merge *m, const char *p, const struct cpio_entry *tmpl, struct err *err)
+{
+	char name[MAX_PATH + 80];
+	struct cpio_entry e = *tmpl;
+
+	snprintf(name, sizeof(name), "%s%s%s", m->prefix, *p ? "/" : "", p);
+	e.name = name;
+	m->entries++;
+	return cpio_write_header(m->w, &e, err);
+}
+
+/* Parents first: the kernel's initramfs unpacker does not create missing folders. */
+static int ensure_parents(struct merge *m, const char *p, struct err *err)
+{
+	char a[MAX_PATH + 1];
+	const char *s = p;
+
+	while ((s = strchr(s, '/'))) {
+		size_t n = (size_t)(s - p);
+		struct cpio_entry d = { .mode = S_IFDIR | 0755 };
+
+		memcpy(a, p, n);
+		a[n] = 0;
+		s++;
+		if (pathset_has(&m->emitted, a) || pathset_has(&m->synthetic, a))
+			continue;
+		if (emit_header(m, a, &d, err) < 0)
+			return -1;
+		pathset_add(&m->synthetic, a);
+	}
+	return 0;
+}
+
+/* Whether p should be written now; a folder written only as a synthetic parent gets its real
+ * entry (written again, which updates its metadata). */
+static bool claim(struct merge *m, const char *p, bool is_dir)
+{
+	if (hidden(m, p) || pathset_has(&m->emitted, p))
+		return false;
+	if (!is_dir && pathset_has(&m->synthetic, p))
+		return false; /* an upper layer has a folder here */
+	pathset_add(&m->emitted, p);
+	if (!is_dir)
+		pathset_add(&m->nondir, p);
+	return true;
+}
+
+int merge_add_file(struct merge *m, const char *path, mode_t mode, const void *data, size_t len, struct err *err)
+{
+	struct cpio_entry e = { .mode = (uint32_t)mode, .mtime = CPIO_LINUXKIT_MTIME, .size = len };
+
+	if (!claim(m, path, false))
+		return 0;
+	if (ensure_parents(m, path, err) < 0 || emit_header(m, path, &e, err) < 0)
+		return -1;
+	return cpio_write_data(m->w, data, len, err);
+}
+
+int merge_touch_dir(struct merge *m, const char *path, struct err *err)
+{
+	struct cpio_entry e = { .mode = S_IFDIR | 0755, .mtime = CPIO_LINUXKIT_MTIME };
+
+	if (pathset_has(&m->emitted, path) || pathset_has(&m->synthetic, path) || !claim(m, path, true))
+		return 0;
+	if (ensure_parents(m, path, err) < 0)
+		return -1;
+	return emit_header(m, path, &e, err);
+}
+
+int merge_touch_symlink(struct merge *m, const char *path, const char *target, struct err *err)
+{
+	if (pathset_has(&m->emitted, path))
+		return 0;
+	return merge_add_file(m, path, S_IFLNK | 0777, target, strlen(target), err);
+}
+
+struct blob_reader {
+	const struct layer_blob *l;
+	uint64_t pos;
+	struct sha_ctx sha;
+	uint8_t buf[1 << 16];
+};
+
+static la_ssize_t blob_read(struct archive *a, void *ctx, const void **out)
+{
+	struct blob_reader *r = ctx;
+	uint64_t left = r->l->len - r->pos;
+	ssize_t n;
+
+	if (!left)
+		return 0;
+	n = pread(r->l->fd, r->buf, left < sizeof(r->buf) ? (size_t)left : sizeof(r->buf), (off_t)(r->l->off + r->pos));
+	if (n < 0) {
+		archive_set_error(a, errno, "read: %s", strerror(errno));
+		return -1;
+	}
+	if (n == 0) {
+		archive_set_error(a, EIO, "blob shorter than recorded");
+		return -1;
+	}
+	r->pos += (uint64_t)n;
+	sha_update(&r->sha, r->buf, (size_t)n);
+	*out = r->buf;
+	return n;
+}
+
+/* Relative symlink from the folder of link to target (both normalised): tar hard links become
+ * symlinks, as linuxkit writes them. */
+static void relative_target(const char *link, const char *target, char *out, size_t size)
+{
+	size_t common = 0, i = 0;
+	int ups = 0;
+
+	/* common folder prefix */
+	while (link[i] && target[i] && link[i] == target[i]) {
+		if (link[i] == '/')
+			common = i + 1;
+		i++;
+	}
+	for (const char *s = link + common; (s = strchr(s, '/')); s++)
+		ups++;
+	out[0] = 0;
+	for (int k = 0; k < ups; k++)
+		strncat(out, "../", size - strlen(out) - 1);
+	strncat(out, target + common, size - strlen(out) - 1);
+}
+
+static int add_entry(struct merge *m, struct archive *a, struct archive_entry *ae, const char *layer,
+		     struct err *err)
+{
+	char p[MAX_PATH + 1], t[MAX_PATH + 1], rel[2 * MAX_PATH];
+	const char *raw = archive_entry_pathname(ae), *base;
+	const char *hl = archive_entry_hardlink(ae);
+	mode_t type = archive_entry_filetype(ae);
+	struct cpio_entry e = { 0 };
+
+	if (!raw || strlen(raw) > MAX_PATH)
+		return err_set(err, EINVAL, "%s: entry without a usable name", layer);
+	if (merge_normalize(raw, p, err) < 0)
+		return err_wrap(err, "%s", layer);
+	if (!*p)
+		return 0; /* the root itself */
+	base = strrchr(p, '/');
+	base = base ? base + 1 : p;
+	if (!strncmp(base, ".wh.", 4)) {
+		char dir[MAX_PATH + 1];
+		size_t dl = (size_t)(base - p);
+
+		memcpy(dir, p, dl ? dl - 1 : 0);
+		dir[dl ? dl - 1 : 0] = 0;
+		if (!strcmp(base, ".wh..wh..opq")) {
+			pathset_add(&m->layer_opaque, dir);
+		} else if (strncmp(base, ".wh..wh.", 8) != 0) {
+			char victim[MAX_PATH + 1];
+
+			if (!strcmp(base + 4, "..") || !strcmp(base + 4, ".") || !base[4])
+				return err_set(err, EINVAL, "%s: %s: whiteout of \"%s\" is not allowed", layer, raw, base + 4);
+			snprintf(victim, sizeof(victim), "%s%s%s", dir, *dir ? "/" : "", base + 4);
+			pathset_add(&m->layer_whiteout, victim);
+		}
+		return 0;
+	}
+	if (hl) {
+		if (merge_normalize(hl, t, err) < 0)
+			return err_wrap(err, "%s: hard link %s", layer, raw);
+		if (!*t)
+			return err_set(err, EINVAL, "%s: %s: hard link to the root", layer, raw);
+		relative_target(p, t, rel, sizeof(rel));
+		if (!claim(m, p, false))
+			return 0;
+		e = (struct cpio_entry){ .mode = S_IFLNK | 0777, .uid = (uint32_t)archive_entry_uid(ae),
+					 .gid = (uint32_t)archive_entry_gid(ae),
+					 .mtime = (uint32_t)archive_entry_mtime(ae), .size = strlen(rel) };
+		if (ensure_parents(m, p, err) < 0 || emit_header(m, p, &e, err) < 0)
+			return -1;
+		return cpio_write_data(m->w, rel, strlen(rel), err);
+	}
+	if (type != AE_IFREG && type != AE_IFDIR && type != AE_IFLNK && type != AE_IFCHR && type != AE_IFBLK &&
+	    type != AE_IFIFO)
+		return 0; /* sockets and the like have no place in an image */
+	if (!claim(m, p, type == AE_IFDIR)) {
+		/* an upper layer's folder already stands here: only a real folder may refine it */
+		if (!(type == AE_IFDIR && pathset_has(&m->synthetic, p) && !hidden(m, p)))
+			return 0;
+	}
+	pathset_add(&m->emitted, p);
+	e.mode = (uint32_t)(type | (archive_entry_perm(ae) & 07777));
+	e.uid = (uint32_t)archive_entry_uid(ae);
+	e.gid = (uint32_t)archive_entry_gid(ae);
+	e.mtime = (uint32_t)archive_entry_mtime(ae);
+	if (type == AE_IFCHR || type == AE_IFBLK) {
+		e.rdevmajor = (uint32_t)archive_entry_rdevmajor(ae);
+		e.rdevminor = (uint32_t)archive_entry_rdevminor(ae);
+	}
+	if (type == AE_IFLNK) {
+		const char *target = archive_entry_symlink(ae);
+
+		e.size = target ? strlen(target) : 0;
+		if (ensure_parents(m, p, err) < 0 || emit_header(m, p, &e, err) < 0)
+			return -1;
+		return cpio_write_data(m->w, target, (size_t)e.size, err);
+	}
+	if (type == AE_IFREG)
+		e.size = archive_entry_size_is_set(ae) ? (uint64_t)archive_entry_size(ae) : 0;
+	if (ensure_parents(m, p, err) < 0 || emit_header(m, p, &e, err) < 0)
+		return -1;
+	if (type == AE_IFREG) {
+		uint8_t chunk[65536];
+		uint64_t left = e.size;
+
+		while (left) {
+			la_ssize_t n = archive_read_data(a, chunk, left < sizeof(chunk) ? (size_t)left : sizeof(chunk));
+
+			if (n <= 0)
+				return err_set(err, EIO, "%s: %s: %s", layer, raw,
+					       n < 0 ? archive_error_string(a) : "data shorter than its header says");
+			if (cpio_write_data(m->w, chunk, (size_t)n, err) < 0)
+				return -1;
+			left -= (uint64_t)n;
+		}
+	}
+	return 0;
+}
+
+int merge_add_layer(struct merge *m, const struct layer_blob *l, struct err *err)
+{
+	struct archive *a = archive_read_new();
+	struct archive_entry *ae;
+	struct blob_reader *r = calloc(1, sizeof(*r));
+	uint8_t digest[32];
+	char hex[65];
+	int rc = 0, st;
+
+	if (!a || !r)
+		abort();
+	r->l = l;
+	sha_init(&r->sha, "SHA256");
+	archive_read_support_filter_all(a);
+	archive_read_support_format_tar(a);
+	if (archive_read_open(a, r, NULL, blob_read, NULL) != ARCHIVE_OK) {
+		rc = err_set(err, EINVAL, "%s: %s", l->name, archive_error_string(a));
+		goto out;
+	}
+	while ((st = archive_read_next_header(a, &ae)) == ARCHIVE_OK || st == ARCHIVE_WARN)
+		if ((rc = add_entry(m, a, ae, l->name, err)) < 0)
+			goto out;
+	if (st != ARCHIVE_EOF) {
+		rc = err_set(err, EINVAL, "%s: not a valid layer: %s", l->name, archive_error_string(a));
+		goto out;
+	}
+	/* the digest covers every byte of the blob, also what the tar reader left unread */
+	while (r->pos < l->len) {
+		const void *dummy;
+
+		if (blob_read(a, r, &dummy) <= 0) {
+			rc = err_set(err, EIO, "%s: cannot read the end of the blob", l->name);
+			goto out;
+		}
+	}
+	if (l->digest) {
+		sha_final(&r->sha, digest);
+		hex_encode(digest, 32, hex);
+		if (strncmp(l->digest, "sha256:", 7) || strcmp(l->digest + 7, hex)) {
+			rc = err_set(err, EINVAL, "%s: digest mismatch: expected %s, the blob is sha256:%s", l->name,
+				     l->digest, hex);
+			goto out;
+		}
+	}
+	/* this layer's whiteouts and opaque folders apply to the layers below it */
+	pathset_merge(&m->whiteout, &m->layer_whiteout);
+	pathset_merge(&m->opaque, &m->layer_opaque);
+	pathset_clear(&m->layer_whiteout);
+	pathset_clear(&m->layer_opaque);
+out:
+	sha_free(&r->sha);
+	free(r);
+	archive_read_free(a);
+	return rc;
+}

@@ -1,0 +1,269 @@
+/* Layer merging: overrides, whiteouts, opaque folders, hard links, parents, hostile paths and
+ * digests, checked by extracting the resulting cpio. */
+#include "harness.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/hex.h"
+#include "crypto/sha.h"
+#include "image/merge.h"
+
+struct ent {
+	const char *name;
+	int type; /* 'f' file, 'd' dir, 'l' symlink, 'h' hard link */
+	const char *data;
+	int mode;
+};
+
+/* A tar (gzip when gz) in a memfd. */
+static int make_layer(const struct ent *es, size_t n, bool gz, char digest[72])
+{
+	struct archive *a = archive_write_new();
+	int fd = memfd_create("layer", 0);
+	struct stat st;
+	uint8_t *map, d[32];
+	char hex[65];
+
+	archive_write_set_format_pax_restricted(a);
+	if (gz)
+		archive_write_add_filter_gzip(a);
+	archive_write_open_fd(a, fd);
+	for (size_t i = 0; i < n; i++) {
+		struct archive_entry *e = archive_entry_new();
+
+		archive_entry_set_pathname(e, es[i].name);
+		archive_entry_set_mtime(e, 1000, 0);
+		archive_entry_set_perm(e, es[i].mode ? es[i].mode : 0644);
+		switch (es[i].type) {
+		case 'd':
+			archive_entry_set_filetype(e, AE_IFDIR);
+			break;
+		case 'l':
+			archive_entry_set_filetype(e, AE_IFLNK);
+			archive_entry_set_symlink(e, es[i].data);
+			break;
+		case 'h':
+			archive_entry_set_filetype(e, AE_IFREG);
+			archive_entry_set_hardlink(e, es[i].data);
+			break;
+		default:
+			archive_entry_set_filetype(e, AE_IFREG);
+			archive_entry_set_size(e, es[i].data ? (la_int64_t)strlen(es[i].data) : 0);
+		}
+		archive_write_header(a, e);
+		if (es[i].type == 'f' && es[i].data)
+			archive_write_data(a, es[i].data, strlen(es[i].data));
+		archive_entry_free(e);
+	}
+	archive_write_close(a);
+	archive_write_free(a);
+	fstat(fd, &st);
+	map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	sha256(map, (size_t)st.st_size, d);
+	munmap(map, (size_t)st.st_size);
+	hex_encode(d, 32, hex);
+	snprintf(digest, 72, "sha256:%s", hex);
+	return fd;
+}
+
+static int buf_sink(void *ctx, const void *data, size_t len, struct err *err)
+{
+	buf_append(ctx, data, len);
+	return 0;
+}
+
+static char root[64];
+
+/* Merges the layers (bottom first) and extracts the result under root/rootfs. */
+static int merge_and_extract(const struct ent *const *layers, const size_t *counts, size_t n, bool corrupt,
+			     struct err *err)
+{
+	struct buf out = BUF_INIT;
+	struct cpio_writer w;
+	struct merge m;
+	char cmd[128];
+	int rc = 0, fds[8];
+	char digests[8][72];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'; mkdir -p '%s'", root, root);
+	if (system(cmd) != 0)
+		abort();
+	for (size_t i = 0; i < n; i++)
+		fds[i] = make_layer(layers[i], counts[i], i % 2 == 1, digests[i]);
+	if (corrupt)
+		digests[0][10] = digests[0][10] == 'a' ? 'b' : 'a';
+	cpio_writer_init(&w, buf_sink, &out);
+	{ /* the ramdisk writer puts the prefix folder first, as linuxkit does */
+		struct cpio_entry r = { .name = "rootfs", .mode = S_IFDIR | 0755 };
+
+		cpio_add(&w, &r, NULL, err);
+	}
+	merge_init(&m, &w, "rootfs");
+	for (size_t i = n; i-- > 0 && rc == 0;) {
+		struct stat st;
+		struct layer_blob b;
+
+		fstat(fds[i], &st);
+		b = (struct layer_blob){ "layer", fds[i], 0, (uint64_t)st.st_size, digests[i] };
+		rc = merge_add_layer(&m, &b, err);
+	}
+	if (rc == 0)
+		rc = cpio_finish(&w, err);
+	merge_free(&m);
+	for (size_t i = 0; i < n; i++)
+		close(fds[i]);
+	if (rc == 0) {
+		int fd = memfd_create("cpio", 0);
+
+		if (write(fd, out.data, out.len) != (ssize_t)out.len)
+			abort();
+		lseek(fd, 0, SEEK_SET);
+		rc = cpio_extract_fd(fd, root, err);
+		close(fd);
+	}
+	buf_free(&out);
+	return rc;
+}
+
+static char *slurp(const char *rel)
+{
+	static char data[256];
+	char path[256];
+	int fd;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/rootfs/%s", root, rel);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return NULL;
+	n = read(fd, data, sizeof(data) - 1);
+	close(fd);
+	data[n > 0 ? n : 0] = 0;
+	return data;
+}
+
+static bool exists(const char *rel)
+{
+	char path[256];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/rootfs/%s", root, rel);
+	return lstat(path, &st) == 0;
+}
+
+static void test_layers_merge(void)
+{
+	static const struct ent l1[] = {
+		{ "a/", 'd', NULL, 0755 }, { "a/x", 'f', "one", 0 }, { "b", 'f', "bee", 0 },
+		{ "c/", 'd', NULL, 0755 }, { "c/old", 'f', "old", 0 }, { "d/", 'd', NULL, 0755 },
+		{ "d/f", 'f', "under", 0 }, { "deep/", 'd', NULL, 0700 }, { "deep/x/", 'd', NULL, 0750 },
+		{ "bin/", 'd', NULL, 0755 }, { "bin/real", 'f', "exe", 0755 }, { "bin/link", 'h', "bin/real", 0 },
+	};
+	static const struct ent l2[] = {
+		{ "./a/x", 'f', "two", 0 }, { ".wh.b", 'f', NULL, 0 }, { "c/.wh..wh..opq", 'f', NULL, 0 },
+		{ "c/new", 'f', "new", 0 }, { "d", 'f', "now a file", 0 }, { "deep/x/y/z", 'f', "deep", 0 },
+		{ "/abs/file", 'f', "absolute names stay inside", 0 }, { "sym", 'l', "a/x", 0 },
+	};
+	const struct ent *layers[] = { l1, l2 };
+	size_t counts[] = { sizeof(l1) / sizeof(l1[0]), sizeof(l2) / sizeof(l2[0]) };
+	struct err err = { 0 };
+	struct stat st;
+	char path[256];
+
+	CHECK_EQ_INT(merge_and_extract(layers, counts, 2, false, &err), 0);
+	if (err.msg[0])
+		fprintf(stderr, "%s\n", err.msg);
+	CHECK_STR(slurp("a/x"), "two");        /* the upper layer wins */
+	CHECK(!exists("b"));                    /* whited out */
+	CHECK(!exists("c/old") && exists("c/new")); /* opaque folder */
+	CHECK_STR(slurp("d"), "now a file");   /* a file above a folder hides what was below */
+	CHECK(!exists("d/f"));
+	CHECK_STR(slurp("deep/x/y/z"), "deep"); /* parents written before their children... */
+	snprintf(path, sizeof(path), "%s/rootfs/deep", root);
+	CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0700); /* ...then given their real mode */
+	snprintf(path, sizeof(path), "%s/rootfs/deep/x", root);
+	CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0750);
+	CHECK_STR(slurp("abs/file"), "absolute names stay inside");
+	snprintf(path, sizeof(path), "%s/rootfs/bin/link", root);
+	{
+		char target[64] = "";
+
+		CHECK(readlink(path, target, sizeof(target) - 1) > 0);
+		CHECK_STR(target, "real"); /* hard links become relative symlinks, as linuxkit writes them */
+	}
+	CHECK_STR(slurp("sym"), "two");
+}
+
+static void expect_refused(const struct ent *l, size_t n, const char *msg)
+{
+	const struct ent *layers[] = { l };
+	size_t counts[] = { n };
+	struct err err = { 0 };
+	char outside[128];
+
+	CHECK(merge_and_extract(layers, counts, 1, false, &err) < 0);
+	CHECK(strstr(err.msg, msg) != NULL);
+	if (!strstr(err.msg, msg))
+		fprintf(stderr, "got \"%s\", expected \"%s\"\n", err.msg, msg);
+	snprintf(outside, sizeof(outside), "%s/evil", root);
+	CHECK(access(outside, F_OK) < 0);
+}
+
+static void test_hostile_layers(void)
+{
+	static const struct ent dotdot[] = { { "../evil", 'f', "x", 0 } };
+	static const struct ent inner[] = { { "a/../../evil", 'f', "x", 0 } };
+	static const struct ent wh[] = { { "a/.wh...", 'f', NULL, 0 } };
+	static const struct ent link[] = { { "x", 'h', "../../etc/passwd", 0 } };
+
+	expect_refused(dotdot, 1, "escapes the root");
+	expect_refused(inner, 1, "escapes the root");
+	expect_refused(wh, 1, "whiteout of \"..\" is not allowed");
+	expect_refused(link, 1, "escapes the root");
+}
+
+static void test_symlink_then_file_stays_inside(void)
+{
+	/* a symlink to the outside, then a file "through" it: the file lands inside, beside it */
+	static const struct ent l[] = { { "esc", 'l', "/tmp", 0 }, { "esc/pwned", 'f', "x", 0 } };
+	const struct ent *layers[] = { l };
+	size_t counts[] = { 2 };
+	struct err err = { 0 };
+
+	/* the merge writes "esc" as a symlink and refuses nothing; extraction must not follow it */
+	CHECK(merge_and_extract(layers, counts, 1, false, &err) < 0 || !exists("esc/pwned"));
+	CHECK(access("/tmp/pwned", F_OK) < 0);
+}
+
+static void test_digest_mismatch(void)
+{
+	static const struct ent l[] = { { "f", 'f', "x", 0 } };
+	const struct ent *layers[] = { l };
+	size_t counts[] = { 1 };
+	struct err err = { 0 };
+
+	CHECK(merge_and_extract(layers, counts, 1, true, &err) < 0);
+	CHECK(strstr(err.msg, "digest mismatch") != NULL);
+}
+
+static void setup(void)
+{
+	snprintf(root, sizeof(root), "/tmp/merge-test-%d", (int)getpid());
+}
+
+static void teardown(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+	CHECK(system(cmd) == 0);
+}
+
+TEST_MAIN(T(setup), T(test_layers_merge), T(test_hostile_layers), T(test_symlink_then_file_stays_inside),
+	  T(test_digest_mismatch), T(teardown))
