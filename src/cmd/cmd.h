@@ -8,5 +8,6 @@ int cmd_manifest(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 int cmd_eif(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_build(int argc, char **argv);
 
 #endif

@@ -71,25 +71,6 @@ static char *kernel_version_of(const char *path)
 	return strdup(n ? ver : "unknown");
 }
 
-static char *default_build_time(void)
-{
-	const char *sde = getenv("SOURCE_DATE_EPOCH");
-	time_t t = time(NULL);
-	struct tm tm;
-	char s[64];
-
-	if (sde && *sde) {
-		char *end;
-		long long v = strtoll(sde, &end, 10);
-
-		if (!*end && v >= 0)
-			t = (time_t)v;
-	}
-	gmtime_r(&t, &tm);
-	strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%S+00:00", &tm);
-	return strdup(s);
-}
-
 static char *basename_stem(const char *path)
 {
 	const char *b = strrchr(path, '/');
@@ -238,7 +219,7 @@ static int eif_build_cmd(int argc, char **argv)
 	if (!md.image_name)
 		md.image_name = def_name = basename_stem(out);
 	if (!md.build_time)
-		md.build_time = def_time = default_build_time();
+		md.build_time = def_time = eif_default_build_time();
 	if (!md.kernel_version)
 		md.kernel_version = def_kver = kernel_version_of(kernel);
 	if (eif_metadata_json(&md, &md_json, &err) < 0) {

@@ -10,6 +10,7 @@ static const struct {
 	int (*fn)(int argc, char **argv);
 	const char *help;
 } commands[] = {
+	{ "build", cmd_build, "build the EIF for the manifest's app image" },
 	{ "manifest", cmd_manifest, "check enclaver.yaml and print it resolved, as JSON" },
 	{ "policy", cmd_policy, "check a host against the manifest's egress policy" },
 	{ "eif", cmd_eif, "build, describe, measure and take apart enclave image files" },

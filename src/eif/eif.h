@@ -79,6 +79,9 @@ struct eif_metadata {
 };
 /* Returns malloc'd compact JSON; fails on invalid docker/custom JSON. */
 int eif_metadata_json(const struct eif_metadata *md, char **out, struct err *err);
+/* SOURCE_DATE_EPOCH when set (reproducible builds), else now, as "YYYY-MM-DDTHH:MM:SS+00:00";
+ * caller frees. */
+char *eif_default_build_time(void);
 /* Checks RFC 3339 date-time syntax (as chrono's to_rfc3339 produces and parses). */
 bool eif_rfc3339_valid(const char *s);
 

@@ -1,0 +1,223 @@
+/*
+ * enclaver build: an app image and a manifest in, an EIF out (spec/enclaver-compat.md §3). No
+ * Docker build and no nitro-cli: the image's layers are merged straight into the customer
+ * ramdisk while the EIF is written and measured.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/fs.h"
+#include "base/log.h"
+#include "cmd/cmd.h"
+#include "eif/bootkit.h"
+#include "eif/eif.h"
+#include "image/ramdisk.h"
+#include "image/source.h"
+#include "manifest/manifest.h"
+
+#define AWS_BLOBS "/usr/share/nitro_enclaves/blobs"
+#define DEFAULT_CMDLINE                                                                             \
+	"reboot=k panic=30 pci=off nomodules console=ttyS0 i8042.noaux i8042.nomux i8042.nopnp " \
+	"i8042.dumbkbd random.trust_cpu=on"
+
+struct bootkit {
+	char kernel[PATH_MAX];
+	char init[PATH_MAX];
+	char nsm[PATH_MAX]; /* empty: none */
+	struct buf cmdline;
+	const char *origin;
+};
+
+/* A file installed beside this enclaver (odyn, enclaver-init). */
+static void beside_self(const char *name, char *out, size_t size)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	char *slash;
+
+	out[0] = 0;
+	if (n <= 0)
+		return;
+	self[n] = 0;
+	slash = strrchr(self, '/');
+	if (slash) {
+		*slash = 0;
+		snprintf(out, size, "%s/%s", self, name);
+	}
+}
+
+static int pick_bootkit(const char *kernel, struct bootkit *bk, struct err *err)
+{
+	struct err ignore = { 0 };
+
+	if (!kernel && access(AWS_BLOBS "/bzImage", R_OK) == 0) {
+		/* AWS's blobs: PCR1 then matches every nitro-cli-built enclave on this host */
+		snprintf(bk->kernel, sizeof(bk->kernel), AWS_BLOBS "/bzImage");
+		snprintf(bk->init, sizeof(bk->init), AWS_BLOBS "/init");
+		snprintf(bk->nsm, sizeof(bk->nsm), AWS_BLOBS "/nsm.ko");
+		if (fs_read_file(AWS_BLOBS "/cmdline", 65536, &bk->cmdline, err) < 0)
+			return -1;
+		while (bk->cmdline.len && strchr(" \n\r\t", bk->cmdline.data[bk->cmdline.len - 1]))
+			bk->cmdline.len--;
+		bk->origin = "AWS Nitro Enclaves blobs (" AWS_BLOBS ")";
+		return 0;
+	}
+	if (!kernel)
+		kernel = getenv("ENCLAVER_KERNEL");
+	if (!kernel || !*kernel)
+		return err_set(err, ENOENT,
+			       "no enclave kernel: install AWS's aws-nitro-enclaves-cli-devel blobs, or name a kernel with --kernel FILE or ENCLAVER_KERNEL");
+	if (access(kernel, R_OK) < 0)
+		return err_sys(err, "kernel %s", kernel);
+	snprintf(bk->kernel, sizeof(bk->kernel), "%s", kernel);
+	beside_self("enclaver-init", bk->init, sizeof(bk->init));
+	if (access(bk->init, R_OK) < 0)
+		return err_set(err, ENOENT, "enclaver-init is not installed beside enclaver (%s)", bk->init);
+	buf_append_str(&bk->cmdline, DEFAULT_CMDLINE);
+	bk->origin = "the named kernel with enclaver-init";
+	(void)ignore;
+	return 0;
+}
+
+struct sink_ctx {
+	struct eif_writer *w;
+};
+
+static int eif_sink(void *ctx, const void *data, size_t len, struct err *err)
+{
+	return eif_writer_write(((struct sink_ctx *)ctx)->w, data, len, err);
+}
+
+static void print_measurements(const struct eif_measurements *m)
+{
+	char h[PCR_HEX_LEN + 1];
+
+	printf("{\n  \"Measurements\": {\n");
+	pcr_hex(m->pcr0, h);
+	printf("    \"PCR0\": \"%s\",\n", h);
+	pcr_hex(m->pcr1, h);
+	printf("    \"PCR1\": \"%s\",\n", h);
+	pcr_hex(m->pcr2, h);
+	printf("    \"PCR2\": \"%s\"%s\n", h, m->has_pcr8 ? "," : "");
+	if (m->has_pcr8) {
+		pcr_hex(m->pcr8, h);
+		printf("    \"PCR8\": \"%s\"\n", h);
+	}
+	printf("  }\n}\n");
+}
+
+int cmd_build(int argc, char **argv)
+{
+	enum { O_EIF_ONLY = 256, O_KERNEL, O_ODYN };
+	static const struct option opts[] = {
+		{ "file", required_argument, NULL, 'f' },
+		{ "eif-only", required_argument, NULL, O_EIF_ONLY },
+		{ "kernel", required_argument, NULL, O_KERNEL },
+		{ "odyn", required_argument, NULL, O_ODYN },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *file = "enclaver.yaml", *eif_only = NULL, *kernel = NULL, *odyn = NULL;
+	char odyn_default[PATH_MAX], *name = NULL, real[PATH_MAX];
+	struct bootkit bk = { .cmdline = BUF_INIT };
+	struct manifest *m = NULL;
+	struct image *img = NULL;
+	struct eif_writer *w = NULL;
+	struct eif_measurements meas;
+	struct err err = { 0 };
+	struct sink_ctx sink;
+	struct cpio_writer cw;
+	struct ramdisk_inputs ri;
+	struct eif_metadata md = { .build_tool = "enclaver", .build_tool_version = ENCLAVER_VERSION,
+				   .os = "Linux", .kernel_version = "unknown" };
+	char *md_json = NULL, *build_time = NULL;
+	int c, rc = 1;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "f:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f': file = optarg; break;
+		case O_EIF_ONLY: eif_only = optarg; break;
+		case O_KERNEL: kernel = optarg; break;
+		case O_ODYN: odyn = optarg; break;
+		case 'h':
+			printf("usage: enclaver build [-f FILE] --eif-only PATH [--kernel FILE] [--odyn FILE]\n\n"
+			       "Builds the EIF for the manifest's sources.app (docker-archive:PATH[:REF] or\n"
+			       "oci:DIR[:TAG]) and prints its measurements. The kernel is AWS's blob when\n"
+			       "installed, else --kernel or ENCLAVER_KERNEL.\n");
+			return 0;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc) {
+		log_error("unexpected argument \"%s\"", argv[optind]);
+		return EXIT_USAGE;
+	}
+	if (!eif_only) {
+		log_error("release images are not available in this build yet: use --eif-only PATH");
+		return EXIT_USAGE;
+	}
+	if (!odyn) {
+		beside_self("odyn", odyn_default, sizeof(odyn_default));
+		odyn = odyn_default;
+	}
+	if (manifest_load(file, &m, &err) < 0 || pick_bootkit(kernel, &bk, &err) < 0 ||
+	    image_open(m->source_app, &img, &err) < 0)
+		goto fail;
+	if (!m->n_ingress)
+		log_warn("no ingress specified in manifest; there will be no way to connect to this enclave");
+	if (!m->has_egress)
+		log_warn("no egress specified in manifest; this enclave will have no outbound network access");
+	log_info("app %s (%s), boot kit: %s", m->source_app, img->id ? img->id : "?", bk.origin);
+	build_time = eif_default_build_time();
+	name = strdup(m->target);
+	name[strcspn(name, ":@")] = 0;
+	md.image_name = name;
+	md.image_version = img->id && !strncmp(img->id, "sha256:", 7) ? img->id + 7 : "unknown";
+	md.build_time = build_time;
+	if (eif_metadata_json(&md, &md_json, &err) < 0 || eif_writer_open(&w, eif_only, 0, &err) < 0 ||
+	    eif_writer_add_file(w, EIF_SEC_KERNEL, bk.kernel, &err) < 0 ||
+	    eif_writer_add_bytes(w, EIF_SEC_CMDLINE, bk.cmdline.data, bk.cmdline.len, &err) < 0 ||
+	    eif_writer_add_bytes(w, EIF_SEC_METADATA, md_json, strlen(md_json), &err) < 0)
+		goto fail;
+	sink.w = w;
+	/* both ramdisks are streamed into the EIF as they are written, hashed on the way */
+	cpio_writer_init(&cw, eif_sink, &sink);
+	if (eif_writer_begin(w, EIF_SEC_RAMDISK, &err) < 0 ||
+	    bootkit_write_bootstrap(&cw, bk.init, bk.nsm[0] ? bk.nsm : NULL, &err) < 0 || eif_writer_end(w, &err) < 0)
+		goto fail;
+	cpio_writer_init(&cw, eif_sink, &sink);
+	ri = (struct ramdisk_inputs){ img, odyn, m->raw.data, m->raw.len };
+	if (eif_writer_begin(w, EIF_SEC_RAMDISK, &err) < 0 || ramdisk_write_customer(&cw, &ri, &err) < 0 ||
+	    eif_writer_end(w, &err) < 0)
+		goto fail;
+	rc = eif_writer_finish(w, m->has_signature ? m->signature_certificate : NULL,
+			       m->has_signature ? m->signature_key : NULL, &meas, &err);
+	w = NULL;
+	if (rc < 0)
+		goto fail;
+	printf("Built EIF: %s\nEIF Info:\n", realpath(eif_only, real) ? real : eif_only);
+	print_measurements(&meas);
+	rc = 0;
+	goto out;
+fail:
+	eif_writer_abort(w);
+	log_error("%s", err.msg);
+	rc = 1;
+out:
+	free(md_json);
+	free(build_time);
+	free(name);
+	buf_free(&bk.cmdline);
+	image_free(img);
+	manifest_free(m);
+	return rc;
+}

@@ -1,0 +1,120 @@
+/* Customer ramdisk writer. */
+#include "image/ramdisk.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "base/buf.h"
+#include "base/fs.h"
+#include "eif/initfiles.h"
+#include "image/merge.h"
+
+#define ODYN_MAX (64u << 20)
+
+/* linuxkit's /etc/hosts for init images */
+static const char HOSTS[] = "127.0.0.1       localhost\n::1     localhost ip6-localhost ip6-loopback\n";
+
+char **ramdisk_command(const struct image *img)
+{
+	static const char *const head[] = { "/sbin/odyn", "--config-dir", "/etc/enclaver", "--" };
+	size_t n = 4, k = 0;
+	char **v;
+
+	for (char **p = img->entrypoint; *p; p++)
+		n++;
+	for (char **p = img->cmd; *p; p++)
+		n++;
+	v = calloc(n + 1, sizeof(*v));
+	if (!v)
+		abort();
+	for (size_t i = 0; i < 4; i++)
+		v[k++] = strdup(head[i]);
+	for (char **p = img->entrypoint; *p; p++)
+		v[k++] = strdup(*p);
+	for (char **p = img->cmd; *p; p++)
+		v[k++] = strdup(*p);
+	return v;
+}
+
+static int add_dir(struct cpio_writer *w, const char *name, struct err *err)
+{
+	struct cpio_entry e = { .name = name, .mode = S_IFDIR | 0755, .mtime = CPIO_LINUXKIT_MTIME };
+
+	return cpio_add(w, &e, NULL, err);
+}
+
+static int add_lines(struct cpio_writer *w, const char *name, char *const *items, struct err *err)
+{
+	struct buf b = BUF_INIT;
+	size_t n = 0;
+	int rc;
+	struct cpio_entry e = { .name = name, .mode = S_IFREG | 0644, .mtime = CPIO_LINUXKIT_MTIME };
+
+	while (items[n])
+		n++;
+	rc = initfiles_format((const char *const *)items, n, &b, err);
+	if (rc == 0) {
+		e.size = b.len;
+		rc = cpio_add(w, &e, b.data, err);
+	}
+	buf_free(&b);
+	return rc < 0 ? err_wrap(err, "/%s", name) : 0;
+}
+
+int ramdisk_write_customer(struct cpio_writer *w, const struct ramdisk_inputs *in, struct err *err)
+{
+	static const char *const dropped[] = { ".dockerenv", "Dockerfile", "dev/console", "dev/pts", "dev/shm",
+					       "etc/hostname" };
+	static const char *const touched[] = { "dev", "dev/pts", "dev/shm", "etc", "proc", "sys" };
+	static const char *const dirs[] = { "rootfs/dev", "rootfs/run", "rootfs/sys", "rootfs/var", "rootfs/proc",
+					    "rootfs/tmp" };
+	struct buf odyn = BUF_INIT;
+	struct merge m;
+	char **cmd = NULL;
+	int rc = -1;
+
+	if (fs_read_file(in->odyn_path, ODYN_MAX, &odyn, err) < 0) {
+		buf_free(&odyn);
+		return err_wrap(err, "odyn");
+	}
+	merge_init(&m, w, "rootfs");
+	if (add_dir(w, "rootfs", err) < 0)
+		goto out;
+	/* Above every layer: odyn, the manifest byte for byte, and linuxkit's replacements. */
+	if (merge_add_file(&m, "sbin/odyn", S_IFREG | 0755, odyn.data, odyn.len, err) < 0 ||
+	    merge_add_file(&m, "etc/enclaver/enclaver.yaml", S_IFREG | 0644, in->manifest, in->manifest_len, err) < 0 ||
+	    merge_add_file(&m, "etc/hosts", S_IFREG | 0644, HOSTS, sizeof(HOSTS) - 1, err) < 0 ||
+	    merge_add_file(&m, "etc/resolv.conf", S_IFLNK | 0777, "/run/resolvconf/resolv.conf", 27, err) < 0)
+		goto out;
+	for (size_t i = 0; i < sizeof(dropped) / sizeof(dropped[0]); i++)
+		merge_hide(&m, dropped[i]);
+	for (size_t i = in->img->n_layers; i-- > 0;)
+		if (merge_add_layer(&m, &in->img->layers[i], err) < 0)
+			goto out;
+	for (size_t i = 0; i < sizeof(touched) / sizeof(touched[0]); i++)
+		if (merge_touch_dir(&m, touched[i], err) < 0)
+			goto out;
+	if (merge_touch_symlink(&m, "etc/mtab", "/proc/mounts", err) < 0)
+		goto out;
+	/* linuxkit's "files": the prefix folder again, the mount points, then cmd and env */
+	if (add_dir(w, "rootfs", err) < 0)
+		goto out;
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
+		if (add_dir(w, dirs[i], err) < 0)
+			goto out;
+	cmd = ramdisk_command(in->img);
+	if (add_lines(w, "cmd", cmd, err) < 0 || add_lines(w, "env", in->img->env, err) < 0)
+		goto out;
+	rc = cpio_finish(w, err);
+out:
+	if (cmd) {
+		for (char **p = cmd; *p; p++)
+			free(*p);
+		free(cmd);
+	}
+	merge_free(&m);
+	buf_free(&odyn);
+	return rc;
+}

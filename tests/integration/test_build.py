@@ -1,0 +1,186 @@
+"""enclaver build from daemonless image sources (docker-archive, OCI layout), checked by running
+the result in the local enclave, by describe, and by building twice."""
+import gzip
+import hashlib
+import io
+import json
+import os
+import subprocess
+import tarfile
+
+import pytest
+
+from conftest import BUILD, ROOT, run
+import enclave_util as eu
+
+
+def static_odyn():
+    # a sanitized odyn is dynamic and would not run in an enclave without its libraries
+    for b in (BUILD, ROOT / "build"):
+        out = subprocess.run(["file", "-L", str(b / "odyn")], capture_output=True, text=True).stdout
+        if "static" in out:
+            return b / "odyn"
+    pytest.skip("no static odyn built")
+
+
+def layer(entries):
+    b = io.BytesIO()
+    with tarfile.open(fileobj=b, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for name, kind, data, mode in entries:
+            ti = tarfile.TarInfo(name)
+            ti.mode = mode
+            ti.mtime = 1000
+            if kind == "d":
+                ti.type = tarfile.DIRTYPE
+            elif kind == "l":
+                ti.type = tarfile.SYMTYPE
+                ti.linkname = data
+            else:
+                ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data) if kind == "f" else None)
+    return b.getvalue()
+
+
+def app_layers():
+    probe = eu._probe().read_bytes()
+    l1 = layer([("bin", "d", b"", 0o755), ("bin/probe", "f", probe, 0o755), ("etc", "d", b"", 0o755),
+                ("etc/gone", "f", b"removed later", 0o644), ("etc/hostname", "f", b"dropped", 0o644)])
+    l2 = layer([("etc/.wh.gone", "f", b"", 0o644), ("etc/greeting", "f", b"hello from the image\n", 0o644)])
+    return [l1, l2]
+
+
+CONFIG = {"architecture": "amd64", "os": "linux",
+          "config": {"Entrypoint": ["/bin/probe"], "Cmd": ["exit", "7"], "Env": ["PATH=/bin", "FOO=bar"]}}
+
+
+def docker_archive(path, layers):
+    cfg = dict(CONFIG, rootfs={"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(l).hexdigest() for l in layers]})
+    cfg_bytes = json.dumps(cfg).encode()
+    cfg_name = hashlib.sha256(cfg_bytes).hexdigest() + ".json"
+    with tarfile.open(path, "w") as t:
+        def add(name, data):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data))
+        names = []
+        for i, l in enumerate(layers):
+            names.append(f"l{i}/layer.tar")
+            add(names[-1], l)
+        add(cfg_name, cfg_bytes)
+        add("manifest.json", json.dumps([{"Config": cfg_name, "RepoTags": ["app:latest"], "Layers": names}]).encode())
+
+
+def oci_layout(d, layers):
+    blobs = d / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+
+    def put(data):
+        h = hashlib.sha256(data).hexdigest()
+        (blobs / h).write_bytes(data)
+        return {"digest": "sha256:" + h, "size": len(data)}
+    gz = [gzip.compress(l, mtime=0) for l in layers]
+    cfg = dict(CONFIG, rootfs={"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(l).hexdigest() for l in layers]})
+    manifest = {"schemaVersion": 2, "config": dict(put(json.dumps(cfg).encode()), mediaType="application/vnd.oci.image.config.v1+json"),
+                "layers": [dict(put(g), mediaType="application/vnd.oci.image.layer.v1.tar+gzip") for g in gz]}
+    m = put(json.dumps(manifest).encode())
+    (d / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        dict(m, mediaType="application/vnd.oci.image.manifest.v1+json",
+             annotations={"org.opencontainers.image.ref.name": "v1"})]}))
+    (d / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+
+
+def write_manifest(d, app):
+    (d / "enclaver.yaml").write_text(f"version: v1\nname: app\ntarget: app:enclave\nsources:\n  app: \"{app}\"\n"
+                                     "defaults:\n  memory_mb: 256\n")
+
+
+def build(d, out="app.eif", env=None):
+    (d / "kernel").write_bytes(b"kernel bytes")
+    return run("build", "-f", d / "enclaver.yaml", "--eif-only", d / out, "--kernel", d / "kernel",
+               "--odyn", static_odyn(), env=env)
+
+
+def test_build_from_docker_archive_and_run(tmp_path):
+    docker_archive(tmp_path / "app.tar", app_layers())
+    write_manifest(tmp_path, f"docker-archive:{tmp_path}/app.tar:app:latest")
+    r = build(tmp_path)
+    assert r.code == 0, r
+    assert r.out.startswith(f"Built EIF: {tmp_path}/app.eif\nEIF Info:\n")
+    printed = json.loads(r.out.split("EIF Info:\n", 1)[1])["Measurements"]
+    described = json.loads(run("eif", "describe", "--json", tmp_path / "app.eif").out)["Measurements"]
+    assert printed == {k: described[k] for k in ("PCR0", "PCR1", "PCR2")}
+    p = subprocess.run([str(BUILD / "enclaver-run"), "--eif-file", str(tmp_path / "app.eif"), "--manifest-file",
+                        str(tmp_path / "enclaver.yaml")], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 7, p.stderr
+    assert "probe exiting with 7" in p.stdout
+
+
+def test_ramdisk_layout_and_reproducible(tmp_path):
+    docker_archive(tmp_path / "app.tar", app_layers())
+    write_manifest(tmp_path, f"docker-archive:{tmp_path}/app.tar")
+    env = dict(os.environ, SOURCE_DATE_EPOCH="1700000000")
+    assert build(tmp_path, "a.eif", env).code == 0
+    assert build(tmp_path, "b.eif", env).code == 0
+    assert (tmp_path / "a.eif").read_bytes() == (tmp_path / "b.eif").read_bytes()
+    assert run("eif", "extract", tmp_path / "a.eif", "--ramdisk", "1", "-o", tmp_path / "r1").code == 0
+    x = tmp_path / "x"
+    x.mkdir()
+    subprocess.run(["cpio", "-idm", "--quiet", "--no-absolute-filenames"], input=(tmp_path / "r1").read_bytes(),
+                   cwd=x, check=True)
+    assert (x / "cmd").read_text() == "/sbin/odyn\n--config-dir\n/etc/enclaver\n--\n/bin/probe\nexit\n7\n"
+    assert (x / "env").read_text() == "PATH=/bin\nFOO=bar\n"
+    assert (x / "rootfs/etc/enclaver/enclaver.yaml").read_bytes() == (tmp_path / "enclaver.yaml").read_bytes()
+    assert (x / "rootfs/sbin/odyn").read_bytes() == static_odyn().read_bytes()
+    assert (x / "rootfs/etc/greeting").read_text() == "hello from the image\n"
+    assert not (x / "rootfs/etc/gone").exists() and not (x / "rootfs/etc/hostname").exists()
+    assert os.readlink(x / "rootfs/etc/resolv.conf") == "/run/resolvconf/resolv.conf"
+    for d in ("dev", "run", "sys", "var", "proc", "tmp"):
+        assert (x / "rootfs" / d).is_dir()
+
+
+def test_build_from_oci_layout_with_gzip_layers(tmp_path):
+    oci_layout(tmp_path / "oci", app_layers())
+    write_manifest(tmp_path, f"oci:{tmp_path}/oci:v1")
+    r = build(tmp_path)
+    assert r.code == 0, r
+    p = subprocess.run([str(BUILD / "enclaver-run"), "--eif-file", str(tmp_path / "app.eif"), "--manifest-file",
+                        str(tmp_path / "enclaver.yaml")], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 7, p.stderr
+    # the same files as from the docker-archive (only the manifest inside differs: it names the source)
+    (tmp_path / "d").mkdir()
+    docker_archive(tmp_path / "d" / "app.tar", app_layers())
+    write_manifest(tmp_path / "d", f"docker-archive:{tmp_path}/d/app.tar")
+    assert build(tmp_path / "d").code == 0
+    trees = []
+    for d in (tmp_path, tmp_path / "d"):
+        assert run("eif", "extract", d / "app.eif", "--ramdisk", "1", "-o", d / "r1").code == 0
+        (d / "x").mkdir()
+        subprocess.run(["cpio", "-idm", "--quiet"], input=(d / "r1").read_bytes(), cwd=d / "x", check=True)
+        trees.append({str(p.relative_to(d / "x")): (p.read_bytes() if p.is_file() and not p.is_symlink() else None)
+                      for p in sorted((d / "x").rglob("*")) if "enclaver.yaml" not in p.name})
+    assert trees[0] == trees[1]
+
+
+def test_hostile_or_corrupt_images_build_nothing(tmp_path):
+    evil = layer([("../escape", "f", b"x", 0o644)])
+    docker_archive(tmp_path / "evil.tar", [evil])
+    write_manifest(tmp_path, f"docker-archive:{tmp_path}/evil.tar")
+    r = build(tmp_path)
+    errors = [l for l in r.err.splitlines() if "error:" in l]
+    assert r.code == 1 and len(errors) == 1 and "../escape: path escapes the root" in errors[0], r
+    assert not (tmp_path / "app.eif").exists()
+    assert not list(tmp_path.glob("app.eif.tmp*"))
+    # a layer whose bytes do not match the config's digest
+    layers = app_layers()
+    docker_archive(tmp_path / "bad.tar", layers)
+    data = bytearray((tmp_path / "bad.tar").read_bytes())
+    i = data.find(b"hello from the image")
+    data[i] = ord("J")
+    (tmp_path / "bad.tar").write_bytes(bytes(data))
+    write_manifest(tmp_path, f"docker-archive:{tmp_path}/bad.tar")
+    r = build(tmp_path)
+    assert r.code == 1 and "digest mismatch" in r.err, r
+    assert not (tmp_path / "app.eif").exists()
+    write_manifest(tmp_path, "some/image:latest")
+    r = build(tmp_path)
+    assert r.code == 1 and "docker-archive:PATH" in r.err
