@@ -176,6 +176,23 @@ int fs_write_file_atomic(const char *path, const void *data, size_t len, mode_t 
 	return atomic_file_commit(&af, err);
 }
 
+void fs_beside_self(const char *name, char *out, size_t size)
+{
+	char self[4096];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	char *slash;
+
+	out[0] = 0;
+	if (n <= 0)
+		return;
+	self[n] = 0;
+	slash = strrchr(self, '/');
+	if (slash) {
+		*slash = 0;
+		snprintf(out, size, "%s/%s", self, name);
+	}
+}
+
 char *fs_dirname(const char *path)
 {
 	const char *slash = strrchr(path, '/');

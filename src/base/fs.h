@@ -34,6 +34,9 @@ int fs_write_file_atomic(const char *path, const void *data, size_t len, mode_t 
 /* Removes path and everything below it, never following symlinks. */
 int fs_remove_tree(const char *path, struct err *err);
 
+/* The path of name in the folder of the running program (/proc/self/exe); "" when unknown. */
+void fs_beside_self(const char *name, char *out, size_t size);
+
 /* The directory part of path ("." when there is none); caller frees. */
 char *fs_dirname(const char *path);
 /* Joins dir and rel unless rel is absolute; caller frees. */

@@ -35,24 +35,6 @@ struct bootkit {
 	const char *origin;
 };
 
-/* A file installed beside this enclaver (odyn, enclaver-init). */
-static void beside_self(const char *name, char *out, size_t size)
-{
-	char self[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	char *slash;
-
-	out[0] = 0;
-	if (n <= 0)
-		return;
-	self[n] = 0;
-	slash = strrchr(self, '/');
-	if (slash) {
-		*slash = 0;
-		snprintf(out, size, "%s/%s", self, name);
-	}
-}
-
 static int pick_bootkit(const char *kernel, struct bootkit *bk, struct err *err)
 {
 	struct err ignore = { 0 };
@@ -77,7 +59,7 @@ static int pick_bootkit(const char *kernel, struct bootkit *bk, struct err *err)
 	if (access(kernel, R_OK) < 0)
 		return err_sys(err, "kernel %s", kernel);
 	snprintf(bk->kernel, sizeof(bk->kernel), "%s", kernel);
-	beside_self("enclaver-init", bk->init, sizeof(bk->init));
+	fs_beside_self("enclaver-init", bk->init, sizeof(bk->init));
 	if (access(bk->init, R_OK) < 0)
 		return err_set(err, ENOENT, "enclaver-init is not installed beside enclaver (%s)", bk->init);
 	buf_append_str(&bk->cmdline, DEFAULT_CMDLINE);
@@ -93,24 +75,6 @@ struct sink_ctx {
 static int eif_sink(void *ctx, const void *data, size_t len, struct err *err)
 {
 	return eif_writer_write(((struct sink_ctx *)ctx)->w, data, len, err);
-}
-
-static void print_measurements(const struct eif_measurements *m)
-{
-	char h[PCR_HEX_LEN + 1];
-
-	printf("{\n  \"Measurements\": {\n");
-	pcr_hex(m->pcr0, h);
-	printf("    \"PCR0\": \"%s\",\n", h);
-	pcr_hex(m->pcr1, h);
-	printf("    \"PCR1\": \"%s\",\n", h);
-	pcr_hex(m->pcr2, h);
-	printf("    \"PCR2\": \"%s\"%s\n", h, m->has_pcr8 ? "," : "");
-	if (m->has_pcr8) {
-		pcr_hex(m->pcr8, h);
-		printf("    \"PCR8\": \"%s\"\n", h);
-	}
-	printf("  }\n}\n");
 }
 
 int cmd_build(int argc, char **argv)
@@ -166,7 +130,7 @@ int cmd_build(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	if (!odyn) {
-		beside_self("odyn", odyn_default, sizeof(odyn_default));
+		fs_beside_self("odyn", odyn_default, sizeof(odyn_default));
 		odyn = odyn_default;
 	}
 	if (manifest_load(file, &m, &err) < 0 || pick_bootkit(kernel, &bk, &err) < 0 ||
@@ -204,8 +168,12 @@ int cmd_build(int argc, char **argv)
 	w = NULL;
 	if (rc < 0)
 		goto fail;
-	printf("Built EIF: %s\nEIF Info:\n", realpath(eif_only, real) ? real : eif_only);
-	print_measurements(&meas);
+	{
+		char *json = eif_measurements_json(&meas, false);
+
+		printf("Built EIF: %s\nEIF Info:\n%s\n", realpath(eif_only, real) ? real : eif_only, json);
+		free(json);
+	}
 	rc = 0;
 	goto out;
 fail:

@@ -30,26 +30,6 @@ static void print_json(json_t *j)
 	json_decref(j);
 }
 
-static json_t *measurements_json(const struct eif_measurements *m)
-{
-	char hex[PCR_HEX_LEN + 1];
-	json_t *o = json_object();
-
-	/* nitro-cli prints a BTreeMap: keys sorted, HashAlgorithm first. */
-	json_object_set_new(o, "HashAlgorithm", json_string("Sha384 { ... }"));
-	pcr_hex(m->pcr0, hex);
-	json_object_set_new(o, "PCR0", json_string(hex));
-	pcr_hex(m->pcr1, hex);
-	json_object_set_new(o, "PCR1", json_string(hex));
-	pcr_hex(m->pcr2, hex);
-	json_object_set_new(o, "PCR2", json_string(hex));
-	if (m->has_pcr8) {
-		pcr_hex(m->pcr8, hex);
-		json_object_set_new(o, "PCR8", json_string(hex));
-	}
-	return o;
-}
-
 /* The kernel release from a bzImage's setup header ("6.1.0-27-amd64 (...)" -> "6.1.0"),
  * in the spirit of nitro-cli's reading of its kernel config; "unknown" otherwise. */
 static char *kernel_version_of(const char *path)
@@ -133,7 +113,6 @@ static int eif_build_cmd(int argc, char **argv)
 	size_t n_ramdisks = 0;
 	uint16_t flags = 0;
 	int c, rc = 1;
-	json_t *res;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "k:c:r:o:h", opts, NULL)) != -1) {
@@ -240,9 +219,12 @@ static int eif_build_cmd(int argc, char **argv)
 		rc = 1;
 		goto fail;
 	}
-	res = json_object();
-	json_object_set_new(res, "Measurements", measurements_json(&m));
-	print_json(res);
+	{
+		char *json = eif_measurements_json(&m, true);
+
+		printf("%s\n", json);
+		free(json);
+	}
 	rc = 0;
 	goto out;
 fail:
@@ -303,7 +285,7 @@ static int eif_describe_cmd(int argc, char **argv)
 		o = json_object();
 		json_object_set_new(o, "EifVersion", json_integer(in->version));
 		json_object_set_new(o, "Arch", json_string(arch_name(in->flags)));
-		json_object_set_new(o, "Measurements", measurements_json(&in->m));
+		json_object_set_new(o, "Measurements", eif_measurements_object(&in->m, true));
 		json_object_set_new(o, "IsSigned", json_boolean(in->has_signature));
 		json_object_set_new(o, "CheckCRC", json_boolean(in->crc_ok));
 		if (in->has_signature)
@@ -528,7 +510,6 @@ static int eif_sign_cmd(int argc, char **argv)
 	const char *cert = NULL, *key = NULL, *out = NULL;
 	struct eif_measurements m;
 	struct err err = { 0 };
-	json_t *res;
 	int c;
 
 	optind = 1;
@@ -554,9 +535,12 @@ static int eif_sign_cmd(int argc, char **argv)
 		log_error("cannot sign %s: %s", argv[optind], err.msg);
 		return 1;
 	}
-	res = json_object();
-	json_object_set_new(res, "Measurements", measurements_json(&m));
-	print_json(res);
+	{
+		char *json = eif_measurements_json(&m, true);
+
+		printf("%s\n", json);
+		free(json);
+	}
 	return 0;
 }
 

@@ -186,20 +186,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (optind < argc && !strcmp(argv[optind], "describe-eif")) {
-		char h[PCR_HEX_LEN + 1];
+		char *json = eif_measurements_json(&eif->m, true);
 
-		printf("{\n  \"Measurements\": {\n    \"HashAlgorithm\": \"Sha384 { ... }\",\n");
-		pcr_hex(eif->m.pcr0, h);
-		printf("    \"PCR0\": \"%s\",\n", h);
-		pcr_hex(eif->m.pcr1, h);
-		printf("    \"PCR1\": \"%s\",\n", h);
-		pcr_hex(eif->m.pcr2, h);
-		printf("    \"PCR2\": \"%s\"%s\n", h, eif->m.has_pcr8 ? "," : "");
-		if (eif->m.has_pcr8) {
-			pcr_hex(eif->m.pcr8, h);
-			printf("    \"PCR8\": \"%s\"\n", h);
-		}
-		printf("  }\n}\n");
+		printf("%s\n", json);
+		free(json);
 		eif_info_free(eif);
 		manifest_free(m);
 		return 0;

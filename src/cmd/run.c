@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/fs.h"
 #include "base/log.h"
 #include "cmd/cmd.h"
 
@@ -18,22 +19,9 @@
 /* enclaver-run installed beside this enclaver, else the first on PATH. */
 static void find_enclaver_run(char *out, size_t size)
 {
-	char self[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-
-	if (n > 0) {
-		char *slash;
-
-		self[n] = 0;
-		slash = strrchr(self, '/');
-		if (slash) {
-			*slash = 0;
-			snprintf(out, size, "%s/enclaver-run", self);
-			if (access(out, X_OK) == 0)
-				return;
-		}
-	}
-	snprintf(out, size, "enclaver-run");
+	fs_beside_self("enclaver-run", out, size);
+	if (!out[0] || access(out, X_OK) < 0)
+		snprintf(out, size, "enclaver-run");
 }
 
 int cmd_run(int argc, char **argv)

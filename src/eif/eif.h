@@ -85,6 +85,13 @@ char *eif_default_build_time(void);
 /* Checks RFC 3339 date-time syntax (as chrono's to_rfc3339 produces and parses). */
 bool eif_rfc3339_valid(const char *s);
 
+/* {"Measurements": {["HashAlgorithm",] "PCR0", "PCR1", "PCR2"[, "PCR8"]}} as indented JSON, the
+ * way nitro-cli (with HashAlgorithm) and upstream enclaver (without) print it; caller frees. */
+char *eif_measurements_json(const struct eif_measurements *m, bool hash_algorithm);
+/* The inner object alone, for callers composing larger JSON (a jansson json_t; caller decrefs). */
+struct json_t;
+struct json_t *eif_measurements_object(const struct eif_measurements *m, bool hash_algorithm);
+
 /* --- reading --- */
 
 struct eif_section_info {

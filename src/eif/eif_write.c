@@ -519,6 +519,36 @@ out:
 	return rc;
 }
 
+json_t *eif_measurements_object(const struct eif_measurements *m, bool hash_algorithm)
+{
+	const uint8_t *pcrs[] = { m->pcr0, m->pcr1, m->pcr2, m->pcr8 };
+	static const char *const names[] = { "PCR0", "PCR1", "PCR2", "PCR8" };
+	json_t *o = json_object();
+	char hex[PCR_HEX_LEN + 1];
+
+	/* nitro-cli prints a BTreeMap: keys sorted, HashAlgorithm first */
+	if (hash_algorithm)
+		json_object_set_new(o, "HashAlgorithm", json_string("Sha384 { ... }"));
+	for (size_t i = 0; i < (m->has_pcr8 ? 4u : 3u); i++) {
+		pcr_hex(pcrs[i], hex);
+		json_object_set_new(o, names[i], json_string(hex));
+	}
+	return o;
+}
+
+char *eif_measurements_json(const struct eif_measurements *m, bool hash_algorithm)
+{
+	json_t *outer = json_object();
+	char *s;
+
+	json_object_set_new(outer, "Measurements", eif_measurements_object(m, hash_algorithm));
+	s = json_dumps(outer, JSON_INDENT(2));
+	json_decref(outer);
+	if (!s)
+		abort();
+	return s;
+}
+
 char *eif_default_build_time(void)
 {
 	const char *sde = getenv("SOURCE_DATE_EPOCH");
