@@ -225,9 +225,18 @@ def test_ingress_5000_concurrent_connections(tmp_path):
                 break
             data += chunk
         ok += data == want
+    # all 5000 open and idle: each proxy holds its two sockets per connection and no pipes
+    fds = {}
+    for name, pattern in (("enclaver-run", "enclaver-run --eif-file"), ("odyn", "odyn --config-dir")):
+        pids = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+        fds[name] = max(len(os.listdir(f"/proc/{p}/fd")) for p in pids)
+        pipes = max(sum(os.readlink(f"/proc/{p}/fd/{f}").startswith("pipe:") for f in os.listdir(f"/proc/{p}/fd"))
+                    for p in pids)
+        assert pipes < 16, (name, pipes)
     for s in socks:
         s.close()
     assert ok == n
+    assert all(2 * n <= v < 2 * n + 64 for v in fds.values()), fds
     assert e.stop() == 109
 
 
