@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/buf.h"
@@ -19,6 +20,7 @@
 #include "eif/bootkit.h"
 #include "eif/eif.h"
 #include "image/ramdisk.h"
+#include "image/release.h"
 #include "image/source.h"
 #include "manifest/manifest.h"
 
@@ -79,16 +81,18 @@ static int eif_sink(void *ctx, const void *data, size_t len, struct err *err)
 
 int cmd_build(int argc, char **argv)
 {
-	enum { O_EIF_ONLY = 256, O_KERNEL, O_ODYN };
+	enum { O_EIF_ONLY = 256, O_KERNEL, O_ODYN, O_OUTPUT };
 	static const struct option opts[] = {
 		{ "file", required_argument, NULL, 'f' },
 		{ "eif-only", required_argument, NULL, O_EIF_ONLY },
+		{ "output", required_argument, NULL, O_OUTPUT },
 		{ "kernel", required_argument, NULL, O_KERNEL },
 		{ "odyn", required_argument, NULL, O_ODYN },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *file = "enclaver.yaml", *eif_only = NULL, *kernel = NULL, *odyn = NULL;
+	const char *file = "enclaver.yaml", *eif_only = NULL, *kernel = NULL, *odyn = NULL, *output = NULL;
+	char eif_tmp[PATH_MAX] = "";
 	char odyn_default[PATH_MAX], *name = NULL, real[PATH_MAX];
 	struct bootkit bk = { .cmdline = BUF_INIT };
 	struct manifest *m = NULL;
@@ -111,10 +115,13 @@ int cmd_build(int argc, char **argv)
 		case O_EIF_ONLY: eif_only = optarg; break;
 		case O_KERNEL: kernel = optarg; break;
 		case O_ODYN: odyn = optarg; break;
+		case O_OUTPUT: output = optarg; break;
 		case 'h':
-			printf("usage: enclaver build [-f FILE] --eif-only PATH [--kernel FILE] [--odyn FILE]\n\n"
+			printf("usage: enclaver build [-f FILE] (--output docker-archive:PATH | --eif-only PATH)\n"
+			       "                      [--kernel FILE] [--odyn FILE]\n\n"
 			       "Builds the EIF for the manifest's sources.app (docker-archive:PATH[:REF] or\n"
-			       "oci:DIR[:TAG]) and prints its measurements. The kernel is AWS's blob when\n"
+			       "oci:DIR[:TAG]) and, unless --eif-only, the release image tagged with the\n"
+			       "manifest's target, and prints the measurements. The kernel is AWS's blob when\n"
 			       "installed, else --kernel or ENCLAVER_KERNEL.\n");
 			return 0;
 		default:
@@ -125,9 +132,14 @@ int cmd_build(int argc, char **argv)
 		log_error("unexpected argument \"%s\"", argv[optind]);
 		return EXIT_USAGE;
 	}
-	if (!eif_only) {
-		log_error("release images are not available in this build yet: use --eif-only PATH");
+	if (!eif_only && (!output || strncmp(output, "docker-archive:", 15) || !output[15])) {
+		log_error("name where the release image goes with --output docker-archive:PATH (loading into a Docker daemon is not available in this build), or build only the EIF with --eif-only PATH");
 		return EXIT_USAGE;
+	}
+	if (!eif_only) {
+		/* the EIF goes into the image; it is built beside the output first */
+		snprintf(eif_tmp, sizeof(eif_tmp), "%s.eif", output + 15);
+		eif_only = eif_tmp;
 	}
 	if (!odyn) {
 		fs_beside_self("odyn", odyn_default, sizeof(odyn_default));
@@ -168,10 +180,28 @@ int cmd_build(int argc, char **argv)
 	w = NULL;
 	if (rc < 0)
 		goto fail;
+	if (eif_tmp[0]) {
+		char image_id[80], ca[PATH_MAX] = "/etc/ssl/certs/ca-certificates.crt";
+		struct release_inputs rel = { m->target, NULL, access(ca, R_OK) == 0 ? ca : NULL, eif_tmp,
+					      m->raw.data, m->raw.len, 0 };
+		char run_bin[PATH_MAX];
+		const char *sde = getenv("SOURCE_DATE_EPOCH");
+
+		fs_beside_self("enclaver-run", run_bin, sizeof(run_bin));
+		rel.enclaver_run = run_bin;
+		rel.mtime = sde && *sde ? (time_t)strtoll(sde, NULL, 10) : 0;
+		rc = release_write_docker_archive(&rel, output + 15, image_id, &err);
+		unlink(eif_tmp);
+		if (rc < 0)
+			goto fail;
+		printf("Built Release Image: %s (%s)\nEIF Info:\n", image_id, m->target);
+	} else {
+		printf("Built EIF: %s\nEIF Info:\n", realpath(eif_only, real) ? real : eif_only);
+	}
 	{
 		char *json = eif_measurements_json(&meas, false);
 
-		printf("Built EIF: %s\nEIF Info:\n%s\n", realpath(eif_only, real) ? real : eif_only, json);
+		printf("%s\n", json);
 		free(json);
 	}
 	rc = 0;

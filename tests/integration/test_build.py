@@ -184,3 +184,42 @@ def test_hostile_or_corrupt_images_build_nothing(tmp_path):
     write_manifest(tmp_path, "some/image:latest")
     r = build(tmp_path)
     assert r.code == 1 and "docker-archive:PATH" in r.err
+
+
+def test_release_image_docker_archive(tmp_path):
+    docker_archive(tmp_path / "app.tar", app_layers())
+    write_manifest(tmp_path, f"docker-archive:{tmp_path}/app.tar")
+    (tmp_path / "kernel").write_bytes(b"kernel bytes")
+    env = dict(os.environ, SOURCE_DATE_EPOCH="1700000000")
+    args = ["build", "-f", tmp_path / "enclaver.yaml", "--kernel", tmp_path / "kernel", "--odyn", static_odyn()]
+    r = run(*args, "--output", f"docker-archive:{tmp_path}/release.tar", env=env)
+    assert r.code == 0, r
+    image_id = r.out.split("Built Release Image: ")[1].split()[0]
+    assert r.out.startswith(f"Built Release Image: {image_id} (app:enclave)\nEIF Info:\n")
+    assert not list(tmp_path.glob("release.tar.*"))  # the EIF built on the way is gone
+    with tarfile.open(tmp_path / "release.tar") as t:
+        manifest = json.load(t.extractfile("manifest.json"))[0]
+        assert manifest["RepoTags"] == ["app:enclave"]
+        cfg_bytes = t.extractfile(manifest["Config"]).read()
+        assert "sha256:" + hashlib.sha256(cfg_bytes).hexdigest() == image_id
+        cfg = json.loads(cfg_bytes)
+        assert cfg["config"]["Entrypoint"] == ["/usr/local/bin/enclaver-run"]
+        layers = [t.extractfile(l).read() for l in manifest["Layers"]]
+    assert cfg["rootfs"]["diff_ids"] == ["sha256:" + hashlib.sha256(l).hexdigest() for l in layers]
+    with tarfile.open(fileobj=io.BytesIO(layers[0])) as l0:
+        assert l0.extractfile("usr/local/bin/enclaver-run").read() == (BUILD / "enclaver-run").read_bytes()
+        assert l0.getmember("usr/local/bin/enclaver-run").mode == 0o755
+    with tarfile.open(fileobj=io.BytesIO(layers[1])) as l1:
+        eif = l1.extractfile("enclave/application.eif").read()
+        assert l1.extractfile("enclave/enclaver.yaml").read() == (tmp_path / "enclaver.yaml").read_bytes()
+    # the EIF inside is the one --eif-only builds from the same inputs
+    assert run(*args, "--eif-only", tmp_path / "only.eif", env=env).code == 0
+    assert eif == (tmp_path / "only.eif").read_bytes()
+    # our own docker-archive reader accepts it, digests checked, and a second build is identical
+    r2 = run(*args, "--output", f"docker-archive:{tmp_path}/again.tar", env=env)
+    assert r2.code == 0 and (tmp_path / "again.tar").read_bytes() == (tmp_path / "release.tar").read_bytes()
+    (tmp_path / "re").mkdir()
+    write_manifest(tmp_path / "re", f"docker-archive:{tmp_path}/release.tar:app:enclave")
+    assert build(tmp_path / "re").code == 0
+    r = run("build", "-f", tmp_path / "enclaver.yaml", "--kernel", tmp_path / "kernel")
+    assert r.code == 2 and "--output docker-archive:PATH" in r.err
