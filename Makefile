@@ -22,6 +22,7 @@ check: deps $(BUILD)/build.ninja $(ASAN_BUILD)/build.ninja
 	scripts/check.sh $(BUILD) $(ASAN_BUILD)
 
 demo: all
+	scripts/install-deps.sh --demo
 	scripts/demo.sh
 
 bench: all

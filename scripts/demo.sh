@@ -1,38 +1,60 @@
 #!/usr/bin/env bash
-# The demo: what enclaver does today, end to end on this machine. Validates the hello example's
-# manifest, checks hosts against its egress policy, builds a signed EIF from raw sections with a
-# bootstrap ramdisk written as nitro-cli writes it, describes and verifies it, and shows that a
-# corrupted copy is refused.
+# The demo: an app image assembled here (no registry, no Docker), built into an EIF with
+# `enclaver build`, run in a local enclave, called through ingress; its egress is allowed to
+# the host and refused elsewhere; then it is stopped. Needs root (the local enclave does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-E=${ENCLAVER:-build/enclaver}
-INIT=build/enclaver-init
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+B=$PWD/build
+work=$(mktemp -d /tmp/enclaver-demo-XXXXXX)
+host_srv=
+enclave=
+cleanup() {
+  [ -n "$enclave" ] && kill "$enclave" 2>/dev/null && wait "$enclave" 2>/dev/null
+  [ -n "$host_srv" ] && kill "$host_srv" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "$E" manifest -f examples/hello/enclaver.yaml
-step "$E" policy check -f examples/hello/enclaver.yaml kms.us-east-1.amazonaws.com \
-  kms.cn-north-1.amazonaws.com 169.254.169.254 example.com || true
+step "assemble the app image: busybox, a page, a script (a docker-archive, no registry)"
+mkdir -p "$work/rootfs/bin"
+cp -r examples/hello/rootfs/. "$work/rootfs/"
+cp /bin/busybox "$work/rootfs/bin/busybox"
+for tool in sh httpd wget sleep; do ln -s busybox "$work/rootfs/bin/$tool"; done
+install -m 0755 examples/hello/app.sh "$work/rootfs/app.sh"
+/usr/bin/python3 scripts/mkimage.py "$work/rootfs" "$work/hello.tar" --tag hello:latest \
+  --entrypoint /bin/sh /app.sh --env PATH=/bin
+ls -l "$work/hello.tar"
 
-# A kernel: the machine's own if readable, else a stand-in file (the EIF layer does not care).
-kernel=$(ls /boot/vmlinuz-* 2>/dev/null | head -1 || true)
-if [ -z "$kernel" ] || [ ! -r "$kernel" ]; then
-  kernel=$work/bzImage
-  head -c 1048576 /dev/urandom >"$kernel"
-fi
-step "$E" eif bootstrap --init "$INIT" -o "$work/bootstrap.cpio"
-printf 'hello from the customer ramdisk\n' >"$work/customer.img"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-384 -nodes -keyout "$work/key.pem" \
-  -out "$work/cert.pem" -days 30 -subj /CN=enclaver-demo 2>/dev/null
-step "$E" eif build --kernel "$kernel" \
-  --cmdline "reboot=k panic=30 pci=off nomodules console=ttyS0 random.trust_cpu=on" \
-  --ramdisk "$work/bootstrap.cpio" --ramdisk "$work/customer.img" --name hello \
-  --signing-certificate "$work/cert.pem" --private-key "$work/key.pem" -o "$work/hello.eif"
-step "$E" eif describe "$work/hello.eif"
-step "$E" eif pcr --signing-certificate "$work/cert.pem"
+step "enclaver build"
+cp examples/hello/enclaver.yaml "$work/enclaver.yaml"
+(cd "$work" && "$B/enclaver" build -f enclaver.yaml --eif-only hello.eif)
 
-cp "$work/hello.eif" "$work/corrupt.eif"
-printf '\x00' | dd of="$work/corrupt.eif" bs=1 seek=2000 conv=notrunc status=none
-step "$E" eif extract "$work/corrupt.eif" --kernel -o "$work/kernel.out" || echo "(refused, as it should be)"
+step "a web server on the host, for the enclave's allowed egress (\"host\" is the host's 127.0.0.1)"
+mkdir -p "$work/hostwww"
+echo "Hello from the host, reached through the egress tunnel!" > "$work/hostwww/index.html"
+busybox httpd -f -p 127.0.0.1:18081 -h "$work/hostwww" &
+host_srv=$!
+
+step "enclaver run (a local enclave)"
+(cd "$work" && exec "$B/enclaver" run --eif hello.eif -f enclaver.yaml) &
+enclave=$!
+for _ in $(seq 100); do
+  curl -s -o /dev/null http://127.0.0.1:8080/ && break
+  sleep 0.1
+done
+
+step "call the app through ingress: curl http://127.0.0.1:8080/"
+curl -s http://127.0.0.1:8080/
+sleep 2
+
+step "stop it (SIGTERM to enclaver run)"
+kill -TERM "$enclave"
+set +e
+wait "$enclave"
+code=$?
+set -e
+enclave=
+echo "enclaver run exited with $code (109: stopped on request); nothing of the enclave is left:"
+ls -d /tmp/enclaver-?????? 2>/dev/null || echo "  no state folders, no processes"

@@ -10,10 +10,12 @@ packages=(
   openssl cpio python3 python3-pytest python3-cbor2 python3-cryptography
 )
 
-# Baselines for `make bench` (socat, nginx's stream proxy), only when asked for.
-if [ "${1:-}" = "--bench" ]; then
-  packages+=(socat nginx-light libnginx-mod-stream)
-fi
+# Baselines for `make bench` (socat, nginx's stream proxy), the demo's app (busybox) and client
+# (curl), only when asked for.
+case "${1:-}" in
+  --bench) packages+=(socat nginx-light libnginx-mod-stream) ;;
+  --demo) packages+=(busybox-static curl) ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do
@@ -22,16 +24,32 @@ for p in "${packages[@]}"; do
   fi
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing packages: ${missing[*]}; run this script as root (it uses apt-get)" >&2
+    exit 1
+  fi
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-if [ "$(id -u)" -ne 0 ]; then
-  echo "install-deps: missing packages: ${missing[*]}; run this script as root (it uses apt-get)" >&2
-  exit 1
+# A kernel for EIFs built where AWS's blobs are absent: Debian's, unpacked from its package.
+# (Fine for local enclaves; real Nitro enclaves want AWS's kernel blob.)
+KERNEL=/usr/local/share/enclaver/vmlinuz
+if [ "${1:-}" = "--demo" ] && [ ! -s "$KERNEL" ]; then
+  pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+  if [ -z "$pkg" ]; then
+    echo "install-deps: cannot find Debian's kernel package (run apt-get update)" >&2
+    exit 1
+  fi
+  tmp=$(mktemp -d)
+  chmod 755 "$tmp"
+  (cd "$tmp" && apt-get download -qq "$pkg" 2>/dev/null)
+  mkdir -p "$(dirname "$KERNEL")"
+  dpkg-deb --fsys-tarfile "$tmp"/*.deb | tar -x -O --wildcards './boot/vmlinuz-*' > "$KERNEL.tmp"
+  mv "$KERNEL.tmp" "$KERNEL"
+  rm -rf "$tmp"
+  echo "install-deps: kernel from $pkg at $KERNEL"
 fi
-
-echo "install-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}"

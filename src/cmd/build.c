@@ -25,6 +25,7 @@
 #include "manifest/manifest.h"
 
 #define AWS_BLOBS "/usr/share/nitro_enclaves/blobs"
+#define DEBIAN_KERNEL "/usr/local/share/enclaver/vmlinuz" /* scripts/install-deps.sh --demo */
 #define DEFAULT_CMDLINE                                                                             \
 	"reboot=k panic=30 pci=off nomodules console=ttyS0 i8042.noaux i8042.nomux i8042.nopnp " \
 	"i8042.dumbkbd random.trust_cpu=on"
@@ -55,9 +56,11 @@ static int pick_bootkit(const char *kernel, struct bootkit *bk, struct err *err)
 	}
 	if (!kernel)
 		kernel = getenv("ENCLAVER_KERNEL");
+	if ((!kernel || !*kernel) && access(DEBIAN_KERNEL, R_OK) == 0)
+		kernel = DEBIAN_KERNEL;
 	if (!kernel || !*kernel)
 		return err_set(err, ENOENT,
-			       "no enclave kernel: install AWS's aws-nitro-enclaves-cli-devel blobs, or name a kernel with --kernel FILE or ENCLAVER_KERNEL");
+			       "no enclave kernel: install AWS's aws-nitro-enclaves-cli-devel blobs, name a kernel with --kernel FILE or ENCLAVER_KERNEL, or fetch Debian's with scripts/install-deps.sh --demo");
 	if (access(kernel, R_OK) < 0)
 		return err_sys(err, "kernel %s", kernel);
 	snprintf(bk->kernel, sizeof(bk->kernel), "%s", kernel);

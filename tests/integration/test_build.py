@@ -6,12 +6,17 @@ import io
 import json
 import os
 import subprocess
+import sys
 import tarfile
 
 import pytest
 
 from conftest import BUILD, ROOT, run
 import enclave_util as eu
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import mkimage  # noqa: E402
+from mkimage import layer  # noqa: E402
 
 
 def static_odyn():
@@ -21,24 +26,6 @@ def static_odyn():
         if "static" in out:
             return b / "odyn"
     pytest.skip("no static odyn built")
-
-
-def layer(entries):
-    b = io.BytesIO()
-    with tarfile.open(fileobj=b, mode="w", format=tarfile.PAX_FORMAT) as t:
-        for name, kind, data, mode in entries:
-            ti = tarfile.TarInfo(name)
-            ti.mode = mode
-            ti.mtime = 1000
-            if kind == "d":
-                ti.type = tarfile.DIRTYPE
-            elif kind == "l":
-                ti.type = tarfile.SYMTYPE
-                ti.linkname = data
-            else:
-                ti.size = len(data)
-            t.addfile(ti, io.BytesIO(data) if kind == "f" else None)
-    return b.getvalue()
 
 
 def app_layers():
@@ -54,20 +41,7 @@ CONFIG = {"architecture": "amd64", "os": "linux",
 
 
 def docker_archive(path, layers):
-    cfg = dict(CONFIG, rootfs={"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(l).hexdigest() for l in layers]})
-    cfg_bytes = json.dumps(cfg).encode()
-    cfg_name = hashlib.sha256(cfg_bytes).hexdigest() + ".json"
-    with tarfile.open(path, "w") as t:
-        def add(name, data):
-            ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            t.addfile(ti, io.BytesIO(data))
-        names = []
-        for i, l in enumerate(layers):
-            names.append(f"l{i}/layer.tar")
-            add(names[-1], l)
-        add(cfg_name, cfg_bytes)
-        add("manifest.json", json.dumps([{"Config": cfg_name, "RepoTags": ["app:latest"], "Layers": names}]).encode())
+    mkimage.docker_archive(path, layers, CONFIG)
 
 
 def oci_layout(d, layers):
