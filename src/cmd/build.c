@@ -5,7 +5,6 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,13 +34,11 @@ struct bootkit {
 	char init[PATH_MAX];
 	char nsm[PATH_MAX]; /* empty: none */
 	struct buf cmdline;
-	const char *origin;
+	char origin[PATH_MAX + 64];
 };
 
 static int pick_bootkit(const char *kernel, struct bootkit *bk, struct err *err)
 {
-	struct err ignore = { 0 };
-
 	if (!kernel && access(AWS_BLOBS "/bzImage", R_OK) == 0) {
 		/* AWS's blobs: PCR1 then matches every nitro-cli-built enclave on this host */
 		snprintf(bk->kernel, sizeof(bk->kernel), AWS_BLOBS "/bzImage");
@@ -51,7 +48,7 @@ static int pick_bootkit(const char *kernel, struct bootkit *bk, struct err *err)
 			return -1;
 		while (bk->cmdline.len && strchr(" \n\r\t", bk->cmdline.data[bk->cmdline.len - 1]))
 			bk->cmdline.len--;
-		bk->origin = "AWS Nitro Enclaves blobs (" AWS_BLOBS ")";
+		snprintf(bk->origin, sizeof(bk->origin), "AWS Nitro Enclaves blobs (" AWS_BLOBS ")");
 		return 0;
 	}
 	if (!kernel)
@@ -68,8 +65,7 @@ static int pick_bootkit(const char *kernel, struct bootkit *bk, struct err *err)
 	if (access(bk->init, R_OK) < 0)
 		return err_set(err, ENOENT, "enclaver-init is not installed beside enclaver (%s)", bk->init);
 	buf_append_str(&bk->cmdline, DEFAULT_CMDLINE);
-	bk->origin = "the named kernel with enclaver-init";
-	(void)ignore;
+	snprintf(bk->origin, sizeof(bk->origin), "kernel %s with enclaver-init", kernel);
 	return 0;
 }
 
