@@ -48,29 +48,39 @@ static uint64_t octal(const char *p, size_t n)
 static int tar_index_build(int fd, struct tar_index *ix, struct err *err)
 {
 	uint8_t h[512];
-	uint64_t pos = 0;
+	uint64_t pos = 0, file_size;
 	char *longname = NULL;
+	struct stat st;
 
 	memset(ix, 0, sizeof(*ix));
+	if (fstat(fd, &st) < 0)
+		return err_sys(err, "stat");
+	file_size = (uint64_t)st.st_size;
 	for (;;) {
 		uint64_t size;
 		char type, name[257];
 
-		if (pread(fd, h, 512, (off_t)pos) != 512)
-			return err_set(err, EINVAL, "truncated archive at offset %llu", (unsigned long long)pos);
+		if (pread(fd, h, 512, (off_t)pos) != 512) {
+			err_set(err, EINVAL, "truncated archive at offset %llu", (unsigned long long)pos);
+			goto fail;
+		}
 		if (!h[0]) /* end-of-archive blocks */
 			break;
 		size = octal((char *)h + 124, 12);
 		type = (char)h[156];
-		if (pos + 512 + size < pos)
-			return err_set(err, EINVAL, "member size overflows");
+		if (pos + 512 + size < pos || pos + 512 + size > file_size) {
+			err_set(err, EINVAL, "member at offset %llu runs past the end of the archive",
+				(unsigned long long)pos);
+			goto fail;
+		}
 		if (type == 'L' || type == 'x') {
 			/* GNU long name, or a pax header whose path= we honour */
-			char *buf = malloc(size + 1);
+			char *buf = size <= 65536 ? malloc(size + 1) : NULL;
 
-			if (!buf || size > 65536 || pread(fd, buf, size, (off_t)(pos + 512)) != (ssize_t)size) {
+			if (!buf || pread(fd, buf, size, (off_t)(pos + 512)) != (ssize_t)size) {
 				free(buf);
-				return err_set(err, EINVAL, "bad extended header at offset %llu", (unsigned long long)pos);
+				err_set(err, EINVAL, "bad extended header at offset %llu", (unsigned long long)pos);
+				goto fail;
 			}
 			buf[size] = 0;
 			free(longname);
@@ -97,8 +107,10 @@ static int tar_index_build(int fd, struct tar_index *ix, struct err *err)
 			}
 			free(longname);
 			longname = NULL;
-			if (ix->n == MAX_MEMBERS)
-				return err_set(err, EINVAL, "too many members");
+			if (ix->n == MAX_MEMBERS) {
+				err_set(err, EINVAL, "too many members");
+				goto fail;
+			}
 			if (ix->n == ix->cap) {
 				ix->cap = ix->cap ? ix->cap * 2 : 64;
 				ix->m = realloc(ix->m, ix->cap * sizeof(*ix->m));
@@ -111,6 +123,9 @@ static int tar_index_build(int fd, struct tar_index *ix, struct err *err)
 	}
 	free(longname);
 	return 0;
+fail:
+	free(longname);
+	return -1;
 }
 
 static void tar_index_free(struct tar_index *ix)
@@ -199,7 +214,7 @@ static void add_fd(struct image *img, int fd)
 
 static char *config_id(int fd, uint64_t off, uint64_t size)
 {
-	uint8_t *buf = malloc(size ? size : 1), d[32];
+	uint8_t *buf = size <= MAX_JSON ? malloc(size ? size : 1) : NULL, d[32];
 	char hex[65], *id = NULL;
 
 	if (buf && pread(fd, buf, size, (off_t)off) == (ssize_t)size) {
@@ -380,12 +395,14 @@ static int open_oci(struct image *img, const char *dir, const char *tag, struct 
 		fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0 || fstat(fd, &st) < 0) {
 			err_sys(err, "layer %s", digest);
+			if (fd >= 0)
+				close(fd);
 			goto out;
 		}
 		add_fd(img, fd);
+		*b = (struct layer_blob){ NULL, fd, 0, (uint64_t)st.st_size, strdup(digest) };
 		if (asprintf((char **)&b->name, "layer %.19s", digest) < 0)
 			abort();
-		*b = (struct layer_blob){ b->name, fd, 0, (uint64_t)st.st_size, strdup(digest) };
 		img->n_layers++;
 	}
 	rc = 0;
