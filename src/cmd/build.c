@@ -5,6 +5,8 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <jansson.h>
+#include <stdbool.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,9 +82,10 @@ static int eif_sink(void *ctx, const void *data, size_t len, struct err *err)
 
 int cmd_build(int argc, char **argv)
 {
-	enum { O_EIF_ONLY = 256, O_KERNEL, O_ODYN, O_OUTPUT };
+	enum { O_EIF_ONLY = 256, O_KERNEL, O_ODYN, O_OUTPUT, O_JSON };
 	static const struct option opts[] = {
 		{ "file", required_argument, NULL, 'f' },
+		{ "json", no_argument, NULL, O_JSON },
 		{ "eif-only", required_argument, NULL, O_EIF_ONLY },
 		{ "output", required_argument, NULL, O_OUTPUT },
 		{ "kernel", required_argument, NULL, O_KERNEL },
@@ -91,7 +94,8 @@ int cmd_build(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *file = "enclaver.yaml", *eif_only = NULL, *kernel = NULL, *odyn = NULL, *output = NULL;
-	char eif_tmp[PATH_MAX] = "";
+	char eif_tmp[PATH_MAX] = "", image_id[80] = "";
+	bool as_json = false;
 	char odyn_default[PATH_MAX], *name = NULL, real[PATH_MAX];
 	struct bootkit bk = { .cmdline = BUF_INIT };
 	struct manifest *m = NULL;
@@ -115,9 +119,10 @@ int cmd_build(int argc, char **argv)
 		case O_KERNEL: kernel = optarg; break;
 		case O_ODYN: odyn = optarg; break;
 		case O_OUTPUT: output = optarg; break;
+		case O_JSON: as_json = true; break;
 		case 'h':
 			printf("usage: enclaver build [-f FILE] (--output docker-archive:PATH | --eif-only PATH)\n"
-			       "                      [--kernel FILE] [--odyn FILE]\n\n"
+			       "                      [--kernel FILE] [--odyn FILE] [--json]\n\n"
 			       "Builds the EIF for the manifest's sources.app (docker-archive:PATH[:REF] or\n"
 			       "oci:DIR[:TAG]) and, unless --eif-only, the release image tagged with the\n"
 			       "manifest's target, and prints the measurements. The kernel is AWS's blob when\n"
@@ -180,7 +185,7 @@ int cmd_build(int argc, char **argv)
 	if (rc < 0)
 		goto fail;
 	if (eif_tmp[0]) {
-		char image_id[80], ca[PATH_MAX] = "/etc/ssl/certs/ca-certificates.crt";
+		char ca[PATH_MAX] = "/etc/ssl/certs/ca-certificates.crt";
 		struct release_inputs rel = { m->target, NULL, access(ca, R_OK) == 0 ? ca : NULL, eif_tmp,
 					      m->raw.data, m->raw.len, 0 };
 		char run_bin[PATH_MAX];
@@ -193,13 +198,31 @@ int cmd_build(int argc, char **argv)
 		unlink(eif_tmp);
 		if (rc < 0)
 			goto fail;
-		printf("Built Release Image: %s (%s)\nEIF Info:\n", image_id, m->target);
-	} else {
-		printf("Built EIF: %s\nEIF Info:\n", realpath(eif_only, real) ? real : eif_only);
 	}
-	{
+	if (as_json) {
+		/* upstream v0.6.1's BuildSummary */
+		json_t *sum = json_object(), *srcs = json_object(), *app = json_object();
+		char *text;
+
+		json_object_set_new(app, "ID", json_string(img->id ? img->id : ""));
+		json_object_set_new(srcs, "App", app);
+		json_object_set_new(sum, "Sources", srcs);
+		json_object_set_new(sum, "Measurements", eif_measurements_object(&meas, false));
+		if (image_id[0])
+			json_object_set_new(sum, "Image", json_pack("{s:s, s:s}", "ID", image_id, "Name", m->target));
+		else
+			json_object_set_new(sum, "EIF", json_string(realpath(eif_only, real) ? real : eif_only));
+		text = json_dumps(sum, JSON_INDENT(2));
+		printf("%s\n", text);
+		free(text);
+		json_decref(sum);
+	} else {
 		char *json = eif_measurements_json(&meas, false);
 
+		if (image_id[0])
+			printf("Built Release Image: %s (%s)\nEIF Info:\n", image_id, m->target);
+		else
+			printf("Built EIF: %s\nEIF Info:\n", realpath(eif_only, real) ? real : eif_only);
 		printf("%s\n", json);
 		free(json);
 	}

@@ -197,3 +197,17 @@ def test_release_image_docker_archive(tmp_path):
     assert build(tmp_path / "re").code == 0
     r = run("build", "-f", tmp_path / "enclaver.yaml", "--kernel", tmp_path / "kernel")
     assert r.code == 2 and "--output docker-archive:PATH" in r.err
+
+
+def test_json_build_summary(tmp_path):
+    docker_archive(tmp_path / "app.tar", app_layers())
+    write_manifest(tmp_path, f"docker-archive:{tmp_path}/app.tar")
+    (tmp_path / "kernel").write_bytes(b"kernel bytes")
+    r = run("build", "-f", tmp_path / "enclaver.yaml", "--kernel", tmp_path / "kernel", "--odyn", static_odyn(),
+            "--output", f"docker-archive:{tmp_path}/release.tar", "--json")
+    assert r.code == 0, r
+    summary = json.loads(r.out)
+    assert list(summary) == ["Sources", "Measurements", "Image"]
+    assert summary["Image"]["Name"] == "app:enclave" and summary["Image"]["ID"].startswith("sha256:")
+    assert summary["Sources"]["App"]["ID"].startswith("sha256:")
+    assert sorted(summary["Measurements"]) == ["PCR0", "PCR1", "PCR2"]
