@@ -7,7 +7,7 @@ packages=(
   build-essential meson ninja-build pkg-config clang libclang-rt-14-dev
   libssl-dev libjansson-dev libyaml-dev zlib1g-dev libarchive-dev libcurl4-openssl-dev
   libc-ares-dev libseccomp-dev libhttp-parser-dev
-  openssl cpio python3 python3-pytest python3-cbor2 python3-cryptography
+  openssl cpio file procps python3 python3-pytest python3-cbor2 python3-cryptography
 )
 
 # Baselines for `make bench` (socat, nginx's stream proxy), the demo's app (busybox) and client
