@@ -179,39 +179,30 @@ static void on_tunnel(struct loop *l, struct loop_io *io, uint32_t events)
 	}
 	if (c->state != TUNNEL_REPLY)
 		return;
-	for (;;) {
-		/* Read exactly the frame: whatever follows it is the upstream's stream. */
-		size_t need = c->reply_got < 2 ? 2 - c->reply_got
-					       : 2 + (size_t)(c->reply[0] | c->reply[1] << 8) - c->reply_got;
-		ssize_t n;
+	switch (tunnel_frame_recv(c->tfd, c->reply, &c->reply_got)) {
+	case 0:
+		return;
+	case -1:
+		reply_error(c, 503, "the host closed the egress tunnel");
+		return;
+	}
+	{
+		int code = 0;
+		char *msg = NULL;
+		struct err err = { 0 };
+		int rc = tunnel_parse_reply(c->reply + 2, c->reply_got - 2, &code, &msg, &err);
 
-		if (c->reply_got >= 2 && need == 0) {
-			int code = 0;
-			char *msg = NULL;
-			struct err err = { 0 };
-			int rc = tunnel_parse_reply(c->reply + 2, c->reply_got - 2, &code, &msg, &err);
+		if (rc == 0) {
+			go_relay(c);
+		} else if (rc == 1) {
+			char body[1200];
 
-			if (rc == 0) {
-				go_relay(c);
-			} else if (rc == 1) {
-				char body[1200];
-
-				snprintf(body, sizeof(body), "os_err: %d: %s", code, msg);
-				free(msg);
-				reply_error(c, 503, body);
-			} else {
-				reply_error(c, 503, err.msg);
-			}
-			return;
+			snprintf(body, sizeof(body), "os_err: %d: %s", code, msg);
+			free(msg);
+			reply_error(c, 503, body);
+		} else {
+			reply_error(c, 503, err.msg);
 		}
-		n = recv(c->tfd, c->reply + c->reply_got, need, 0);
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			return;
-		if (n <= 0) {
-			reply_error(c, 503, "the host closed the egress tunnel");
-			return;
-		}
-		c->reply_got += (size_t)n;
 	}
 }
 

@@ -29,7 +29,6 @@ struct tls_conn {
 	SSL *ssl;
 	int tfd, afd;
 	struct loop_io tio, aio;
-	bool tparked, aparked; /* hung up while nothing was wanted from it: out of epoll for now */
 	struct loop_timer timer;
 	bool handshaken, closed;
 	struct half up;   /* client -> app */
@@ -183,18 +182,6 @@ static int pump(struct tls_conn *c, uint32_t *tev, uint32_t *aev)
 	return c->up.shut && c->down.shut ? 1 : 0;
 }
 
-static void on_io(struct loop *l, struct loop_io *io, uint32_t events);
-
-static void set_interest(struct tls_conn *c, struct loop_io *io, bool *parked, uint32_t ev)
-{
-	if (*parked) {
-		if (ev && loop_io_add(c->loop, io, io->fd, ev, on_io, c, NULL) == 0)
-			*parked = false;
-		return;
-	}
-	loop_io_mod(c->loop, io, ev);
-}
-
 static void step(struct tls_conn *c)
 {
 	uint32_t tev, aev;
@@ -204,20 +191,13 @@ static void step(struct tls_conn *c)
 		conn_close(c);
 		return;
 	}
-	set_interest(c, &c->tio, &c->tparked, tev);
-	set_interest(c, &c->aio, &c->aparked, aev);
+	loop_io_mod(c->loop, &c->tio, tev);
+	loop_io_mod(c->loop, &c->aio, aev);
 }
 
 static void on_io(struct loop *l, struct loop_io *io, uint32_t events)
 {
-	struct tls_conn *c = io->data;
-
-	step(c);
-	/* epoll reports hang-ups whatever the interest: park a fd we want nothing from */
-	if (!c->closed && (events & (EPOLLHUP | EPOLLERR)) && io->registered && !io->events) {
-		loop_io_del(l, io);
-		*(io == &c->tio ? &c->tparked : &c->aparked) = true;
-	}
+	step(io->data);
 }
 
 static void on_timeout(struct loop *l, void *data)

@@ -244,22 +244,15 @@ static void on_enclave(struct loop *l, struct loop_io *io, uint32_t events)
 {
 	struct conn *c = io->data;
 
-	while (c->state == READ_FRAME) {
-		size_t need = c->got < 2 ? 2 - c->got : 2 + (size_t)(c->frame[0] | c->frame[1] << 8) - c->got;
-		ssize_t n;
-
-		if (c->got >= 2 && need == 0) {
-			handle_request(c);
-			return;
-		}
-		n = recv(c->vfd, c->frame + c->got, need, 0);
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			return;
-		if (n <= 0) {
-			conn_end(c);
-			return;
-		}
-		c->got += (size_t)n;
+	if (c->state != READ_FRAME)
+		return;
+	switch (tunnel_frame_recv(c->vfd, c->frame, &c->got)) {
+	case 1:
+		handle_request(c);
+		return;
+	case -1:
+		conn_end(c);
+		return;
 	}
 }
 

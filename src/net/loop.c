@@ -96,7 +96,8 @@ int loop_io_add(struct loop *l, struct loop_io *io, int fd, uint32_t events, loo
 	io->events = events;
 	io->fn = fn;
 	io->data = data;
-	if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+	io->in_epoll = events != 0;
+	if (io->in_epoll && epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
 		return err_sys(err, "epoll_ctl add fd %d", fd);
 	io->registered = true;
 	return 0;
@@ -105,18 +106,27 @@ int loop_io_add(struct loop *l, struct loop_io *io, int fd, uint32_t events, loo
 int loop_io_mod(struct loop *l, struct loop_io *io, uint32_t events)
 {
 	struct epoll_event ev = { .events = events, .data.ptr = io };
+	int op;
 
 	if (!io->registered || io->events == events)
 		return 0;
 	io->events = events;
-	return epoll_ctl(l->epfd, EPOLL_CTL_MOD, io->fd, &ev);
+	if (!events) {
+		io->in_epoll = false;
+		return epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL);
+	}
+	op = io->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+	io->in_epoll = true;
+	return epoll_ctl(l->epfd, op, io->fd, &ev);
 }
 
 void loop_io_del(struct loop *l, struct loop_io *io)
 {
 	if (!io->registered)
 		return;
-	epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL);
+	if (io->in_epoll)
+		epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL);
+	io->in_epoll = false;
 	io->registered = false;
 	/* Events for it already fetched in this batch are dropped by the dispatcher. */
 	io->fn = NULL;

@@ -29,6 +29,7 @@ struct loop_io {
 	loop_io_fn fn;
 	void *data;
 	bool registered;
+	bool in_epoll; /* false while events is 0: see loop_io_mod */
 };
 
 struct loop_timer {
@@ -46,7 +47,9 @@ uint64_t loop_now(struct loop *l);
 
 int loop_io_add(struct loop *l, struct loop_io *io, int fd, uint32_t events, loop_io_fn fn, void *data,
 		struct err *err);
-/* Changes the interest set; a no-op when it is unchanged. */
+/* Changes the interest set; a no-op when it is unchanged. With no events the fd leaves epoll
+ * until it is wanted again, so that a peer's hang-up (which epoll reports whatever the interest
+ * set) cannot spin the loop while its owner waits on something else. */
 int loop_io_mod(struct loop *l, struct loop_io *io, uint32_t events);
 void loop_io_del(struct loop *l, struct loop_io *io);
 

@@ -41,7 +41,6 @@ struct relay {
 	struct loop_tracked tracked; /* first: the close hook finds the relay from it */
 	struct loop *loop;
 	struct loop_io io_a, io_b;
-	bool parked_a, parked_b; /* hung up while we wanted nothing from it: out of epoll for now */
 	int fd_a, fd_b;
 	struct direction ab, ba;
 	struct loop_timer idle;
@@ -230,26 +229,13 @@ static int pump(struct relay *r, struct direction *d)
 	return 0;
 }
 
-static void on_io(struct loop *l, struct loop_io *io, uint32_t events);
-
-static void set_interest(struct relay *r, struct loop_io *io, bool *parked, uint32_t ev)
-{
-	if (*parked && ev) {
-		/* Wanted again: back into epoll, where the hang-up will be seen and acted on. */
-		if (loop_io_add(r->loop, io, io->fd, ev, on_io, r, NULL) == 0)
-			*parked = false;
-		return;
-	}
-	loop_io_mod(r->loop, io, ev);
-}
-
 static void update_interest(struct relay *r)
 {
 	uint32_t ea = (r->ab.want_read ? EPOLLIN : 0) | (r->ba.want_write ? EPOLLOUT : 0);
 	uint32_t eb = (r->ba.want_read ? EPOLLIN : 0) | (r->ab.want_write ? EPOLLOUT : 0);
 
-	set_interest(r, &r->io_a, &r->parked_a, ea);
-	set_interest(r, &r->io_b, &r->parked_b, eb);
+	loop_io_mod(r->loop, &r->io_a, ea);
+	loop_io_mod(r->loop, &r->io_b, eb);
 }
 
 static void step(struct relay *r, struct direction *d)
@@ -279,14 +265,6 @@ static void on_io(struct loop *l, struct loop_io *io, uint32_t events)
 		return;
 	if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && reads->want_read)
 		step(r, reads);
-	if (r->closed)
-		return;
-	/* epoll reports hang-ups whatever the interest set: with nothing wanted from this fd now
-	 * (the other side is slow), take it out of epoll instead of spinning on the event. */
-	if ((events & (EPOLLERR | EPOLLHUP)) && !(io->events & (EPOLLIN | EPOLLOUT))) {
-		loop_io_del(l, io);
-		*(is_a ? &r->parked_a : &r->parked_b) = true;
-	}
 }
 
 static void on_idle(struct loop *l, void *data)

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static void put_frame(struct buf *out, const char *json)
@@ -117,6 +118,23 @@ int tunnel_parse_reply(const uint8_t *json, size_t len, int *os_code, char **mes
 	}
 	json_decref(j);
 	return rc;
+}
+
+int tunnel_frame_recv(int fd, uint8_t *frame, size_t *got)
+{
+	for (;;) {
+		size_t need = *got < 2 ? 2 - *got : 2 + (size_t)(frame[0] | frame[1] << 8) - *got;
+		ssize_t n;
+
+		if (*got >= 2 && need == 0)
+			return 1;
+		n = recv(fd, frame + *got, need, 0);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return 0;
+		if (n <= 0)
+			return -1;
+		*got += (size_t)n;
+	}
 }
 
 static int read_exact(int fd, uint8_t *p, size_t n, int timeout_ms, struct err *err)

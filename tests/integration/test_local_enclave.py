@@ -50,6 +50,13 @@ class Enclave:
                 self.proc.wait()
 
 
+def wait_booted(timeout=15):
+    """Until odyn serves its status port in some local enclave."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and not glob.glob("/tmp/enclaver-*/v/16.17000"):
+        time.sleep(0.05)
+
+
 def leftovers():
     """Processes, mounts, cgroups and state folders a local enclave could leave behind."""
     procs = subprocess.run(["pgrep", "-f", "odyn --config-dir|bin/probe"], capture_output=True, text=True).stdout.split()
@@ -86,9 +93,7 @@ def test_odyn_fatal_gives_108_and_stays_readable(tmp_path):
 
 def test_sigterm_gives_109_and_cleans_up(tmp_path):
     e = Enclave(tmp_path, eu.MANIFEST, ["sleep", "600"])
-    deadline = time.time() + 15
-    while time.time() < deadline and not glob.glob("/tmp/enclaver-*/v/16.17000"):
-        time.sleep(0.05)
+    wait_booted()
     time.sleep(0.3)
     assert e.stop(signal.SIGTERM) == 109, e.err
     assert leftovers() == []
@@ -248,6 +253,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def do_POST(self):
+        out = b"got " + self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(201)
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
     def log_message(self, *a):
         pass
 
@@ -300,19 +312,7 @@ def test_root_can_chown_and_drop_to_a_user(tmp_path):
 
 
 def test_egress_post_body_and_names_resolved_on_the_host(tmp_path):
-    class Echo(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            out = b"got " + body
-            self.send_response(201)
-            self.send_header("Content-Length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
-
-        def log_message(self, *a):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     port = httpd.server_address[1]
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     manifest = eu.MANIFEST + "egress:\n  allow:\n    - localhost\n"
@@ -383,9 +383,7 @@ def test_file_capabilities_work_inside(tmp_path):
 def test_limits_and_subcommands(tmp_path):
     manifest = eu.MANIFEST.replace("cpu_count: 1", "cpu_count: 3")
     e = Enclave(tmp_path, manifest, ["sleep", "600"], extra_args=["--memory-mb", "200"])
-    deadline = time.time() + 15
-    while time.time() < deadline and not glob.glob("/tmp/enclaver-*/v/16.17000"):
-        time.sleep(0.05)
+    wait_booted()
     v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
     if v2:
         cpu = open(glob.glob("/sys/fs/cgroup/enclaver-*/cpu.max")[0]).read().split()
