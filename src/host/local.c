@@ -379,6 +379,49 @@ static bool cgroup_v2(void)
 	return access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0;
 }
 
+/* In a container (docker run of a release image) the cgroup hierarchy is mounted read-only over
+ * the container's own cgroup: with CAP_SYS_ADMIN it is remounted read-write in this mount
+ * namespace only, so the enclave's cgroup nests inside the container's and stays under its
+ * limits. On a host the hierarchy is writable and nothing is remounted. */
+static int cgroup_writable(const char *mnt, struct err *err)
+{
+	if (access(mnt, W_OK) == 0 || errno != EROFS)
+		return 0;
+	if (mount(NULL, mnt, NULL, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+		return err_set(err, EROFS,
+			       "%s is read-only (in a container, run it with --cap-add=ALL --cap-drop=SYS_RESOURCE --security-opt seccomp=unconfined)",
+			       mnt);
+	return 0;
+}
+
+static int cgroup_mkdir(const char *cg, struct err *err)
+{
+	char mnt[256];
+
+	snprintf(mnt, sizeof(mnt), "%s", cg);
+	*strrchr(mnt, '/') = 0;
+	if (cgroup_writable(mnt, err) < 0)
+		return -1;
+	return mkdir(cg, 0755) < 0 ? err_sys(err, "%s", cg) : 0;
+}
+
+/* cgroup v2 allows controllers in a child's subtree only while the parent holds no processes:
+ * inside a container enclaver-run sits in the container's root cgroup, so it moves itself into
+ * a leaf first. */
+static void cgroup2_enable_controllers(struct err *err)
+{
+	char v[32];
+
+	if (write_file("/sys/fs/cgroup/cgroup.subtree_control", "+memory +cpu +pids", err) == 0 ||
+	    err->code != EBUSY)
+		return;
+	if (mkdir("/sys/fs/cgroup/enclaver-run", 0755) < 0 && errno != EEXIST)
+		return;
+	snprintf(v, sizeof(v), "%d", (int)getpid());
+	if (write_file("/sys/fs/cgroup/enclaver-run/cgroup.procs", v, err) == 0)
+		write_file("/sys/fs/cgroup/cgroup.subtree_control", "+memory +cpu +pids", err);
+}
+
 static int setup_cgroups(struct local *lc, struct err *err)
 {
 	const char *id = strrchr(lc->state, '-') + 1;
@@ -389,9 +432,11 @@ static int setup_cgroups(struct local *lc, struct err *err)
 	if (cgroup_v2()) {
 		snprintf(lc->cgroups[0], sizeof(lc->cgroups[0]), "/sys/fs/cgroup/enclaver-%s", id);
 		/* enabling controllers below the root may fail where they already are: not fatal */
-		write_file("/sys/fs/cgroup/cgroup.subtree_control", "+memory +cpu +pids", err);
-		if (mkdir(lc->cgroups[0], 0755) < 0)
-			return err_sys(err, "%s", lc->cgroups[0]);
+		if (cgroup_writable("/sys/fs/cgroup", err) < 0)
+			return -1;
+		cgroup2_enable_controllers(err);
+		if (cgroup_mkdir(lc->cgroups[0], err) < 0)
+			return -1;
 		lc->n_cgroups = 1;
 		snprintf(path, sizeof(path), "%s/memory.max", lc->cgroups[0]);
 		snprintf(v, sizeof(v), "%lld", mem);
@@ -414,9 +459,9 @@ static int setup_cgroups(struct local *lc, struct err *err)
 			char *cg = lc->cgroups[lc->n_cgroups];
 
 			snprintf(cg, sizeof(lc->cgroups[0]), "/sys/fs/cgroup/%s/enclaver-%s", ctrls[i], id);
-			if (mkdir(cg, 0755) < 0) {
+			if (cgroup_mkdir(cg, err) < 0) {
 				if (i == 0) /* the memory limit is not optional */
-					return err_sys(err, "%s", cg);
+					return -1;
 				continue;
 			}
 			lc->n_cgroups++;
@@ -529,6 +574,60 @@ static int local_prepare(struct launcher *l, struct err *err)
 	return vsock_use_emulated(lc->vdir, VSOCK_CID_PARENT, err);
 }
 
+/* The kernel lets a user namespace mount a fresh proc or sysfs only where the existing one is
+ * fully visible. Docker masks parts of /proc (kcore, keys, timer_list, acpi, a read-only sys,
+ * ...) and /sys/firmware with over-mounts, so in a container enclaver-run takes a mount namespace of its own and
+ * removes those over-mounts there: the container's view is untouched, and the enclave still
+ * gets a proc of its own PID namespace, owned by its unprivileged user namespace. */
+static int unmask_proc(struct err *err)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[4096], *masks[256];
+	size_t n = 0;
+	int rc = 0;
+
+	if (!f)
+		return 0;
+	while (n < 256 && fgets(line, sizeof(line), f)) {
+		char mp[4096], *out;
+
+		const char *sep = strstr(line, " - ");
+
+		if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1 || !sep)
+			continue;
+		/* /proc's over-mounts, and the tmpfs masks over parts of /sys (not the cgroups) */
+		if (!(!strncmp(mp, "/proc/", 6) && strcmp(mp, "/proc/sys/fs/binfmt_misc")) &&
+		    !(!strncmp(mp, "/sys/", 5) && !strncmp(sep, " - tmpfs ", 9) && strcmp(mp, "/sys/fs/cgroup")))
+			continue;
+		out = mp;
+		for (char *in = mp; *in; in++) /* mountinfo escapes space, tab, newline, backslash */
+			if (in[0] == '\\' && strspn(in + 1, "01234567") >= 3) {
+				*out++ = (char)((in[1] - '0') * 64 + (in[2] - '0') * 8 + (in[3] - '0'));
+				in += 3;
+			} else {
+				*out++ = *in;
+			}
+		*out = 0;
+		masks[n++] = strdup(mp);
+	}
+	fclose(f);
+	if (!n)
+		return 0;
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0) {
+		rc = err_sys(err, "a mount namespace to unmask /proc in");
+		goto out;
+	}
+	for (size_t i = n; i-- > 0;)
+		if (umount2(masks[i], MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT) {
+			rc = err_sys(err, "unmask %s", masks[i]);
+			goto out;
+		}
+out:
+	for (size_t i = 0; i < n; i++)
+		free(masks[i]);
+	return rc;
+}
+
 static int local_start(struct launcher *l, struct err *err)
 {
 	struct local *lc = l->priv;
@@ -538,6 +637,8 @@ static int local_start(struct launcher *l, struct err *err)
 
 	if (geteuid() != 0)
 		return err_set(err, EPERM, "the local launcher needs root (it creates namespaces and cgroups)");
+	if (unmask_proc(err) < 0)
+		return -1;
 	lc->eif_fd = open(l->spec.eif_path, O_RDONLY | O_CLOEXEC);
 	if (lc->eif_fd < 0)
 		return err_sys(err, "%s", l->spec.eif_path);

@@ -100,7 +100,8 @@ static int write_layer(const struct release_inputs *in, int which, int fd, char 
 		goto out;
 	}
 	if (which == 0) {
-		if (add_dir(a, "usr/", in->mtime) < 0 || add_dir(a, "usr/local/", in->mtime) < 0 ||
+		/* the local launcher keeps its state under /tmp */
+		if (add_entry(a, "tmp/", S_IFDIR | 01777, 0, in->mtime) < 0 || add_dir(a, "usr/", in->mtime) < 0 || add_dir(a, "usr/local/", in->mtime) < 0 ||
 		    add_dir(a, "usr/local/bin/", in->mtime) < 0 ||
 		    copy_file(a, "usr/local/bin/enclaver-run", in->enclaver_run, 0755, in->mtime, err) < 0)
 			goto out;
