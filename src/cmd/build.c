@@ -20,6 +20,7 @@
 #include "cmd/cmd.h"
 #include "eif/bootkit.h"
 #include "eif/eif.h"
+#include "image/docker.h"
 #include "image/ramdisk.h"
 #include "image/release.h"
 #include "image/source.h"
@@ -82,9 +83,10 @@ static int eif_sink(void *ctx, const void *data, size_t len, struct err *err)
 
 int cmd_build(int argc, char **argv)
 {
-	enum { O_EIF_ONLY = 256, O_KERNEL, O_ODYN, O_OUTPUT, O_JSON };
+	enum { O_EIF_ONLY = 256, O_KERNEL, O_ODYN, O_OUTPUT, O_JSON, O_PULL };
 	static const struct option opts[] = {
 		{ "file", required_argument, NULL, 'f' },
+		{ "pull", no_argument, NULL, O_PULL },
 		{ "json", no_argument, NULL, O_JSON },
 		{ "eif-only", required_argument, NULL, O_EIF_ONLY },
 		{ "output", required_argument, NULL, O_OUTPUT },
@@ -94,8 +96,12 @@ int cmd_build(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *file = "enclaver.yaml", *eif_only = NULL, *kernel = NULL, *odyn = NULL, *output = NULL;
-	char eif_tmp[PATH_MAX] = "", image_id[80] = "";
+	char eif_tmp[PATH_MAX] = "", image_id[80] = "", archive_tmp[PATH_MAX] = "";
 	bool as_json = false;
+	struct image_opts io = { 0 };
+	enum { OUT_EIF, OUT_DAEMON, OUT_ARCHIVE, OUT_OCI } out_kind = OUT_DAEMON;
+	const char *out_path = NULL;
+	struct docker *dk = NULL;
 	char odyn_default[PATH_MAX], *name = NULL, real[PATH_MAX];
 	struct bootkit bk = { .cmdline = BUF_INIT };
 	struct manifest *m = NULL;
@@ -120,13 +126,18 @@ int cmd_build(int argc, char **argv)
 		case O_ODYN: odyn = optarg; break;
 		case O_OUTPUT: output = optarg; break;
 		case O_JSON: as_json = true; break;
+		case O_PULL: io.pull = true; break;
 		case 'h':
-			printf("usage: enclaver build [-f FILE] (--output docker-archive:PATH | --eif-only PATH)\n"
-			       "                      [--kernel FILE] [--odyn FILE] [--json]\n\n"
-			       "Builds the EIF for the manifest's sources.app (docker-archive:PATH[:REF] or\n"
-			       "oci:DIR[:TAG]) and, unless --eif-only, the release image tagged with the\n"
-			       "manifest's target, and prints the measurements. The kernel is AWS's blob when\n"
-			       "installed, else --kernel or ENCLAVER_KERNEL.\n");
+			printf("usage: enclaver build [-f FILE|-] [--pull] [--output docker | docker-archive:PATH | oci:DIR]\n"
+			       "                      [--eif-only PATH] [--kernel FILE] [--odyn FILE] [--json]\n\n"
+			       "Builds the EIF for the manifest's sources.app and, unless --eif-only, the release\n"
+			       "image tagged with the manifest's target, and prints the measurements.\n\n"
+			       "sources.app: a reference the Docker daemon resolves (pulled when missing, or\n"
+			       "always with --pull), docker-archive:PATH[:REF], oci:DIR[:TAG],\n"
+			       "oci-archive:PATH[:TAG] or docker://REGISTRY/REPO[:TAG|@DIGEST].\n"
+			       "The release image is loaded into the Docker daemon (DOCKER_HOST, else\n"
+			       "/var/run/docker.sock) unless --output names a docker-archive or an OCI layout.\n"
+			       "The kernel is AWS's blob when installed, else --kernel or ENCLAVER_KERNEL.\n");
 			return 0;
 		default:
 			return EXIT_USAGE;
@@ -136,13 +147,43 @@ int cmd_build(int argc, char **argv)
 		log_error("unexpected argument \"%s\"", argv[optind]);
 		return EXIT_USAGE;
 	}
-	if (!eif_only && (!output || strncmp(output, "docker-archive:", 15) || !output[15])) {
-		log_error("name where the release image goes with --output docker-archive:PATH (loading into a Docker daemon is not available in this build), or build only the EIF with --eif-only PATH");
+	if (eif_only && output) {
+		log_error("--eif-only and --output do not go together: --eif-only builds no release image");
 		return EXIT_USAGE;
 	}
-	if (!eif_only) {
-		/* the EIF goes into the image; it is built beside the output first */
-		snprintf(eif_tmp, sizeof(eif_tmp), "%s.eif", output + 15);
+	if (eif_only) {
+		out_kind = OUT_EIF;
+	} else if (output && !strncmp(output, "docker-archive:", 15) && output[15]) {
+		out_kind = OUT_ARCHIVE;
+		out_path = output + 15;
+	} else if (output && !strncmp(output, "oci:", 4) && output[4]) {
+		out_kind = OUT_OCI;
+		out_path = output + 4;
+	} else if (output && strcmp(output, "docker")) {
+		log_error("--output %s: use docker, docker-archive:PATH or oci:DIR", output);
+		return EXIT_USAGE;
+	}
+	if (out_kind == OUT_DAEMON) {
+		/* checked before the build, which can take a while */
+		if (docker_open(&dk, &err) < 0) {
+			log_error("%s", err.msg);
+			return 1;
+		}
+		if (!docker_reachable(dk)) {
+			log_error("no Docker daemon answers at %s: write the release image with --output docker-archive:PATH or --output oci:DIR, or build only the EIF with --eif-only PATH",
+				  docker_where(dk));
+			docker_free(dk);
+			return 1;
+		}
+	}
+	if (out_kind != OUT_EIF) {
+		/* the EIF goes into the image; it is built beside the output (or in TMPDIR) first */
+		const char *tmp = getenv("TMPDIR");
+
+		if (out_path)
+			snprintf(eif_tmp, sizeof(eif_tmp), "%s.eif.tmp", out_path);
+		else
+			snprintf(eif_tmp, sizeof(eif_tmp), "%s/enclaver-%d.eif", tmp && *tmp ? tmp : "/var/tmp", (int)getpid());
 		eif_only = eif_tmp;
 	}
 	if (!odyn) {
@@ -150,7 +191,7 @@ int cmd_build(int argc, char **argv)
 		odyn = odyn_default;
 	}
 	if (manifest_load(file, &m, &err) < 0 || pick_bootkit(kernel, &bk, &err) < 0 ||
-	    image_open(m->source_app, &img, &err) < 0)
+	    image_open(m->source_app, &io, &img, &err) < 0)
 		goto fail;
 	if (!m->n_ingress)
 		log_warn("no ingress specified in manifest; there will be no way to connect to this enclave");
@@ -194,7 +235,20 @@ int cmd_build(int argc, char **argv)
 		fs_beside_self("enclaver-run", run_bin, sizeof(run_bin));
 		rel.enclaver_run = run_bin;
 		rel.mtime = sde && *sde ? (time_t)strtoll(sde, NULL, 10) : 0;
-		rc = release_write_docker_archive(&rel, output + 15, image_id, &err);
+		if (out_kind == OUT_ARCHIVE) {
+			rc = release_write_docker_archive(&rel, out_path, image_id, &err);
+		} else if (out_kind == OUT_OCI) {
+			rc = release_write_oci(&rel, out_path, image_id, &err);
+		} else {
+			const char *tmp = getenv("TMPDIR");
+
+			snprintf(archive_tmp, sizeof(archive_tmp), "%s/enclaver-release-%d.tar", tmp && *tmp ? tmp : "/var/tmp",
+				 (int)getpid());
+			rc = release_write_docker_archive(&rel, archive_tmp, image_id, &err);
+			if (rc == 0)
+				rc = docker_image_load(dk, archive_tmp, &err);
+			unlink(archive_tmp);
+		}
 		unlink(eif_tmp);
 		if (rc < 0)
 			goto fail;
@@ -205,6 +259,8 @@ int cmd_build(int argc, char **argv)
 		char *text;
 
 		json_object_set_new(app, "ID", json_string(img->id ? img->id : ""));
+		if (img->repo_digest)
+			json_object_set_new(app, "RepoDigest", json_string(img->repo_digest));
 		json_object_set_new(srcs, "App", app);
 		json_object_set_new(sum, "Sources", srcs);
 		json_object_set_new(sum, "Measurements", eif_measurements_object(&meas, false));
@@ -239,5 +295,6 @@ out:
 	buf_free(&bk.cmdline);
 	image_free(img);
 	manifest_free(m);
+	docker_free(dk);
 	return rc;
 }

@@ -4,6 +4,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -129,44 +130,85 @@ out:
 	return rc;
 }
 
-int release_write_docker_archive(const struct release_inputs *in, const char *out, char image_id[80],
-				 struct err *err)
-{
-	char digests[2][65], name[128], *config = NULL, *manifest = NULL, tmpl[2][64];
+/* The two layers in temporary files, and the image config. */
+struct parts {
+	int fds[2];
+	char digests[2][65];
 	uint64_t lens[2];
-	int fds[2] = { -1, -1 }, rc = -1;
-	struct atomic_file af = { .fd = -1 };
-	struct archive *a = NULL;
-	uint8_t d[32];
+	char *config;
 	char cfg_hex[65];
-	json_t *cfg, *man;
+};
 
+static void parts_free(struct parts *p)
+{
+	for (int i = 0; i < 2; i++)
+		if (p->fds[i] >= 0)
+			close(p->fds[i]);
+	free(p->config);
+}
+
+static int parts_make(const struct release_inputs *in, struct parts *p, struct err *err)
+{
+	const char *tmp = getenv("TMPDIR");
+	uint8_t d[32];
+	json_t *cfg;
+
+	memset(p, 0, sizeof(*p));
+	p->fds[0] = p->fds[1] = -1;
 	for (int i = 0; i < 2; i++) {
-		snprintf(tmpl[i], sizeof(tmpl[i]), "/tmp/enclaver-layer-XXXXXX");
-		fds[i] = mkstemp(tmpl[i]);
-		if (fds[i] < 0) {
-			err_sys(err, "temporary layer file");
-			goto out;
-		}
-		unlink(tmpl[i]);
-		if (write_layer(in, i, fds[i], digests[i], &lens[i], err) < 0)
-			goto out;
+		char tmpl[4096];
+
+		snprintf(tmpl, sizeof(tmpl), "%s/enclaver-layer-XXXXXX", tmp && *tmp ? tmp : "/var/tmp");
+		p->fds[i] = mkostemp(tmpl, O_CLOEXEC);
+		if (p->fds[i] < 0)
+			return err_sys(err, "temporary layer file %s", tmpl);
+		unlink(tmpl);
+		if (write_layer(in, i, p->fds[i], p->digests[i], &p->lens[i], err) < 0)
+			return -1;
 	}
 	cfg = json_pack("{s:s, s:s, s:{s:[s], s:[s]}, s:{s:s, s:[s+, s+]}}", "architecture", "amd64", "os", "linux",
 			"config", "Entrypoint", "/usr/local/bin/enclaver-run", "Env",
 			"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "rootfs", "type", "layers",
-			"diff_ids", "sha256:", digests[0], "sha256:", digests[1]);
-	config = json_dumps(cfg, JSON_COMPACT | JSON_SORT_KEYS);
+			"diff_ids", "sha256:", p->digests[0], "sha256:", p->digests[1]);
+	p->config = json_dumps(cfg, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(cfg);
-	sha256(config, strlen(config), d);
-	hex_encode(d, 32, cfg_hex);
-	snprintf(image_id, 80, "sha256:%s", cfg_hex);
-	snprintf(name, sizeof(name), "%s.json", cfg_hex);
+	sha256(p->config, strlen(p->config), d);
+	hex_encode(d, 32, p->cfg_hex);
+	return 0;
+}
+
+static int copy_fd(int from, int to, struct err *err)
+{
+	char chunk[1 << 16];
+	ssize_t n;
+
+	if (lseek(from, 0, SEEK_SET) < 0)
+		return err_sys(err, "seek");
+	while ((n = read(from, chunk, sizeof(chunk))) > 0)
+		if (fs_write_full(to, chunk, (size_t)n) < 0)
+			return err_sys(err, "write");
+	return n < 0 ? err_sys(err, "read") : 0;
+}
+
+int release_write_docker_archive(const struct release_inputs *in, const char *out, char image_id[80],
+				 struct err *err)
+{
+	char name[128], *manifest = NULL;
+	int rc = -1;
+	struct atomic_file af = { .fd = -1 };
+	struct archive *a = NULL;
+	struct parts p;
+	json_t *man;
+
+	if (parts_make(in, &p, err) < 0)
+		goto out;
+	snprintf(image_id, 80, "sha256:%s", p.cfg_hex);
+	snprintf(name, sizeof(name), "%s.json", p.cfg_hex);
 	{
 		char l0[80], l1[80];
 
-		snprintf(l0, sizeof(l0), "%s/layer.tar", digests[0]);
-		snprintf(l1, sizeof(l1), "%s/layer.tar", digests[1]);
+		snprintf(l0, sizeof(l0), "%s/layer.tar", p.digests[0]);
+		snprintf(l1, sizeof(l1), "%s/layer.tar", p.digests[1]);
 		man = json_pack("[{s:s, s:[s], s:[s, s]}]", "Config", name, "RepoTags", in->target, "Layers", l0, l1);
 	}
 	manifest = json_dumps(man, JSON_COMPACT);
@@ -180,21 +222,21 @@ int release_write_docker_archive(const struct release_inputs *in, const char *ou
 		char dir[80], member[80], chunk[1 << 16];
 		ssize_t n;
 
-		snprintf(dir, sizeof(dir), "%s/", digests[i]);
-		snprintf(member, sizeof(member), "%s/layer.tar", digests[i]);
-		if (add_dir(a, dir, in->mtime) < 0 || add_entry(a, member, S_IFREG | 0644, (int64_t)lens[i], in->mtime) < 0) {
+		snprintf(dir, sizeof(dir), "%s/", p.digests[i]);
+		snprintf(member, sizeof(member), "%s/layer.tar", p.digests[i]);
+		if (add_dir(a, dir, in->mtime) < 0 || add_entry(a, member, S_IFREG | 0644, (int64_t)p.lens[i], in->mtime) < 0) {
 			err_set(err, EIO, "%s: %s", out, archive_error_string(a));
 			goto out;
 		}
-		lseek(fds[i], 0, SEEK_SET);
-		while ((n = read(fds[i], chunk, sizeof(chunk))) > 0)
+		lseek(p.fds[i], 0, SEEK_SET);
+		while ((n = read(p.fds[i], chunk, sizeof(chunk))) > 0)
 			if (archive_write_data(a, chunk, (size_t)n) != n) {
 				err_set(err, EIO, "%s: %s", out, archive_error_string(a));
 				goto out;
 			}
 	}
-	if (add_entry(a, name, S_IFREG | 0644, (int64_t)strlen(config), in->mtime) < 0 ||
-	    archive_write_data(a, config, strlen(config)) != (la_ssize_t)strlen(config) ||
+	if (add_entry(a, name, S_IFREG | 0644, (int64_t)strlen(p.config), in->mtime) < 0 ||
+	    archive_write_data(a, p.config, strlen(p.config)) != (la_ssize_t)strlen(p.config) ||
 	    add_entry(a, "manifest.json", S_IFREG | 0644, (int64_t)strlen(manifest), in->mtime) < 0 ||
 	    archive_write_data(a, manifest, strlen(manifest)) != (la_ssize_t)strlen(manifest) ||
 	    archive_write_close(a) != ARCHIVE_OK) {
@@ -207,10 +249,109 @@ out:
 		archive_write_free(a);
 	if (rc < 0)
 		atomic_file_abort(&af);
-	for (int i = 0; i < 2; i++)
-		if (fds[i] >= 0)
-			close(fds[i]);
-	free(config);
+	parts_free(&p);
 	free(manifest);
+	return rc;
+}
+
+static int put_blob(const char *dir, const char *hex, const void *data, size_t len, int from_fd, struct err *err)
+{
+	char path[4200];
+	struct atomic_file af = { .fd = -1 };
+
+	snprintf(path, sizeof(path), "%s/blobs/sha256/%s", dir, hex);
+	if (atomic_file_open(&af, path, 0644, err) < 0)
+		return -1;
+	if ((from_fd >= 0 ? copy_fd(from_fd, af.fd, err) : fs_write_full(af.fd, data, len) < 0 ? err_sys(err, "%s", path) : 0) < 0) {
+		atomic_file_abort(&af);
+		return -1;
+	}
+	return atomic_file_commit(&af, err);
+}
+
+int release_write_oci(const struct release_inputs *in, const char *out, char image_id[80], struct err *err)
+{
+	char tmp[4096], old[4096], path[4200], man_hex[65], *manifest = NULL, *index = NULL;
+	const char *tag = strrchr(in->target, ':');
+	uint8_t d[32];
+	struct parts p;
+	json_t *j;
+	int rc = -1;
+	bool have_tmp = false;
+
+	if (tag && strchr(tag, '/'))
+		tag = NULL; /* a registry port, not a tag */
+	if (parts_make(in, &p, err) < 0)
+		goto out;
+	snprintf(image_id, 80, "sha256:%s", p.cfg_hex);
+	snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", out);
+	if (!mkdtemp(tmp)) {
+		err_sys(err, "%s", tmp);
+		goto out;
+	}
+	have_tmp = true;
+	snprintf(path, sizeof(path), "%s/blobs", tmp);
+	if (mkdir(path, 0755) < 0 || (snprintf(path, sizeof(path), "%s/blobs/sha256", tmp), mkdir(path, 0755) < 0) ||
+	    chmod(tmp, 0755) < 0) {
+		err_sys(err, "%s", path);
+		goto out;
+	}
+	for (int i = 0; i < 2; i++)
+		if (put_blob(tmp, p.digests[i], NULL, 0, p.fds[i], err) < 0)
+			goto out;
+	if (put_blob(tmp, p.cfg_hex, p.config, strlen(p.config), -1, err) < 0)
+		goto out;
+	j = json_pack("{s:i, s:s, s:{s:s, s:s+, s:I}, s:[{s:s, s:s+, s:I}, {s:s, s:s+, s:I}]}", "schemaVersion", 2,
+		      "mediaType", "application/vnd.oci.image.manifest.v1+json", "config", "mediaType",
+		      "application/vnd.oci.image.config.v1+json", "digest", "sha256:", p.cfg_hex, "size",
+		      (json_int_t)strlen(p.config), "layers", "mediaType", "application/vnd.oci.image.layer.v1.tar",
+		      "digest", "sha256:", p.digests[0], "size", (json_int_t)p.lens[0], "mediaType",
+		      "application/vnd.oci.image.layer.v1.tar", "digest", "sha256:", p.digests[1], "size",
+		      (json_int_t)p.lens[1]);
+	manifest = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	sha256(manifest, strlen(manifest), d);
+	hex_encode(d, 32, man_hex);
+	if (put_blob(tmp, man_hex, manifest, strlen(manifest), -1, err) < 0)
+		goto out;
+	j = json_pack("{s:i, s:[{s:s, s:s+, s:I, s:{s:s, s:s}}]}", "schemaVersion", 2, "manifests", "mediaType",
+		      "application/vnd.oci.image.manifest.v1+json", "digest", "sha256:", man_hex, "size",
+		      (json_int_t)strlen(manifest), "annotations", "org.opencontainers.image.ref.name",
+		      tag ? tag + 1 : "latest", "io.containerd.image.name", in->target);
+	index = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	snprintf(path, sizeof(path), "%s/index.json", tmp);
+	if (fs_write_file_atomic(path, index, strlen(index), 0644, err) < 0)
+		goto out;
+	snprintf(path, sizeof(path), "%s/oci-layout", tmp);
+	if (fs_write_file_atomic(path, "{\"imageLayoutVersion\":\"1.0.0\"}", 30, 0644, err) < 0)
+		goto out;
+	/* the finished layout replaces whatever was there in one rename; the old one goes after */
+	snprintf(old, sizeof(old), "%s.old-%d", out, (int)getpid());
+	if (rename(out, old) < 0 && errno != ENOENT) {
+		err_sys(err, "%s", out);
+		goto out;
+	}
+	if (rename(tmp, out) < 0) {
+		err_sys(err, "%s", out);
+		rename(old, out);
+		goto out;
+	}
+	have_tmp = false;
+	{
+		struct err e2 = { 0 };
+
+		fs_remove_tree(old, &e2);
+	}
+	rc = 0;
+out:
+	if (have_tmp) {
+		struct err e2 = { 0 };
+
+		fs_remove_tree(tmp, &e2);
+	}
+	parts_free(&p);
+	free(manifest);
+	free(index);
 	return rc;
 }

@@ -1,7 +1,7 @@
 /*
  * Release images (ARCHITECTURE.md §5): enclaver-run with a CA bundle, then the EIF and the
  * manifest under /enclave/, entrypoint enclaver-run. Written by the CLI as a docker-archive that
- * `docker load` accepts, deterministically (fixed times and owners).
+ * `docker load` accepts, or as an OCI image layout, deterministically (fixed times and owners).
  */
 #ifndef ENCLAVER_IMAGE_RELEASE_H
 #define ENCLAVER_IMAGE_RELEASE_H
@@ -25,5 +25,9 @@ struct release_inputs {
 /* Writes the image to out (atomically); image_id receives "sha256:<config digest>". */
 int release_write_docker_archive(const struct release_inputs *in, const char *out, char image_id[80],
 				 struct err *err);
+
+/* Writes the image as an OCI image layout folder (replacing out in one rename), tagged with the
+ * target's tag. */
+int release_write_oci(const struct release_inputs *in, const char *out, char image_id[80], struct err *err);
 
 #endif

@@ -14,6 +14,8 @@
 #include "base/fs.h"
 #include "base/hex.h"
 #include "crypto/sha.h"
+#include "image/docker.h"
+#include "image/registry.h"
 
 #define MAX_JSON (16u << 20)
 #define MAX_MEMBERS 100000
@@ -227,17 +229,14 @@ static char *config_id(int fd, uint64_t off, uint64_t size)
 	return id;
 }
 
-static int open_docker_archive(struct image *img, const char *path, const char *ref, struct err *err)
+/* A docker-archive read in place from fd (owned by img); path names it in messages. */
+static int open_docker_archive_fd(struct image *img, int fd, const char *path, const char *ref, struct err *err)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct tar_index ix;
 	const struct member *mm, *cm;
 	json_t *manifest = NULL, *entry = NULL, *config = NULL, *layers, *diff_ids;
 	int rc = -1;
 
-	if (fd < 0)
-		return err_sys(err, "%s", path);
-	add_fd(img, fd);
 	if (tar_index_build(fd, &ix, err) < 0) {
 		tar_index_free(&ix);
 		return err_wrap(err, "%s: not a docker-archive (docker save) file", path);
@@ -312,51 +311,114 @@ out:
 	return rc;
 }
 
-static int blob_path(const char *dir, const char *digest, char *out, size_t size, struct err *err)
+static int open_docker_archive(struct image *img, const char *path, const char *ref, struct err *err)
 {
-	if (!digest || strncmp(digest, "sha256:", 7) || strlen(digest) != 71 || strspn(digest + 7, "0123456789abcdef") != 64)
-		return err_set(err, EINVAL, "OCI layout: invalid digest \"%s\"", digest ? digest : "");
-	snprintf(out, size, "%s/blobs/sha256/%s", dir, digest + 7);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return err_sys(err, "%s", path);
+	add_fd(img, fd);
+	return open_docker_archive_fd(img, fd, path, ref, err);
+}
+
+/* --- OCI image layouts, as a folder or as a tar (oci-archive) --- */
+
+struct layout {
+	const char *label; /* for messages */
+	const char *dir;   /* a folder, or */
+	int tar_fd;        /* an archive, indexed */
+	struct tar_index ix;
+};
+
+static int check_digest(const char *digest, struct err *err)
+{
+	if (!digest || strncmp(digest, "sha256:", 7) || strlen(digest) != 71 ||
+	    strspn(digest + 7, "0123456789abcdef") != 64)
+		return err_set(err, EINVAL, "invalid digest \"%s\"", digest ? digest : "");
 	return 0;
 }
 
-static json_t *read_blob_json(const char *dir, const char *digest, const char *what, struct err *err)
+/* Finds a member of the layout: *fd (owned by img), *off, *size. */
+static int layout_get(struct image *img, struct layout *L, const char *name, int *fd, uint64_t *off, uint64_t *size,
+		      struct err *err)
 {
-	char path[4096];
-	struct stat st;
-	int fd;
-	json_t *j;
+	if (L->dir) {
+		char path[4096];
+		struct stat st;
 
-	if (blob_path(dir, digest, path, sizeof(path), err) < 0)
-		return NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		err_sys(err, "%s: %s", what, path);
-		if (fd >= 0)
-			close(fd);
-		return NULL;
+		snprintf(path, sizeof(path), "%s/%s", L->dir, name);
+		*fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (*fd < 0 || fstat(*fd, &st) < 0) {
+			err_sys(err, "%s", path);
+			if (*fd >= 0)
+				close(*fd);
+			return -1;
+		}
+		add_fd(img, *fd);
+		*off = 0;
+		*size = (uint64_t)st.st_size;
+	} else {
+		const struct member *m = tar_find(&L->ix, name);
+
+		if (!m)
+			return err_set(err, ENOENT, "%s: %s is missing from the archive", L->label, name);
+		*fd = L->tar_fd;
+		*off = m->off;
+		*size = m->size;
 	}
-	j = read_json(fd, 0, (uint64_t)st.st_size, what, digest, err);
-	close(fd);
-	return j;
+	return 0;
 }
 
-static int open_oci(struct image *img, const char *dir, const char *tag, struct err *err)
+static json_t *layout_json(struct image *img, struct layout *L, const char *digest, const char *what,
+			   struct err *err)
 {
-	char path[4096];
-	json_t *index = NULL, *manifest = NULL, *config = NULL, *desc = NULL, *layers;
-	struct stat st;
-	int fd, rc = -1;
+	char name[128];
+	uint64_t off, size;
+	int fd;
 
-	snprintf(path, sizeof(path), "%s/index.json", dir);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return err_sys(err, "%s: not an OCI image layout", path);
-	fstat(fd, &st);
-	index = read_json(fd, 0, (uint64_t)st.st_size, "index.json", NULL, err);
-	close(fd);
+	if (digest && check_digest(digest, err) < 0) {
+		err_wrap(err, "%s: %s", L->label, what);
+		return NULL;
+	}
+	if (digest)
+		snprintf(name, sizeof(name), "blobs/sha256/%s", digest + 7);
+	else
+		snprintf(name, sizeof(name), "index.json");
+	if (layout_get(img, L, name, &fd, &off, &size, err) < 0)
+		return NULL;
+	return read_json(fd, off, size, what, digest, err);
+}
+
+/* An image index's entry for linux/amd64 (or the only entry, when it names no platform). */
+json_t *image_index_pick(json_t *index, struct err *err)
+{
+	json_t *ms = json_object_get(index, "manifests"), *only = NULL;
+	size_t n = json_array_size(ms);
+
+	for (size_t i = 0; i < n; i++) {
+		json_t *d = json_array_get(ms, i), *p = json_object_get(d, "platform");
+		const char *os = json_string_value(json_object_get(p, "os"));
+		const char *arch = json_string_value(json_object_get(p, "architecture"));
+
+		if (!p && n == 1)
+			only = d;
+		if (os && arch && !strcmp(os, "linux") && !strcmp(arch, "amd64"))
+			return d;
+	}
+	if (only)
+		return only;
+	err_set(err, ENOENT, "the image index has no linux/amd64 image (%zu entries)", n);
+	return NULL;
+}
+
+static int open_layout(struct image *img, struct layout *L, const char *tag, struct err *err)
+{
+	json_t *index = NULL, *manifest = NULL, *config = NULL, *desc = NULL, *layers, *level;
+	int rc = -1;
+
+	index = layout_json(img, L, NULL, "index.json", err);
 	if (!index)
-		return -1;
+		return err_wrap(err, "%s: not an OCI image layout", L->label);
 	for (size_t i = 0; i < json_array_size(json_object_get(index, "manifests")) && !desc; i++) {
 		json_t *d = json_array_get(json_object_get(index, "manifests"), i);
 		const char *name = json_string_value(json_object_get(json_object_get(d, "annotations"),
@@ -366,18 +428,32 @@ static int open_oci(struct image *img, const char *dir, const char *tag, struct 
 			desc = d;
 	}
 	if (!desc) {
-		err_set(err, ENOENT, "%s: no image %s in the layout", dir, tag ? tag : "at all");
+		err_set(err, ENOENT, "%s: no image %s in the layout", L->label, tag ? tag : "at all");
 		goto out;
 	}
-	manifest = read_blob_json(dir, json_string_value(json_object_get(desc, "digest")), "image manifest", err);
-	if (!manifest)
-		goto out;
-	if (json_object_get(manifest, "manifests")) {
-		err_set(err, ENOTSUP, "%s: image indexes (multi-platform) are not supported here; name a single image", dir);
-		goto out;
+	/* an index below index.json (multi-platform): take linux/amd64, one level at most twice */
+	for (int depth = 0;; depth++) {
+		json_decref(manifest);
+		manifest = layout_json(img, L, json_string_value(json_object_get(desc, "digest")), "image manifest", err);
+		if (!manifest)
+			goto out;
+		if (!json_object_get(manifest, "manifests"))
+			break;
+		level = manifest;
+		if (depth == 2 || !(desc = image_index_pick(level, err))) {
+			if (depth == 2)
+				err_set(err, EINVAL, "image indexes nested too deep");
+			err_wrap(err, "%s", L->label);
+			goto out;
+		}
+		json_incref(desc);
+		json_decref(level);
+		manifest = NULL;
+		json_decref(index);
+		index = desc; /* keeps desc alive */
 	}
-	config = read_blob_json(dir, json_string_value(json_object_get(json_object_get(manifest, "config"), "digest")),
-				"image config", err);
+	config = layout_json(img, L, json_string_value(json_object_get(json_object_get(manifest, "config"), "digest")),
+			     "image config", err);
 	if (!config)
 		goto out;
 	img->id = strdup(json_string_value(json_object_get(json_object_get(manifest, "config"), "digest")));
@@ -389,18 +465,20 @@ static int open_oci(struct image *img, const char *dir, const char *tag, struct 
 	for (size_t i = 0; i < json_array_size(layers); i++) {
 		const char *digest = json_string_value(json_object_get(json_array_get(layers, i), "digest"));
 		struct layer_blob *b = &img->layers[img->n_layers];
+		char name[128];
+		uint64_t off, size;
+		int fd;
 
-		if (blob_path(dir, digest, path, sizeof(path), err) < 0)
-			goto out;
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0 || fstat(fd, &st) < 0) {
-			err_sys(err, "layer %s", digest);
-			if (fd >= 0)
-				close(fd);
+		if (check_digest(digest, err) < 0) {
+			err_wrap(err, "%s: layer %zu", L->label, i);
 			goto out;
 		}
-		add_fd(img, fd);
-		*b = (struct layer_blob){ NULL, fd, 0, (uint64_t)st.st_size, strdup(digest) };
+		snprintf(name, sizeof(name), "blobs/sha256/%s", digest + 7);
+		if (layout_get(img, L, name, &fd, &off, &size, err) < 0) {
+			err_wrap(err, "layer %s", digest);
+			goto out;
+		}
+		*b = (struct layer_blob){ NULL, fd, off, size, strdup(digest) };
 		if (asprintf((char **)&b->name, "layer %.19s", digest) < 0)
 			abort();
 		img->n_layers++;
@@ -413,26 +491,138 @@ out:
 	return rc;
 }
 
-int image_open(const char *spec, struct image **out, struct err *err)
+int image_open_oci_dir(struct image *img, const char *dir, const char *tag, struct err *err)
 {
+	struct layout L = { .label = dir, .dir = dir, .tar_fd = -1 };
+
+	return open_layout(img, &L, tag, err);
+}
+
+static int open_oci_archive(struct image *img, const char *path, const char *tag, struct err *err)
+{
+	struct layout L = { .label = path, .tar_fd = open(path, O_RDONLY | O_CLOEXEC) };
+	int rc;
+
+	if (L.tar_fd < 0)
+		return err_sys(err, "%s", path);
+	add_fd(img, L.tar_fd);
+	if (tar_index_build(L.tar_fd, &L.ix, err) < 0) {
+		tar_index_free(&L.ix);
+		return err_wrap(err, "%s: not an oci-archive (a tar of an OCI image layout)", path);
+	}
+	rc = open_layout(img, &L, tag, err);
+	tar_index_free(&L.ix);
+	return rc;
+}
+
+/* A temporary file, already unlinked, for an image fetched from a daemon. Large images go to
+ * disk: $TMPDIR, else /var/tmp. */
+static int temp_fd(struct err *err)
+{
+	const char *dir = getenv("TMPDIR");
+	char path[4096];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/enclaver-image-XXXXXX", dir && *dir ? dir : "/var/tmp");
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd < 0)
+		return err_sys(err, "temporary file %s", path);
+	unlink(path);
+	return fd;
+}
+
+/* A plain reference: the image as the Docker daemon has it (pulled first when asked, or when
+ * the daemon does not have it), read through `docker save`'s archive. */
+static int open_daemon(struct image *img, const char *ref, const struct image_opts *o, struct err *err)
+{
+	struct docker *d = NULL;
+	json_t *info = NULL;
+	const char *id;
+	int found = 0, fd, rc = -1;
+
+	if (docker_open(&d, err) < 0)
+		return -1;
+	if (!o->pull)
+		found = docker_image_inspect(d, ref, &info, err);
+	if (found < 0)
+		goto out;
+	if (!found) {
+		if (docker_image_pull(d, ref, err) < 0)
+			goto out;
+		found = docker_image_inspect(d, ref, &info, err);
+		if (found <= 0) {
+			if (!found)
+				err_set(err, ENOENT, "the Docker daemon has no image %s after pulling it", ref);
+			goto out;
+		}
+	}
+	id = json_string_value(json_object_get(info, "Id"));
+	if (!id || check_digest(id, err) < 0) {
+		err_set(err, EINVAL, "the Docker daemon gave no image ID for %s", ref);
+		goto out;
+	}
+	if (json_is_string(json_array_get(json_object_get(info, "RepoDigests"), 0)))
+		img->repo_digest = strdup(json_string_value(json_array_get(json_object_get(info, "RepoDigests"), 0)));
+	fd = temp_fd(err);
+	if (fd < 0)
+		goto out;
+	add_fd(img, fd);
+	if (docker_image_save(d, id, fd, err) < 0 || open_docker_archive_fd(img, fd, "docker save", NULL, err) < 0)
+		goto out;
+	if (!img->id || strcmp(img->id, id)) {
+		err_set(err, EINVAL, "the Docker daemon sent image %s, not %s", img->id ? img->id : "?", id);
+		goto out;
+	}
+	rc = 0;
+out:
+	json_decref(info);
+	docker_free(d);
+	return rc;
+}
+
+int image_open(const char *spec, const struct image_opts *o, struct image **out, struct err *err)
+{
+	static const struct image_opts none = { 0 };
+	static const struct {
+		const char *prefix;
+		int (*open)(struct image *, const char *, const char *, struct err *);
+	} kinds[] = {
+		{ "docker-archive:", open_docker_archive },
+		{ "oci-archive:", open_oci_archive },
+		{ "oci:", image_open_oci_dir },
+	};
 	struct image *img = calloc(1, sizeof(*img));
 	char *copy = strdup(spec), *colon;
-	int rc;
+	int rc = 1;
 
 	if (!img || !copy)
 		abort();
+	if (!o)
+		o = &none;
 	img->ref = strdup(spec);
-	if (!strncmp(copy, "docker-archive:", 15) || !strncmp(copy, "oci:", 4)) {
-		char *rest = strchr(copy, ':') + 1;
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]) && rc == 1; i++) {
+		size_t k = strlen(kinds[i].prefix);
+		char *rest = copy + k;
 
+		if (strncmp(copy, kinds[i].prefix, k))
+			continue;
 		colon = strchr(rest, ':');
 		if (colon)
 			*colon++ = 0;
-		rc = copy[0] == 'd' ? open_docker_archive(img, rest, colon, err) : open_oci(img, rest, colon, err);
-	} else {
-		rc = err_set(err, ENOTSUP,
-			     "image \"%s\": use docker-archive:PATH[:REF] or oci:DIR[:TAG] (images from a Docker daemon or a registry are not available in this build)",
-			     spec);
+		if (!*rest)
+			rc = err_set(err, EINVAL, "%s needs a path: %sPATH[:REF]", kinds[i].prefix, kinds[i].prefix);
+		else
+			rc = kinds[i].open(img, rest, colon, err);
+	}
+	if (rc == 1) {
+		if (!strncmp(spec, "docker://", 9))
+			rc = registry_open(img, spec + 9, o, err);
+		else if (!strncmp(spec, "docker-daemon:", 14))
+			rc = open_daemon(img, spec + 14, o, err);
+		else if (!*spec || strchr(spec, ' '))
+			rc = err_set(err, EINVAL, "not an image reference");
+		else
+			rc = open_daemon(img, spec, o, err);
 	}
 	free(copy);
 	if (rc < 0) {
@@ -456,6 +646,7 @@ void image_free(struct image *img)
 		return;
 	free(img->ref);
 	free(img->id);
+	free(img->repo_digest);
 	free_list(img->entrypoint);
 	free_list(img->cmd);
 	free_list(img->env);

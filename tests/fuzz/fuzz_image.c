@@ -1,5 +1,6 @@
-/* Fuzzes image sources: the input is a docker-archive (tar index, manifest.json, config JSON) or,
- * after a first byte of 'O', an OCI index.json. */
+/* Fuzzes image sources: the input is a docker-archive (tar index, manifest.json, config JSON);
+ * after a first byte of 'O', an OCI index.json; after 'A', an oci-archive (a tar holding
+ * index.json, image indexes, manifests and configs under blobs/sha256/). */
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,6 +29,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		snprintf(spec, sizeof(spec), "oci:%s", dir);
 		data++;
 		size--;
+	} else if (size && data[0] == 'A') {
+		snprintf(path, sizeof(path), "%s/oci.tar", dir);
+		snprintf(spec, sizeof(spec), "oci-archive:%s", path);
+		data++;
+		size--;
 	} else {
 		snprintf(path, sizeof(path), "%s/image.tar", dir);
 		snprintf(spec, sizeof(spec), "docker-archive:%s", path);
@@ -36,7 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (fd < 0 || write(fd, data, size) != (ssize_t)size)
 		abort();
 	close(fd);
-	if (image_open(spec, &img, &err) == 0)
+	if (image_open(spec, NULL, &img, &err) == 0)
 		image_free(img);
 	return 0;
 }

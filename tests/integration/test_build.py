@@ -155,9 +155,9 @@ def test_hostile_or_corrupt_images_build_nothing(tmp_path):
     r = build(tmp_path)
     assert r.code == 1 and "digest mismatch" in r.err, r
     assert not (tmp_path / "app.eif").exists()
-    write_manifest(tmp_path, "some/image:latest")
+    write_manifest(tmp_path, "not an image")
     r = build(tmp_path)
-    assert r.code == 1 and "docker-archive:PATH" in r.err
+    assert r.code == 1 and "image not an image: not an image reference" in r.err, r
 
 
 def test_release_image_docker_archive(tmp_path):
@@ -195,8 +195,8 @@ def test_release_image_docker_archive(tmp_path):
     (tmp_path / "re").mkdir()
     write_manifest(tmp_path / "re", f"docker-archive:{tmp_path}/release.tar:app:enclave")
     assert build(tmp_path / "re").code == 0
-    r = run("build", "-f", tmp_path / "enclaver.yaml", "--kernel", tmp_path / "kernel")
-    assert r.code == 2 and "--output docker-archive:PATH" in r.err
+    r = run("build", "-f", tmp_path / "enclaver.yaml", "--kernel", tmp_path / "kernel", "--output", "tar:x")
+    assert r.code == 2 and "use docker, docker-archive:PATH or oci:DIR" in r.err
 
 
 def test_json_build_summary(tmp_path):

@@ -1,0 +1,316 @@
+/* Docker Engine API over a Unix socket or TCP, through the small HTTP client. */
+#include "image/docker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/log.h"
+#include "base/progress.h"
+
+#define DEFAULT_SOCKET "/var/run/docker.sock"
+
+struct docker {
+	char *where;  /* as the user would write it */
+	char *base;   /* URL prefix: "http://localhost" or "https://host:port" */
+	char *socket; /* Unix socket path, or NULL */
+	char *ca, *cert, *key;
+};
+
+static char *cert_file(const char *dir, const char *name)
+{
+	char *p;
+
+	if (asprintf(&p, "%s/%s", dir, name) < 0)
+		abort();
+	return p;
+}
+
+int docker_open(struct docker **out, struct err *err)
+{
+	const char *host = getenv("DOCKER_HOST");
+	struct docker *d = calloc(1, sizeof(*d));
+
+	if (!d)
+		abort();
+	if (!host || !*host)
+		host = "unix://" DEFAULT_SOCKET;
+	d->where = strdup(host);
+	if (!strncmp(host, "unix://", 7) && host[7]) {
+		d->socket = strdup(host + 7);
+		d->base = strdup("http://localhost");
+	} else if (!strncmp(host, "tcp://", 6) && host[6]) {
+		const char *tls = getenv("DOCKER_TLS_VERIFY");
+		bool https = tls && *tls && strcmp(tls, "0");
+
+		if (asprintf(&d->base, "%s://%.*s", https ? "https" : "http", (int)strcspn(host + 6, "/"), host + 6) < 0)
+			abort();
+		if (https) {
+			const char *dir = getenv("DOCKER_CERT_PATH");
+			char home[4096];
+
+			if (!dir || !*dir) {
+				snprintf(home, sizeof(home), "%s/.docker", getenv("HOME") ? getenv("HOME") : "/root");
+				dir = home;
+			}
+			d->ca = cert_file(dir, "ca.pem");
+			d->cert = cert_file(dir, "cert.pem");
+			d->key = cert_file(dir, "key.pem");
+		}
+	} else {
+		docker_free(d);
+		return err_set(err, EINVAL, "DOCKER_HOST=%s: only unix:// and tcp:// daemons are supported", host);
+	}
+	*out = d;
+	return 0;
+}
+
+void docker_free(struct docker *d)
+{
+	if (!d)
+		return;
+	free(d->where);
+	free(d->base);
+	free(d->socket);
+	free(d->ca);
+	free(d->cert);
+	free(d->key);
+	free(d);
+}
+
+const char *docker_where(const struct docker *d)
+{
+	return d->where;
+}
+
+int docker_raw(struct docker *d, const char *path, struct hc_req *r, struct hc_resp *resp, struct err *err)
+{
+	char *url;
+	int rc;
+
+	if (asprintf(&url, "%s%s", d->base, path) < 0)
+		abort();
+	r->url = url;
+	r->unix_socket = d->socket;
+	r->tls_ca = d->ca;
+	r->tls_cert = d->cert;
+	r->tls_key = d->key;
+	rc = hc_do(r, resp, err);
+	free(url);
+	r->url = NULL;
+	if (rc < 0)
+		return err_wrap(err, "Docker daemon at %s", d->where);
+	return 0;
+}
+
+/* The daemon's {"message": ...} of an error answer. */
+static int daemon_error(struct docker *d, struct hc_resp *resp, const char *what, struct err *err)
+{
+	json_t *j = json_loadb((const char *)resp->body.data, resp->body.len, 0, NULL);
+	const char *msg = json_string_value(json_object_get(j, "message"));
+	int code = resp->status == 404 ? ENOENT : resp->status == 409 ? EEXIST : EIO;
+
+	err_set(err, code, "%s: Docker daemon at %s answered %ld: %s", what, d->where, resp->status,
+		msg ? msg : "(no message)");
+	json_decref(j);
+	return -1;
+}
+
+bool docker_reachable(struct docker *d)
+{
+	struct hc_req r = { .timeout_s = 2, .connect_timeout_s = 1 };
+	struct hc_resp resp;
+	struct err err = { 0 };
+	bool ok;
+
+	if (docker_raw(d, "/_ping", &r, &resp, &err) < 0)
+		return false;
+	ok = resp.status == 200;
+	hc_resp_free(&resp);
+	return ok;
+}
+
+int docker_json(struct docker *d, const char *method, const char *path, json_t *body, json_t **out,
+		struct err *err)
+{
+	static const char *const json_hdr[] = { "Content-Type: application/json", NULL };
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	struct hc_req r = { .method = method, .headers = text ? json_hdr : NULL, .body = text,
+			    .body_len = text ? strlen(text) : 0 };
+	struct hc_resp resp;
+	int rc = -1;
+
+	if (out)
+		*out = NULL;
+	if (docker_raw(d, path, &r, &resp, err) < 0)
+		goto done;
+	if (resp.status >= 400) {
+		daemon_error(d, &resp, path, err);
+	} else {
+		if (out && resp.body.len) {
+			json_error_t je;
+
+			*out = json_loadb((const char *)resp.body.data, resp.body.len, 0, &je);
+			if (!*out) {
+				err_set(err, EINVAL, "%s: Docker daemon sent invalid JSON: %s", path, je.text);
+				goto free_resp;
+			}
+		}
+		rc = 0;
+	}
+free_resp:
+	hc_resp_free(&resp);
+done:
+	free(text);
+	return rc;
+}
+
+int docker_image_inspect(struct docker *d, const char *ref, json_t **out, struct err *err)
+{
+	char *name = hc_escape(ref), *path;
+	int rc;
+
+	if (asprintf(&path, "/images/%s/json", name) < 0)
+		abort();
+	free(name);
+	rc = docker_json(d, "GET", path, NULL, out, err);
+	free(path);
+	if (rc < 0 && err->code == ENOENT) {
+		err_clear(err);
+		return 0;
+	}
+	return rc < 0 ? -1 : 1;
+}
+
+/* One line of a JSON message stream ({"status"...}, {"stream"...}, {"error"...}). */
+struct stream_ctx {
+	const char *what;
+	char last[256];
+};
+
+static int on_message(void *ctx, const char *line, size_t len, struct err *err)
+{
+	struct stream_ctx *s = ctx;
+	json_t *j = json_loadb(line, len, 0, NULL);
+	const char *e, *status, *id, *stream;
+
+	if (!j)
+		return 0; /* not a message; the daemon's own business */
+	e = json_string_value(json_object_get(j, "error"));
+	if (e) {
+		err_set(err, EIO, "%s: %s", s->what, e);
+		json_decref(j);
+		return -1;
+	}
+	status = json_string_value(json_object_get(j, "status"));
+	id = json_string_value(json_object_get(j, "id"));
+	stream = json_string_value(json_object_get(j, "stream"));
+	if (stream) {
+		snprintf(s->last, sizeof(s->last), "%.*s", (int)strcspn(stream, "\n"), stream);
+		log_debug("%s: %s", s->what, s->last);
+	}
+	if (status) {
+		const char *prog = json_string_value(json_object_get(j, "progress"));
+
+		progress_show("%s: %s%s%s %s", s->what, id ? id : "", id ? " " : "", status, prog ? prog : "");
+		log_debug("%s: %s%s%s", s->what, id ? id : "", id ? " " : "", status);
+	}
+	json_decref(j);
+	return 0;
+}
+
+static int stream_call(struct docker *d, const char *method, const char *path, struct hc_req *r, const char *what,
+		       struct err *err)
+{
+	struct stream_ctx s = { .what = what };
+	struct hc_resp resp;
+	int rc = -1;
+
+	r->method = method;
+	r->on_line = on_message;
+	r->ctx = &s;
+	if (docker_raw(d, path, r, &resp, err) < 0)
+		goto out;
+	if (resp.status >= 400)
+		daemon_error(d, &resp, what, err);
+	else
+		rc = 0;
+	hc_resp_free(&resp);
+out:
+	progress_end();
+	return rc;
+}
+
+int docker_image_pull(struct docker *d, const char *ref, struct err *err)
+{
+	char *name = hc_escape(ref), *path, what[300];
+	struct hc_req r = { 0 };
+	int rc;
+
+	if (asprintf(&path, "/images/create?fromImage=%s", name) < 0)
+		abort();
+	free(name);
+	snprintf(what, sizeof(what), "pull %s", ref);
+	log_info("pulling %s through the Docker daemon", ref);
+	rc = stream_call(d, "POST", path, &r, what, err);
+	free(path);
+	return rc;
+}
+
+static void save_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	char size[32];
+
+	(void)total;
+	progress_size(done, size);
+	progress_show("reading %s from the Docker daemon: %s", (const char *)ctx, size);
+}
+
+int docker_image_save(struct docker *d, const char *ref, int fd, struct err *err)
+{
+	char *name = hc_escape(ref), *path;
+	struct hc_req r = { .out_to_fd = true, .out_fd = fd, .ctx = (void *)ref };
+	struct hc_resp resp;
+	int rc = -1;
+
+	if (progress_on())
+		r.on_progress = save_progress;
+	if (asprintf(&path, "/images/%s/get", name) < 0)
+		abort();
+	free(name);
+	if (docker_raw(d, path, &r, &resp, err) == 0) {
+		if (resp.status >= 400)
+			daemon_error(d, &resp, ref, err);
+		else
+			rc = 0;
+		hc_resp_free(&resp);
+	}
+	progress_end();
+	free(path);
+	return rc;
+}
+
+int docker_image_load(struct docker *d, const char *path, struct err *err)
+{
+	static const char *const hdr[] = { "Content-Type: application/x-tar", NULL };
+	struct hc_req r = { .headers = hdr, .body_from_fd = true };
+	struct stat st;
+	int rc;
+
+	r.body_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (r.body_fd < 0 || fstat(r.body_fd, &st) < 0) {
+		rc = err_sys(err, "%s", path);
+		goto out;
+	}
+	r.body_len = (uint64_t)st.st_size;
+	rc = stream_call(d, "POST", "/images/load", &r, "load the release image into Docker", err);
+out:
+	if (r.body_fd >= 0)
+		close(r.body_fd);
+	return rc;
+}

@@ -1,0 +1,42 @@
+/*
+ * Docker Engine API client for the CLI (`enclaver build` sources and outputs, `enclaver run`).
+ * The daemon is found as the docker CLI finds it: DOCKER_HOST (unix:// or tcp://, with
+ * DOCKER_TLS_VERIFY and DOCKER_CERT_PATH), else /var/run/docker.sock. Answers from the daemon
+ * are parsed as untrusted JSON.
+ */
+#ifndef ENCLAVER_IMAGE_DOCKER_H
+#define ENCLAVER_IMAGE_DOCKER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "base/err.h"
+#include "image/http_client.h"
+
+struct docker;
+
+/* Prepares a client; nothing is contacted yet. */
+int docker_open(struct docker **out, struct err *err);
+void docker_free(struct docker *d);
+/* Where the daemon is, for messages ("unix:///var/run/docker.sock"). */
+const char *docker_where(const struct docker *d);
+/* true when a daemon answers /_ping within a second. */
+bool docker_reachable(struct docker *d);
+
+/* A JSON request (body may be NULL); *out receives the parsed answer (may be NULL when the body
+ * is empty). A status >= 400 is an error carrying the daemon's message. */
+int docker_json(struct docker *d, const char *method, const char *path, json_t *body, json_t **out,
+		struct err *err);
+/* A raw request with the caller's routing of the response (url and unix_socket are filled in). */
+int docker_raw(struct docker *d, const char *path, struct hc_req *r, struct hc_resp *resp, struct err *err);
+
+/* GET /images/{ref}/json: 1 found (*out set), 0 not present, < 0 error. */
+int docker_image_inspect(struct docker *d, const char *ref, json_t **out, struct err *err);
+/* POST /images/create: pulls ref, with progress lines on a terminal. */
+int docker_image_pull(struct docker *d, const char *ref, struct err *err);
+/* GET /images/{ref}/get: a docker-archive of the image into fd. */
+int docker_image_save(struct docker *d, const char *ref, int fd, struct err *err);
+/* POST /images/load of a docker-archive file. */
+int docker_image_load(struct docker *d, const char *path, struct err *err);
+
+#endif

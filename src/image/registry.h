@@ -1,0 +1,16 @@
+/*
+ * Images from a registry over the OCI distribution API: anonymous or bearer-token access
+ * (credentials from the Docker client's config.json when it has them), image indexes resolved
+ * to linux/amd64, every blob checked against its digest. Runs in the CLI; registries are
+ * untrusted.
+ */
+#ifndef ENCLAVER_IMAGE_REGISTRY_H
+#define ENCLAVER_IMAGE_REGISTRY_H
+
+#include "base/err.h"
+#include "image/source.h"
+
+/* ref: "REGISTRY/REPO[:TAG|@DIGEST]" (without "docker://"). */
+int registry_open(struct image *img, const char *ref, const struct image_opts *o, struct err *err);
+
+#endif
