@@ -83,7 +83,7 @@ static int eif_sink(void *ctx, const void *data, size_t len, struct err *err)
 
 int cmd_build(int argc, char **argv)
 {
-	enum { O_EIF_ONLY = 256, O_KERNEL, O_ODYN, O_OUTPUT, O_JSON, O_PULL };
+	enum { O_EIF_ONLY = 256, O_KERNEL, O_ODYN, O_OUTPUT, O_JSON, O_PULL, O_RUN };
 	static const struct option opts[] = {
 		{ "file", required_argument, NULL, 'f' },
 		{ "pull", no_argument, NULL, O_PULL },
@@ -92,10 +92,11 @@ int cmd_build(int argc, char **argv)
 		{ "output", required_argument, NULL, O_OUTPUT },
 		{ "kernel", required_argument, NULL, O_KERNEL },
 		{ "odyn", required_argument, NULL, O_ODYN },
+		{ "enclaver-run", required_argument, NULL, O_RUN },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *file = "enclaver.yaml", *eif_only = NULL, *kernel = NULL, *odyn = NULL, *output = NULL;
+	const char *file = "enclaver.yaml", *enclaver_run = NULL, *eif_only = NULL, *kernel = NULL, *odyn = NULL, *output = NULL;
 	char eif_tmp[PATH_MAX] = "", image_id[80] = "", archive_tmp[PATH_MAX] = "";
 	bool as_json = false;
 	struct image_opts io = { 0 };
@@ -124,12 +125,14 @@ int cmd_build(int argc, char **argv)
 		case O_EIF_ONLY: eif_only = optarg; break;
 		case O_KERNEL: kernel = optarg; break;
 		case O_ODYN: odyn = optarg; break;
+		case O_RUN: enclaver_run = optarg; break;
 		case O_OUTPUT: output = optarg; break;
 		case O_JSON: as_json = true; break;
 		case O_PULL: io.pull = true; break;
 		case 'h':
 			printf("usage: enclaver build [-f FILE|-] [--pull] [--output docker | docker-archive:PATH | oci:DIR]\n"
-			       "                      [--eif-only PATH] [--kernel FILE] [--odyn FILE] [--json]\n\n"
+			       "                      [--eif-only PATH] [--kernel FILE] [--odyn FILE]\n"
+			       "                      [--enclaver-run FILE] [--json]\n\n"
 			       "Builds the EIF for the manifest's sources.app and, unless --eif-only, the release\n"
 			       "image tagged with the manifest's target, and prints the measurements.\n\n"
 			       "sources.app: a reference the Docker daemon resolves (pulled when missing, or\n"
@@ -137,7 +140,9 @@ int cmd_build(int argc, char **argv)
 			       "oci-archive:PATH[:TAG] or docker://REGISTRY/REPO[:TAG|@DIGEST].\n"
 			       "The release image is loaded into the Docker daemon (DOCKER_HOST, else\n"
 			       "/var/run/docker.sock) unless --output names a docker-archive or an OCI layout.\n"
-			       "The kernel is AWS's blob when installed, else --kernel or ENCLAVER_KERNEL.\n");
+			       "The kernel is AWS's blob when installed, else --kernel or ENCLAVER_KERNEL.\n"
+			       "--odyn and --enclaver-run name other builds of the static binaries than the\n"
+			       "ones installed beside enclaver.\n");
 			return 0;
 		default:
 			return EXIT_USAGE;
@@ -232,7 +237,11 @@ int cmd_build(int argc, char **argv)
 		char run_bin[PATH_MAX];
 		const char *sde = getenv("SOURCE_DATE_EPOCH");
 
-		fs_beside_self("enclaver-run", run_bin, sizeof(run_bin));
+		if (enclaver_run) {
+			snprintf(run_bin, sizeof(run_bin), "%s", enclaver_run);
+		} else {
+			fs_beside_self("enclaver-run", run_bin, sizeof(run_bin));
+		}
 		rel.enclaver_run = run_bin;
 		rel.mtime = sde && *sde ? (time_t)strtoll(sde, NULL, 10) : 0;
 		if (out_kind == OUT_ARCHIVE) {

@@ -1,8 +1,15 @@
 /*
- * enclaver run: runs an EIF on this machine through enclaver-run (which it becomes, so that
- * signals and the exit code are enclaver-run's own).
+ * enclaver run: runs a release image through the Docker Engine API as upstream does (logs
+ * followed, the container's exit code returned, Ctrl-C stops and removes it), or, with --eif,
+ * an EIF on this machine through enclaver-run (which it becomes, so that signals and the exit
+ * code are enclaver-run's own).
  */
 #include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <regex.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -13,6 +20,8 @@
 #include "base/fs.h"
 #include "base/log.h"
 #include "cmd/cmd.h"
+#include "image/docker.h"
+#include "manifest/manifest.h"
 
 #define MAX_ARGS 256
 
@@ -22,6 +31,154 @@ static void find_enclaver_run(char *out, size_t size)
 	fs_beside_self("enclaver-run", out, size);
 	if (!out[0] || access(out, X_OK) < 0)
 		snprintf(out, size, "enclaver-run");
+}
+
+/* --- a release image in a container --- */
+
+struct container_run {
+	struct docker *d;
+	char id[80];
+	atomic_int started, stops;
+	sigset_t sigs;
+};
+
+/* Ctrl-C or SIGTERM: stop the container (enclaver-run inside stops the enclave in order); a
+ * second one kills it. */
+static void *signal_thread(void *arg)
+{
+	struct container_run *cr = arg;
+	int sig;
+
+	while (sigwait(&cr->sigs, &sig) == 0) {
+		struct err err = { 0 };
+		int n = atomic_fetch_add(&cr->stops, 1);
+
+		if (!atomic_load(&cr->started))
+			continue;
+		log_info("received %s: %s the container", sig == SIGINT ? "SIGINT" : "SIGTERM", n ? "killing" : "stopping");
+		if (docker_container_do(cr->d, cr->id, n ? "kill" : "stop", &err) < 0 && err.code != EEXIST)
+			log_warn("%s", err.msg); /* EEXIST: 409, it is not running any more */
+	}
+	return NULL;
+}
+
+static void *logs_thread(void *arg)
+{
+	struct container_run *cr = arg;
+	struct err err = { 0 };
+
+	if (docker_container_logs(cr->d, cr->id, &err) < 0)
+		log_warn("%s", err.msg);
+	return NULL;
+}
+
+/* -p: the first "digits:digits" anywhere in the spec, as upstream's unanchored regex. */
+static int parse_publish(const char *spec, json_t *exposed, json_t *bindings)
+{
+	regex_t re;
+	regmatch_t m[3];
+	char host[16], port[24];
+	int ok;
+
+	if (regcomp(&re, "([0-9]+):([0-9]+)", REG_EXTENDED) != 0)
+		return -1;
+	ok = regexec(&re, spec, 3, m, 0) == 0 && m[1].rm_eo - m[1].rm_so < 8 && m[2].rm_eo - m[2].rm_so < 8;
+	regfree(&re);
+	if (!ok) {
+		log_error("port forward specification '%s' does not match the format 'host_port:container_port'", spec);
+		return -1;
+	}
+	snprintf(host, sizeof(host), "%.*s", (int)(m[1].rm_eo - m[1].rm_so), spec + m[1].rm_so);
+	snprintf(port, sizeof(port), "%.*s/tcp", (int)(m[2].rm_eo - m[2].rm_so), spec + m[2].rm_so);
+	json_object_set_new(exposed, port, json_object());
+	if (!json_object_get(bindings, port))
+		json_object_set_new(bindings, port, json_array());
+	json_array_append_new(json_object_get(bindings, port), json_pack("{s:s}", "HostPort", host));
+	return 0;
+}
+
+static int run_container(const char *image, char **publish, size_t n_publish, bool debug)
+{
+	struct container_run cr = { 0 };
+	json_t *body, *hc, *exposed = json_object(), *bindings = json_object();
+	struct err err = { 0 };
+	pthread_t sig_t, log_t;
+	bool have_logs = false;
+	int code = 1, rc;
+
+	for (size_t i = 0; i < n_publish; i++)
+		if (parse_publish(publish[i], exposed, bindings) < 0) {
+			json_decref(exposed);
+			json_decref(bindings);
+			return EXIT_USAGE;
+		}
+	if (access("/dev/nitro_enclaves", F_OK) == 0) {
+		/* as upstream: the device, and privileged (nitro-cli binds vsock CID 3) */
+		hc = json_pack("{s:o, s:[{s:s, s:s, s:s}], s:b}", "PortBindings", bindings, "Devices", "PathOnHost",
+			       "/dev/nitro_enclaves", "PathInContainer", "/dev/nitro_enclaves", "CgroupPermissions", "rwm",
+			       "Privileged", 1);
+	} else {
+		/* no Nitro device: enclaver-run in the container starts a local enclave, which needs
+		 * namespaces, mounts and cgroups (see the README) */
+		log_warn("no /dev/nitro_enclaves here: %s will run in a local enclave, which is not confidential", image);
+		hc = json_pack("{s:o, s:[s], s:[s], s:[s]}", "PortBindings", bindings, "CapAdd", "ALL", "CapDrop",
+			       "SYS_RESOURCE", "SecurityOpt", "seccomp=unconfined");
+	}
+	body = json_pack("{s:s, s:o, s:o, s:b, s:b}", "Image", image, "ExposedPorts", exposed, "HostConfig", hc,
+			 "AttachStdout", 1, "AttachStderr", 1);
+	if (debug)
+		json_object_set_new(body, "Cmd", json_pack("[s]", "--debug-mode"));
+	sigemptyset(&cr.sigs);
+	sigaddset(&cr.sigs, SIGINT);
+	sigaddset(&cr.sigs, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &cr.sigs, NULL);
+	if (docker_open(&cr.d, &err) < 0)
+		goto fail;
+	pthread_create(&sig_t, NULL, signal_thread, &cr);
+	pthread_detach(sig_t);
+	rc = docker_container_create(cr.d, body, cr.id, &err);
+	if (rc < 0 && err.code == ENOENT) {
+		/* as docker run: pull the image when the daemon does not have it */
+		err_clear(&err);
+		if (docker_image_pull(cr.d, image, &err) < 0)
+			goto fail;
+		rc = docker_container_create(cr.d, body, cr.id, &err);
+	}
+	if (rc < 0)
+		goto fail;
+	if (atomic_load(&cr.stops)) {
+		docker_container_do(cr.d, cr.id, "remove", &err);
+		code = 130;
+		goto out;
+	}
+	if (docker_container_do(cr.d, cr.id, "start", &err) < 0)
+		goto fail_remove;
+	atomic_store(&cr.started, 1);
+	have_logs = pthread_create(&log_t, NULL, logs_thread, &cr) == 0;
+	if (docker_container_wait(cr.d, cr.id, &code, &err) < 0)
+		goto fail_remove;
+	if (have_logs)
+		pthread_join(log_t, NULL);
+	if (code && atomic_load(&cr.stops))
+		log_info("the container stopped on request (exit code %d)", code);
+	else if (code)
+		log_error("error running enclave: container exited with code %d", code);
+	if (docker_container_do(cr.d, cr.id, "remove", &err) < 0)
+		log_warn("%s", err.msg);
+	goto out;
+fail_remove:
+	log_error("%s", err.msg);
+	err_clear(&err);
+	docker_container_do(cr.d, cr.id, "remove", &err);
+	code = 1;
+	goto out;
+fail:
+	log_error("%s", err.msg);
+	code = 1;
+out:
+	json_decref(body);
+	docker_free(cr.d);
+	return code;
 }
 
 int cmd_run(int argc, char **argv)
@@ -38,8 +195,10 @@ int cmd_run(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	char *args[MAX_ARGS], runner[PATH_MAX];
+	char *args[MAX_ARGS], runner[PATH_MAX], *publish[MAX_ARGS];
 	const char *eif = NULL, *manifest = NULL;
+	size_t n_publish = 0;
+	bool debug = false, eif_only_flags = false;
 	int n = 0, c;
 
 	find_enclaver_run(runner, sizeof(runner));
@@ -56,32 +215,76 @@ int cmd_run(int argc, char **argv)
 		case 'p':
 			args[n++] = "--publish";
 			args[n++] = optarg;
+			publish[n_publish++] = optarg;
 			break;
-		case 'd': args[n++] = "--debug-mode"; break;
+		case 'd':
+			args[n++] = "--debug-mode";
+			debug = true;
+			break;
 		case O_MEM:
+			eif_only_flags = true;
 			args[n++] = "--memory-mb";
 			args[n++] = optarg;
 			break;
 		case O_CPU:
+			eif_only_flags = true;
 			args[n++] = "--cpu-count";
 			args[n++] = optarg;
 			break;
 		case O_LAUNCHER:
+			eif_only_flags = true;
 			args[n++] = "--launcher";
 			args[n++] = optarg;
 			break;
 		case 'h':
-			printf("usage: enclaver run --eif FILE [-f MANIFEST] [-p HOST:ENCLAVE]... [--debug-mode]\n"
+			printf("usage: enclaver run [IMAGE | -f MANIFEST] [-p HOST:CONTAINER]... [--debug-mode]\n"
+			       "       enclaver run --eif FILE [-f MANIFEST] [-p HOST:ENCLAVE]... [--debug-mode]\n"
 			       "                    [--memory-mb N] [--cpu-count N] [--launcher local|nitro|nitro-cli]\n\n"
-			       "Runs the EIF on this machine: in a Nitro Enclave where /dev/nitro_enclaves exists,\n"
-			       "else in a local enclave. MANIFEST defaults to ./enclaver.yaml. -p publishes an\n"
-			       "enclave port on another host port (default: each ingress port on itself).\n");
+			       "Without --eif: runs the release image IMAGE (default: the manifest's target) in a\n"
+			       "container through the Docker daemon, follows its output, and exits with its exit\n"
+			       "code; Ctrl-C stops and removes it. Where /dev/nitro_enclaves is missing, the\n"
+			       "image runs a local enclave.\n\n"
+			       "With --eif: runs the EIF on this machine: in a Nitro Enclave where\n"
+			       "/dev/nitro_enclaves exists, else in a local enclave. MANIFEST defaults to\n"
+			       "./enclaver.yaml. -p publishes an enclave port on another host port (default: each\n"
+			       "ingress port on itself).\n");
 			return 0;
 		default:
 			return EXIT_USAGE;
 		}
 	}
-	if (!eif || optind != argc) {
+	if (!eif) {
+		struct manifest *m = NULL;
+		struct err err = { 0 };
+		const char *image = optind < argc ? argv[optind] : NULL;
+		char *target;
+		int code;
+
+		if (eif_only_flags) {
+			log_error("--memory-mb, --cpu-count and --launcher go with --eif; a release image takes them from its manifest");
+			return EXIT_USAGE;
+		}
+		if (optind + 1 < argc) {
+			log_error("unexpected argument \"%s\"", argv[optind + 1]);
+			return EXIT_USAGE;
+		}
+		if (image && manifest) {
+			log_error("both an image name and a manifest file were specified");
+			return EXIT_USAGE;
+		}
+		if (image)
+			return run_container(image, publish, n_publish, debug);
+		if (manifest_load(manifest ? manifest : "enclaver.yaml", &m, &err) < 0) {
+			log_error("%s; name the release image or the manifest with -f", err.msg);
+			return 1;
+		}
+		target = strdup(m->target);
+		manifest_free(m);
+		code = run_container(target, publish, n_publish, debug);
+		free(target);
+		return code;
+	}
+	if (optind != argc) {
 		log_error("usage: enclaver run --eif FILE [-f MANIFEST] [-p HOST:ENCLAVE]... (see --help)");
 		return EXIT_USAGE;
 	}

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "base/buf.h"
+#include "base/fs.h"
 #include "base/log.h"
 #include "base/progress.h"
 
@@ -312,5 +313,113 @@ int docker_image_load(struct docker *d, const char *path, struct err *err)
 out:
 	if (r.body_fd >= 0)
 		close(r.body_fd);
+	return rc;
+}
+
+/* --- containers --- */
+
+int docker_container_create(struct docker *d, json_t *body, char id[80], struct err *err)
+{
+	json_t *out = NULL;
+	const char *cid;
+
+	if (docker_json(d, "POST", "/containers/create", body, &out, err) < 0)
+		return -1;
+	cid = json_string_value(json_object_get(out, "Id"));
+	if (!cid || strlen(cid) >= 80 || strspn(cid, "0123456789abcdef") != strlen(cid)) {
+		json_decref(out);
+		return err_set(err, EINVAL, "the Docker daemon gave no container ID");
+	}
+	snprintf(id, 80, "%s", cid);
+	for (json_t *w = NULL; (w = json_array_get(json_object_get(out, "Warnings"), 0)) != NULL;) {
+		log_warn("Docker: %s", json_string_value(w) ? json_string_value(w) : "?");
+		break;
+	}
+	json_decref(out);
+	return 0;
+}
+
+int docker_container_do(struct docker *d, const char *id, const char *action, struct err *err)
+{
+	char path[200];
+
+	if (!strcmp(action, "remove"))
+		snprintf(path, sizeof(path), "/containers/%s?force=1", id);
+	else
+		snprintf(path, sizeof(path), "/containers/%s/%s", id, action);
+	return docker_json(d, !strcmp(action, "remove") ? "DELETE" : "POST", path, NULL, NULL, err);
+}
+
+int docker_container_wait(struct docker *d, const char *id, int *code, struct err *err)
+{
+	char path[200];
+	json_t *out = NULL;
+	json_t *sc;
+
+	snprintf(path, sizeof(path), "/containers/%s/wait", id);
+	if (docker_json(d, "POST", path, NULL, &out, err) < 0)
+		return -1;
+	sc = json_object_get(out, "StatusCode");
+	if (!json_is_integer(sc)) {
+		json_decref(out);
+		return err_set(err, EINVAL, "the Docker daemon gave no exit code");
+	}
+	*code = (int)json_integer_value(sc);
+	json_decref(out);
+	return 0;
+}
+
+/* The logs of a container without a TTY come multiplexed: frames of an 8-byte header (stream,
+ * 0, 0, 0, big-endian length) and the bytes. */
+struct demux {
+	uint8_t head[8];
+	size_t have;     /* header bytes held */
+	uint32_t left;   /* payload bytes still to come */
+	int fd;
+};
+
+static int demux_data(void *ctx, const void *data, size_t len, struct err *err)
+{
+	struct demux *m = ctx;
+	const uint8_t *p = data;
+
+	while (len) {
+		if (m->left) {
+			size_t n = len < m->left ? len : m->left;
+
+			if (fs_write_full(m->fd, p, n) < 0 && errno != EPIPE)
+				return err_sys(err, "write logs");
+			p += n;
+			len -= n;
+			m->left -= (uint32_t)n;
+			continue;
+		}
+		m->head[m->have++] = *p++;
+		len--;
+		if (m->have < 8)
+			continue;
+		m->have = 0;
+		m->fd = m->head[0] == 2 ? STDERR_FILENO : STDOUT_FILENO;
+		m->left = (uint32_t)m->head[4] << 24 | (uint32_t)m->head[5] << 16 | (uint32_t)m->head[6] << 8 | m->head[7];
+	}
+	return 0;
+}
+
+int docker_container_logs(struct docker *d, const char *id, struct err *err)
+{
+	char path[200];
+	struct demux m = { .fd = STDOUT_FILENO };
+	struct hc_req r = { .on_data = demux_data, .ctx = &m };
+	struct hc_resp resp;
+	int rc = -1;
+
+	snprintf(path, sizeof(path), "/containers/%s/logs?follow=1&stdout=1&stderr=1", id);
+	if (docker_raw(d, path, &r, &resp, err) < 0)
+		return -1;
+	if (resp.status >= 400)
+		daemon_error(d, &resp, "logs", err);
+	else
+		rc = 0;
+	hc_resp_free(&resp);
 	return rc;
 }

@@ -39,4 +39,13 @@ int docker_image_save(struct docker *d, const char *ref, int fd, struct err *err
 /* POST /images/load of a docker-archive file. */
 int docker_image_load(struct docker *d, const char *path, struct err *err);
 
+/* POST /containers/create; id receives the new container's ID. */
+int docker_container_create(struct docker *d, json_t *body, char id[80], struct err *err);
+/* action: "start", "stop", "kill" or "remove" (forced). */
+int docker_container_do(struct docker *d, const char *id, const char *action, struct err *err);
+/* Blocks until the container exits; *code is its exit code. */
+int docker_container_wait(struct docker *d, const char *id, int *code, struct err *err);
+/* Follows the container's output to our stdout and stderr until it ends. */
+int docker_container_logs(struct docker *d, const char *id, struct err *err);
+
 #endif

@@ -3,6 +3,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -67,9 +68,14 @@ static size_t on_write(char *data, size_t size, size_t n, void *ctx)
 	size_t len = size * n;
 
 	c->resp->received += len;
-	if (!is_2xx(c) || (!c->r->out_to_fd && !c->r->on_line)) {
+	if (!is_2xx(c) || (!c->r->out_to_fd && !c->r->on_line && !c->r->on_data)) {
 		if (buffer_body(c, data, len) < 0)
 			return 0;
+	} else if (c->r->on_data) {
+		if (c->r->on_data(c->r->ctx, data, len, c->err) < 0) {
+			c->failed = -1;
+			return 0;
+		}
 	} else if (c->r->on_line) {
 		if (feed_lines(c, data, len) < 0)
 			return 0;
@@ -158,9 +164,14 @@ static size_t on_read(char *out, size_t size, size_t n, void *ctx)
 	return (size_t)got;
 }
 
+static void global_init(void)
+{
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
 int hc_do(const struct hc_req *r, struct hc_resp *resp, struct err *err)
 {
-	static int inited;
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	struct call c = { .r = r, .resp = resp, .err = err };
 	struct curl_slist *hdrs = NULL;
 	struct body_src src = { r, r->body, r->body_len };
@@ -168,10 +179,7 @@ int hc_do(const struct hc_req *r, struct hc_resp *resp, struct err *err)
 	CURLcode cc;
 	int rc = -1;
 
-	if (!inited) {
-		curl_global_init(CURL_GLOBAL_DEFAULT);
-		inited = 1;
-	}
+	pthread_once(&once, global_init);
 	memset(resp, 0, sizeof(*resp));
 	c.curl = curl_easy_init();
 	if (!c.curl)

@@ -29,6 +29,8 @@ struct hc_req {
 	struct sha_ctx *out_hash;    /* and hashed here as it is written */
 	/* called per line of a 2xx body (the body is then not buffered); < 0 stops */
 	int (*on_line)(void *ctx, const char *line, size_t len, struct err *err);
+	/* called per chunk of a 2xx body (the body is then not buffered); < 0 stops */
+	int (*on_data)(void *ctx, const void *data, size_t len, struct err *err);
 	void *ctx;
 	void (*on_progress)(void *ctx, uint64_t done, uint64_t total);
 	size_t max_body;             /* cap on a buffered body; 0: 16 MiB */

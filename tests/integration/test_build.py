@@ -28,6 +28,15 @@ def static_odyn():
     pytest.skip("no static odyn built")
 
 
+def static_enclaver_run():
+    # the release image is FROM scratch: only a static enclaver-run runs in it
+    for b in (BUILD, ROOT / "build"):
+        out = subprocess.run(["file", "-L", str(b / "enclaver-run")], capture_output=True, text=True).stdout
+        if "static" in out:
+            return b / "enclaver-run"
+    pytest.skip("no static enclaver-run built")
+
+
 def app_layers():
     probe = eu._probe().read_bytes()
     l1 = layer([("bin", "d", b"", 0o755), ("bin/probe", "f", probe, 0o755), ("etc", "d", b"", 0o755),

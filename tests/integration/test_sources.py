@@ -13,7 +13,8 @@ import pytest
 
 from conftest import BUILD, run
 import registry_util
-from test_build import CONFIG, app_layers, build, docker_archive, oci_layout, static_odyn, write_manifest
+from test_build import (CONFIG, app_layers, build, docker_archive, oci_layout, static_enclaver_run, static_odyn,
+                        write_manifest)
 from mkimage import layer
 
 DOCKER = "/usr/bin/docker"
@@ -202,19 +203,61 @@ def test_daemon_source_and_output_and_docker_run(tmp_path, dockerd):
         (tmp_path / "enclaver.yaml").write_text(f"version: v1\nname: app\ntarget: {target}\nsources:\n  app: {tag}\n"
                                                 "defaults:\n  memory_mb: 256\n")
         (tmp_path / "kernel").write_bytes(b"kernel bytes")
-        r = run("build", "-f", tmp_path / "enclaver.yaml", "--kernel", tmp_path / "kernel", "--odyn", static_odyn())
+        r = run("build", "-f", tmp_path / "enclaver.yaml", "--kernel", tmp_path / "kernel", "--odyn", static_odyn(),
+                "--enclaver-run", static_enclaver_run())
         assert r.code == 0, r
         image_id = r.out.split("Built Release Image: ")[1].split()[0]
         assert r.out.startswith(f"Built Release Image: {image_id} ({target})\nEIF Info:\n")
         assert docker("image", "inspect", "-f", "{{.Id}}", target).stdout.strip() == image_id
         app_id = docker("image", "inspect", "-f", "{{.Id}}", tag).stdout.strip()
         js = run("build", "-f", tmp_path / "enclaver.yaml", "--kernel", tmp_path / "kernel", "--odyn", static_odyn(),
-                 "--json")
+                 "--enclaver-run", static_enclaver_run(), "--json")
         assert json.loads(js.out)["Sources"]["App"]["ID"] == app_id
         # the release image runs the local enclave under plain docker run; the app's exit code comes out
         p = docker("run", "--rm", *LOCAL_CAPS, target)
         assert p.returncode == 7, p
         assert "probe exiting with 7" in p.stdout and "LOCAL ENCLAVE" in p.stderr
+        # enclaver run IMAGE: the same through the Engine API, and the container is removed
+        before = set(docker("ps", "-aq").stdout.split())
+        r = run("run", target)
+        assert r.code == 7 and "probe exiting with 7" in r.out and "LOCAL ENCLAVE" in r.err, r
+        assert "container exited with code 7" in r.err
+        assert set(docker("ps", "-aq").stdout.split()) == before
+        r = run("run", "-f", tmp_path / "enclaver.yaml", target)
+        assert r.code == 2 and "both an image name and a manifest file were specified" in r.err
+        r = run("run", "-p", "80", target)
+        assert r.code == 2 and "'80' does not match the format 'host_port:container_port'" in r.err
+    finally:
+        docker("rmi", "-f", tag, target)
+
+
+def test_enclaver_run_ctrl_c_stops_and_removes(tmp_path, dockerd):
+    import mkimage
+    import signal
+    tag, target = f"enclaver-test-sleeper:{os.getpid()}", f"enclaver-test-sleeper-release:{os.getpid()}"
+    cfg = dict(CONFIG, config=dict(CONFIG["config"], Cmd=["sleep", "120"]))
+    mkimage.docker_archive(tmp_path / "app.tar", app_layers(), cfg, tag=tag)
+    assert docker("load", "-i", tmp_path / "app.tar").returncode == 0
+    try:
+        (tmp_path / "enclaver.yaml").write_text(f"version: v1\nname: s\ntarget: {target}\nsources:\n  app: {tag}\n"
+                                                "defaults:\n  memory_mb: 256\n")
+        (tmp_path / "kernel").write_bytes(b"kernel bytes")
+        r = run("build", "-f", tmp_path / "enclaver.yaml", "--kernel", tmp_path / "kernel", "--odyn", static_odyn(),
+                "--enclaver-run", static_enclaver_run())
+        assert r.code == 0, r
+        before = set(docker("ps", "-aq").stdout.split())
+        p = subprocess.Popen([str(BUILD / "enclaver"), "run", "-f", str(tmp_path / "enclaver.yaml")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 60
+        while not (set(docker("ps", "-q").stdout.split()) - before):
+            assert time.time() < deadline and p.poll() is None, p.communicate()
+            time.sleep(0.2)
+        time.sleep(2)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 109, err  # enclaver-run's "stopped on request"
+        assert "received SIGINT: stopping the container" in err and "stopped on request" in err
+        assert set(docker("ps", "-aq").stdout.split()) == before
     finally:
         docker("rmi", "-f", tag, target)
 
