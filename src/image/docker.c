@@ -196,7 +196,12 @@ struct stream_ctx {
 
 static int on_message(void *ctx, const char *line, size_t len, struct err *err)
 {
-	struct stream_ctx *s = ctx;
+	return docker_stream_message(((struct stream_ctx *)ctx)->what, line, len, err);
+}
+
+int docker_stream_message(const char *what, const char *line, size_t len, struct err *err)
+{
+	struct stream_ctx one = { .what = what }, *s = &one;
 	json_t *j = json_loadb(line, len, 0, NULL);
 	const char *e, *status, *id, *stream;
 
@@ -371,16 +376,9 @@ int docker_container_wait(struct docker *d, const char *id, int *code, struct er
 
 /* The logs of a container without a TTY come multiplexed: frames of an 8-byte header (stream,
  * 0, 0, 0, big-endian length) and the bytes. */
-struct demux {
-	uint8_t head[8];
-	size_t have;     /* header bytes held */
-	uint32_t left;   /* payload bytes still to come */
-	int fd;
-};
-
-static int demux_data(void *ctx, const void *data, size_t len, struct err *err)
+int docker_demux_feed(void *ctx, const void *data, size_t len, struct err *err)
 {
-	struct demux *m = ctx;
+	struct docker_demux *m = ctx;
 	const uint8_t *p = data;
 
 	while (len) {
@@ -399,7 +397,7 @@ static int demux_data(void *ctx, const void *data, size_t len, struct err *err)
 		if (m->have < 8)
 			continue;
 		m->have = 0;
-		m->fd = m->head[0] == 2 ? STDERR_FILENO : STDOUT_FILENO;
+		m->fd = m->head[0] == 2 ? m->err_fd : m->out_fd;
 		m->left = (uint32_t)m->head[4] << 24 | (uint32_t)m->head[5] << 16 | (uint32_t)m->head[6] << 8 | m->head[7];
 	}
 	return 0;
@@ -408,8 +406,8 @@ static int demux_data(void *ctx, const void *data, size_t len, struct err *err)
 int docker_container_logs(struct docker *d, const char *id, struct err *err)
 {
 	char path[200];
-	struct demux m = { .fd = STDOUT_FILENO };
-	struct hc_req r = { .on_data = demux_data, .ctx = &m };
+	struct docker_demux m = { .out_fd = STDOUT_FILENO, .err_fd = STDERR_FILENO, .fd = STDOUT_FILENO };
+	struct hc_req r = { .on_data = docker_demux_feed, .ctx = &m };
 	struct hc_resp resp;
 	int rc = -1;
 

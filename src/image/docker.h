@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "base/err.h"
 #include "image/http_client.h"
@@ -38,6 +39,18 @@ int docker_image_pull(struct docker *d, const char *ref, struct err *err);
 int docker_image_save(struct docker *d, const char *ref, int fd, struct err *err);
 /* POST /images/load of a docker-archive file. */
 int docker_image_load(struct docker *d, const char *path, struct err *err);
+
+/* Demultiplexes a container's log stream (frames of stream byte, 3 zeros, big-endian length,
+ * bytes) to out_fd and err_fd; an on_data callback for hc_req. */
+struct docker_demux {
+	uint8_t head[8];
+	size_t have;   /* header bytes held */
+	uint32_t left; /* payload bytes still to come */
+	int fd, out_fd, err_fd;
+};
+int docker_demux_feed(void *ctx, const void *data, size_t len, struct err *err);
+/* One line of a JSON message stream (pull, load): progress shown, {"error"} returned as < 0. */
+int docker_stream_message(const char *what, const char *line, size_t len, struct err *err);
 
 /* POST /containers/create; id receives the new container's ID. */
 int docker_container_create(struct docker *d, json_t *body, char id[80], struct err *err);

@@ -112,7 +112,7 @@ static void load_basic(struct reg *r)
 }
 
 /* A parameter of a WWW-Authenticate challenge: key="value". */
-static char *challenge_param(const char *h, const char *key)
+char *registry_challenge_param(const char *h, const char *key)
 {
 	size_t k = strlen(key);
 
@@ -151,9 +151,9 @@ static int authenticate(struct reg *r, const char *challenge, struct err *err)
 	}
 	if (strncasecmp(challenge, "Bearer", 6))
 		return err_set(err, EACCES, "unsupported authentication challenge: %.60s", challenge);
-	realm = challenge_param(challenge, "realm");
-	service = challenge_param(challenge, "service");
-	scope = challenge_param(challenge, "scope");
+	realm = registry_challenge_param(challenge, "realm");
+	service = registry_challenge_param(challenge, "service");
+	scope = registry_challenge_param(challenge, "scope");
 	if (!realm || (strncmp(realm, "https://", 8) && strncmp(realm, "http://", 7))) {
 		err_set(err, EACCES, "the registry's token realm is not an http(s) URL");
 		goto out;

@@ -13,4 +13,7 @@
 /* ref: "REGISTRY/REPO[:TAG|@DIGEST]" (without "docker://"). */
 int registry_open(struct image *img, const char *ref, const struct image_opts *o, struct err *err);
 
+/* A parameter of a WWW-Authenticate challenge (key="value"), or NULL. Caller frees. */
+char *registry_challenge_param(const char *challenge, const char *key);
+
 #endif
