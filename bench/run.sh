@@ -5,5 +5,6 @@ cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 rc=0
 /usr/bin/python3 bench/eif.py "$BUILD" || rc=1
+/usr/bin/python3 bench/build.py "$BUILD" || rc=1
 /usr/bin/python3 bench/relay.py "$BUILD" || rc=1
 exit $rc

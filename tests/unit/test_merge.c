@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "base/buf.h"
@@ -16,13 +17,13 @@
 
 struct ent {
 	const char *name;
-	int type; /* 'f' file, 'd' dir, 'l' symlink, 'h' hard link */
+	int type; /* 'f' file, 'd' dir, 'l' symlink, 'h' hard link, 'c' char device (data "major:minor") */
 	const char *data;
 	int mode;
 };
 
-/* A tar (gzip when gz) in a memfd. */
-static int make_layer(const struct ent *es, size_t n, bool gz, char digest[72])
+/* A tar in a memfd: plain, gzip (filter 1) or zstd (filter 2). */
+static int make_layer(const struct ent *es, size_t n, int filter, char digest[72])
 {
 	struct archive *a = archive_write_new();
 	int fd = memfd_create("layer", 0);
@@ -31,8 +32,10 @@ static int make_layer(const struct ent *es, size_t n, bool gz, char digest[72])
 	char hex[65];
 
 	archive_write_set_format_pax_restricted(a);
-	if (gz)
+	if (filter == 1)
 		archive_write_add_filter_gzip(a);
+	else if (filter == 2)
+		archive_write_add_filter_zstd(a);
 	archive_write_open_fd(a, fd);
 	for (size_t i = 0; i < n; i++) {
 		struct archive_entry *e = archive_entry_new();
@@ -51,6 +54,11 @@ static int make_layer(const struct ent *es, size_t n, bool gz, char digest[72])
 		case 'h':
 			archive_entry_set_filetype(e, AE_IFREG);
 			archive_entry_set_hardlink(e, es[i].data);
+			break;
+		case 'c':
+			archive_entry_set_filetype(e, AE_IFCHR);
+			archive_entry_set_rdevmajor(e, (dev_t)atoi(es[i].data));
+			archive_entry_set_rdevminor(e, (dev_t)atoi(strchr(es[i].data, ':') + 1));
 			break;
 		default:
 			archive_entry_set_filetype(e, AE_IFREG);
@@ -95,7 +103,7 @@ static int merge_and_extract(const struct ent *const *layers, const size_t *coun
 	if (system(cmd) != 0)
 		abort();
 	for (size_t i = 0; i < n; i++)
-		fds[i] = make_layer(layers[i], counts[i], i % 2 == 1, digests[i]);
+		fds[i] = make_layer(layers[i], counts[i], (int)(i % 3), digests[i]);
 	if (corrupt)
 		digests[0][10] = digests[0][10] == 'a' ? 'b' : 'a';
 	cpio_writer_init(&w, buf_sink, &out);
@@ -170,13 +178,16 @@ static void test_layers_merge(void)
 		{ "c/new", 'f', "new", 0 }, { "d", 'f', "now a file", 0 }, { "deep/x/y/z", 'f', "deep", 0 },
 		{ "/abs/file", 'f', "absolute names stay inside", 0 }, { "sym", 'l', "a/x", 0 },
 	};
-	const struct ent *layers[] = { l1, l2 };
-	size_t counts[] = { sizeof(l1) / sizeof(l1[0]), sizeof(l2) / sizeof(l2[0]) };
+	static const struct ent l3[] = { /* zstd-compressed */
+		{ "dev/", 'd', NULL, 0755 }, { "dev/null", 'c', "1:3", 0666 }, { "z", 'f', "from a zstd layer", 0 },
+	};
+	const struct ent *layers[] = { l1, l2, l3 };
+	size_t counts[] = { sizeof(l1) / sizeof(l1[0]), sizeof(l2) / sizeof(l2[0]), sizeof(l3) / sizeof(l3[0]) };
 	struct err err = { 0 };
 	struct stat st;
 	char path[256];
 
-	CHECK_EQ_INT(merge_and_extract(layers, counts, 2, false, &err), 0);
+	CHECK_EQ_INT(merge_and_extract(layers, counts, 3, false, &err), 0);
 	if (err.msg[0])
 		fprintf(stderr, "%s\n", err.msg);
 	CHECK_STR(slurp("a/x"), "two");        /* the upper layer wins */
@@ -198,6 +209,9 @@ static void test_layers_merge(void)
 		CHECK_STR(target, "real"); /* hard links become relative symlinks, as linuxkit writes them */
 	}
 	CHECK_STR(slurp("sym"), "two");
+	CHECK_STR(slurp("z"), "from a zstd layer");
+	snprintf(path, sizeof(path), "%s/rootfs/dev/null", root);
+	CHECK(lstat(path, &st) == 0 && S_ISCHR(st.st_mode) && major(st.st_rdev) == 1 && minor(st.st_rdev) == 3);
 }
 
 static void expect_refused(const struct ent *l, size_t n, const char *msg)
