@@ -97,7 +97,7 @@ int cmd_build(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *file = "enclaver.yaml", *enclaver_run = NULL, *eif_only = NULL, *kernel = NULL, *odyn = NULL, *output = NULL;
-	char eif_tmp[PATH_MAX] = "", image_id[80] = "", archive_tmp[PATH_MAX] = "";
+	char eif_tmp[PATH_MAX] = "", image_id[80] = "", archive_tmp[PATH_MAX] = "", default_archive[PATH_MAX];
 	bool as_json = false;
 	struct image_opts io = { 0 };
 	enum { OUT_EIF, OUT_DAEMON, OUT_ARCHIVE, OUT_OCI } out_kind = OUT_DAEMON;
@@ -175,11 +175,23 @@ int cmd_build(int argc, char **argv)
 			return 1;
 		}
 		if (!docker_reachable(dk)) {
-			log_error("no Docker daemon answers at %s: write the release image with --output docker-archive:PATH or --output oci:DIR, or build only the EIF with --eif-only PATH",
-				  docker_where(dk));
+			/* no daemon to load it into: a docker-archive in the current folder instead */
+			log_warn("no Docker daemon answers at %s: the release image is written as a docker-archive (name another place with --output docker-archive:PATH or oci:DIR)",
+				 docker_where(dk));
 			docker_free(dk);
-			return 1;
+			dk = NULL;
+			out_kind = OUT_ARCHIVE;
 		}
+	}
+	if (manifest_load(file, &m, &err) < 0)
+		goto fail;
+	if (out_kind == OUT_ARCHIVE && !out_path) {
+		/* "hello-enclave:latest" -> hello-enclave_latest.tar */
+		snprintf(default_archive, sizeof(default_archive), "%s.tar", m->target);
+		for (char *p = default_archive; *p; p++)
+			if (*p == '/' || *p == ':' || *p == '@')
+				*p = '_';
+		out_path = default_archive;
 	}
 	if (out_kind != OUT_EIF) {
 		/* the EIF goes into the image; it is built beside the output (or in TMPDIR) first */
@@ -195,14 +207,19 @@ int cmd_build(int argc, char **argv)
 		fs_beside_self("odyn", odyn_default, sizeof(odyn_default));
 		odyn = odyn_default;
 	}
-	if (manifest_load(file, &m, &err) < 0 || pick_bootkit(kernel, &bk, &err) < 0 ||
-	    image_open(m->source_app, &io, &img, &err) < 0)
+	if (pick_bootkit(kernel, &bk, &err) < 0 || image_open(m->source_app, &io, &img, &err) < 0)
 		goto fail;
 	if (!m->n_ingress)
 		log_warn("no ingress specified in manifest; there will be no way to connect to this enclave");
 	if (!m->has_egress)
 		log_warn("no egress specified in manifest; this enclave will have no outbound network access");
 	log_info("app %s (%s), boot kit: %s", m->source_app, img->id ? img->id : "?", bk.origin);
+	/* upstream's images for these hold its Rust binaries; ours are the ones built with enclaver */
+	if (m->source_odyn)
+		log_info("sources.odyn (%s) is not read: the EIF gets %s (name another with --odyn)", m->source_odyn, odyn);
+	if (m->source_sleeve && out_kind != OUT_EIF)
+		log_info("sources.sleeve (%s) is not read: the release image is written from scratch with enclaver-run",
+			 m->source_sleeve);
 	build_time = eif_default_build_time();
 	name = strdup(m->target);
 	name[strcspn(name, ":@")] = 0;
@@ -261,6 +278,11 @@ int cmd_build(int argc, char **argv)
 		unlink(eif_tmp);
 		if (rc < 0)
 			goto fail;
+		if (out_kind == OUT_DAEMON)
+			log_info("release image %s loaded into the Docker daemon at %s", m->target, docker_where(dk));
+		else
+			log_info("release image %s written to %s%s", m->target, out_kind == OUT_OCI ? "oci:" : "docker-archive:",
+				 out_path);
 	}
 	if (as_json) {
 		/* upstream v0.6.1's BuildSummary */
