@@ -20,9 +20,13 @@
 #include "host/egress.h"
 #include "host/ingress.h"
 #include "host/launcher.h"
+#include "host/nsm_server.h"
 #include "manifest/manifest.h"
 #include "net/dns.h"
 #include "net/vsock.h"
+#include "nitro/devca.h"
+#include "nitro/nsm.h"
+#include "nitro/nsm_emu.h"
 
 #define DEFAULT_EIF "/enclave/application.eif"
 #define DEFAULT_MANIFEST "/enclave/enclaver.yaml"
@@ -42,7 +46,10 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: enclaver-run [--eif-file PATH] [--manifest-file PATH] [--cpu-count N] [--memory-mb N]\n"
 		   "                    [--debug-mode] [--launcher local|nitro|nitro-cli] [-p HOST:ENCLAVE]... [-v]\n"
-		   "                    [print-manifest | describe-eif]\n");
+		   "                    [--role-arn ARN] [--instance-id ID] [print-manifest | describe-eif]\n\n"
+		   "In a local enclave the NSM is emulated: PCR0/1/2/8 are the EIF's, PCR3 and PCR4 come from\n"
+		   "--role-arn and --instance-id (or ENCLAVER_ROLE_ARN and ENCLAVER_INSTANCE_ID), and\n"
+		   "attestation documents are signed by the development CA in $ENCLAVER_STATE_DIR.\n");
 }
 
 static void finish(struct run *r, int code)
@@ -121,7 +128,7 @@ static const struct launcher_ops *pick_launcher(const char *name, struct err *er
 
 int main(int argc, char **argv)
 {
-	enum { O_EIF = 256, O_MANIFEST, O_CPU, O_MEM, O_DEBUG, O_LAUNCHER };
+	enum { O_EIF = 256, O_MANIFEST, O_CPU, O_MEM, O_DEBUG, O_LAUNCHER, O_ROLE, O_INSTANCE };
 	static const struct option opts[] = {
 		{ "eif-file", required_argument, NULL, O_EIF },
 		{ "manifest-file", required_argument, NULL, O_MANIFEST },
@@ -129,12 +136,18 @@ int main(int argc, char **argv)
 		{ "memory-mb", required_argument, NULL, O_MEM },
 		{ "debug-mode", no_argument, NULL, O_DEBUG },
 		{ "launcher", required_argument, NULL, O_LAUNCHER },
+		{ "role-arn", required_argument, NULL, O_ROLE },
+		{ "instance-id", required_argument, NULL, O_INSTANCE },
 		{ "publish", required_argument, NULL, 'p' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *eif_path = DEFAULT_EIF, *manifest_path = DEFAULT_MANIFEST, *launcher_name = NULL;
+	const char *role_arn = getenv("ENCLAVER_ROLE_ARN"), *instance_id = getenv("ENCLAVER_INSTANCE_ID");
+	struct devca *ca = NULL;
+	struct nsm_emu emu;
+	struct nsm_server *nsm = NULL;
 	struct host_port_map maps[MAX_PUBLISH];
 	size_t n_maps = 0;
 	int cpu = -1, mem = -1, c, sigs[] = { SIGINT, SIGTERM };
@@ -157,6 +170,8 @@ int main(int argc, char **argv)
 		case O_MEM: mem = atoi(optarg); break;
 		case O_DEBUG: debug = true; break;
 		case O_LAUNCHER: launcher_name = optarg; break;
+		case O_ROLE: role_arn = optarg; break;
+		case O_INSTANCE: instance_id = optarg; break;
 		case 'p':
 			if (n_maps == MAX_PUBLISH || parse_publish(optarg, &maps[n_maps]) < 0) {
 				log_error("port forward specification '%s' does not match the format 'host_port:container_port'",
@@ -228,6 +243,22 @@ int main(int argc, char **argv)
 	if (ops != &launcher_local && getenv(VSOCK_DIR_ENV) &&
 	    vsock_use_emulated(getenv(VSOCK_DIR_ENV), VSOCK_CID_PARENT, &err) < 0)
 		goto fail;
+	if (ops == &launcher_local) {
+		/* the local enclave's NSM, before the enclave can ask it anything */
+		char state[4096], sock[4200];
+		struct nsm_emu_config ec = { eif->m.pcr0, eif->m.pcr1, eif->m.pcr2, eif->m.has_pcr8 ? eif->m.pcr8 : NULL,
+					     role_arn, instance_id, debug, NULL };
+
+		devca_state_dir(state, sizeof(state));
+		if (devca_open(state, &ca, &err) < 0)
+			goto fail;
+		ec.ca = ca;
+		nsm_emu_init(&emu, &ec);
+		snprintf(sock, sizeof(sock), "%s/%s", vsock_emulated_dir(), NSM_SOCKET_NAME);
+		if (nsm_server_start(r.loop, sock, &emu, &nsm, &err) < 0)
+			goto fail;
+		log_debug("NSM emulator %s at %s, development CA in %s", emu.module_id, sock, state);
+	}
 	if (m->has_egress) {
 		log_info("starting egress proxy on vsock port 17002");
 		if (dns_new(r.loop, &dns, &err) < 0 || host_egress_start(r.loop, dns, NULL, NULL, &egress, &err) < 0)
@@ -261,6 +292,8 @@ out:
 		loop_close_all(r.loop);
 	host_ingress_stop(ingress);
 	host_egress_stop(egress);
+	nsm_server_stop(nsm);
+	devca_free(ca);
 	if (r.watch_io.registered)
 		loop_io_del(r.loop, &r.watch_io);
 	if (r.launcher.ops)

@@ -16,6 +16,7 @@
 #include "base/log.h"
 #include "enclave/bootstrap.h"
 #include "enclave/console.h"
+#include "enclave/api.h"
 #include "enclave/egress.h"
 #include "enclave/ingress.h"
 #include "enclave/launcher.h"
@@ -33,6 +34,7 @@ struct odyn {
 	struct policy *policy;
 	struct egress *egress;
 	struct ingress *ingress;
+	struct api *api;
 	pid_t app;
 	int app_status;
 	bool app_done;
@@ -61,6 +63,8 @@ static void on_ingress_drained(void *data)
 	o->ingress = NULL;
 	egress_stop(o->egress);
 	o->egress = NULL;
+	api_stop(o->api);
+	o->api = NULL;
 	publish_exit(o);
 }
 
@@ -153,6 +157,11 @@ static int start_services(struct odyn *o, const char *config_dir, bool bootstrap
 				return err_wrap(err, "ingress port %u", in->listen_port);
 		}
 		n_ports++;
+	}
+	if (o->manifest->has_api) {
+		log_info("Starting API on 127.0.0.1:%u", o->manifest->api_port);
+		if (api_start(o->loop, o->manifest->api_port, &o->api, err) < 0)
+			return -1;
 	}
 	if (n_ports) {
 		log_info("Starting ingress on vsock ports");

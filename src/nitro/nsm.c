@@ -102,33 +102,242 @@ int nsm_call(struct nsm *n, const uint8_t *req, size_t req_len, uint8_t *resp, s
 	}
 }
 
+/* One request: the response's body under `name` (a map, or the bare name for unit answers).
+ * An {"Error": code} answer is an error naming the code. *root owns what *body points into. */
+static int exchange(struct nsm *n, const struct buf *req, const char *name, struct cbor_item **root,
+		    const struct cbor_item **body, uint8_t **resp, struct err *err)
+{
+	size_t resp_len = 0;
+	const struct cbor_item *e;
+
+	*root = NULL;
+	*resp = malloc(NSM_RESPONSE_MAX);
+	if (!*resp)
+		abort();
+	if (nsm_call(n, req->data, req->len, *resp, &resp_len, err) < 0)
+		return err_wrap(err, "NSM %s", name);
+	if (cbor_decode(*resp, resp_len, 8, root, err) < 0)
+		return err_wrap(err, "NSM %s response", name);
+	e = cbor_map_get(*root, "Error");
+	if (e && e->type == CBOR_TEXT)
+		return err_set(err, EPROTO, "NSM %s: %.*s", name, (int)e->len, (const char *)e->data);
+	if (cbor_is_text(*root, name)) {
+		*body = *root;
+		return 0;
+	}
+	*body = cbor_map_get(*root, name);
+	if (!*body || (*body)->type != CBOR_MAP)
+		return err_set(err, EIO, "NSM %s: unexpected response", name);
+	return 0;
+}
+
+static void done(struct cbor_item *root, uint8_t *resp)
+{
+	cbor_free(root);
+	if (resp)
+		explicit_bzero(resp, NSM_RESPONSE_MAX);
+	free(resp);
+}
+
+/* {"Name": {"index": i}} and friends. */
+static void req_index(struct buf *b, const char *name, const char *key, uint16_t v)
+{
+	cbor_put_map(b, 1);
+	cbor_put_text(b, name);
+	cbor_put_map(b, 1);
+	cbor_put_text(b, key);
+	cbor_put_uint(b, v);
+}
+
+static int pcr_value(const struct cbor_item *body, uint8_t out[NSM_PCR_MAX], size_t *len, struct err *err)
+{
+	const struct cbor_item *d = cbor_map_get(body, "data");
+
+	if (!d || d->type != CBOR_BYTES || d->len > NSM_PCR_MAX)
+		return err_set(err, EIO, "NSM: PCR data missing or too long");
+	memcpy(out, d->data, d->len);
+	*len = d->len;
+	return 0;
+}
+
+int nsm_describe_pcr(struct nsm *n, uint16_t index, bool *locked, uint8_t data[NSM_PCR_MAX], size_t *len,
+		     struct err *err)
+{
+	struct buf req = BUF_INIT;
+	struct cbor_item *root;
+	const struct cbor_item *body, *lock;
+	uint8_t *resp;
+	int rc;
+
+	req_index(&req, "DescribePCR", "index", index);
+	rc = exchange(n, &req, "DescribePCR", &root, &body, &resp, err);
+	if (rc == 0) {
+		lock = cbor_map_get(body, "lock");
+		if (!lock || lock->type != CBOR_SIMPLE || (lock->u != CBOR_TRUE && lock->u != CBOR_FALSE))
+			rc = err_set(err, EIO, "NSM DescribePCR: no lock flag");
+		else if ((rc = pcr_value(body, data, len, err)) == 0)
+			*locked = lock->u == CBOR_TRUE;
+	}
+	done(root, resp);
+	buf_free(&req);
+	return rc;
+}
+
+int nsm_extend_pcr(struct nsm *n, uint16_t index, const void *data, size_t len, uint8_t out[NSM_PCR_MAX],
+		   size_t *out_len, struct err *err)
+{
+	struct buf req = BUF_INIT;
+	struct cbor_item *root;
+	const struct cbor_item *body;
+	uint8_t *resp;
+	int rc;
+
+	cbor_put_map(&req, 1);
+	cbor_put_text(&req, "ExtendPCR");
+	cbor_put_map(&req, 2);
+	cbor_put_text(&req, "index");
+	cbor_put_uint(&req, index);
+	cbor_put_text(&req, "data");
+	cbor_put_bytes(&req, data, len);
+	rc = exchange(n, &req, "ExtendPCR", &root, &body, &resp, err);
+	if (rc == 0)
+		rc = pcr_value(body, out, out_len, err);
+	done(root, resp);
+	buf_free(&req);
+	return rc;
+}
+
+int nsm_lock_pcr(struct nsm *n, uint16_t index, struct err *err)
+{
+	struct buf req = BUF_INIT;
+	struct cbor_item *root;
+	const struct cbor_item *body;
+	uint8_t *resp;
+	int rc;
+
+	req_index(&req, "LockPCR", "index", index);
+	rc = exchange(n, &req, "LockPCR", &root, &body, &resp, err);
+	done(root, resp);
+	buf_free(&req);
+	return rc;
+}
+
+int nsm_lock_pcrs(struct nsm *n, uint16_t range, struct err *err)
+{
+	struct buf req = BUF_INIT;
+	struct cbor_item *root;
+	const struct cbor_item *body;
+	uint8_t *resp;
+	int rc;
+
+	req_index(&req, "LockPCRs", "range", range);
+	rc = exchange(n, &req, "LockPCRs", &root, &body, &resp, err);
+	done(root, resp);
+	buf_free(&req);
+	return rc;
+}
+
+static int get_u16(const struct cbor_item *m, const char *key, uint16_t *out)
+{
+	const struct cbor_item *it = cbor_map_get(m, key);
+
+	if (!it || it->type != CBOR_UINT || it->u > 0xffff)
+		return -1;
+	*out = (uint16_t)it->u;
+	return 0;
+}
+
+int nsm_describe(struct nsm *n, struct nsm_description *d, struct err *err)
+{
+	struct buf req = BUF_INIT;
+	struct cbor_item *root;
+	const struct cbor_item *body, *mid, *locked, *digest;
+	uint8_t *resp;
+	int rc;
+
+	memset(d, 0, sizeof(*d));
+	cbor_put_text(&req, "DescribeNSM");
+	rc = exchange(n, &req, "DescribeNSM", &root, &body, &resp, err);
+	if (rc == 0) {
+		mid = cbor_map_get(body, "module_id");
+		locked = cbor_map_get(body, "locked_pcrs");
+		digest = cbor_map_get(body, "digest");
+		if (get_u16(body, "version_major", &d->version_major) < 0 ||
+		    get_u16(body, "version_minor", &d->version_minor) < 0 ||
+		    get_u16(body, "version_patch", &d->version_patch) < 0 || get_u16(body, "max_pcrs", &d->max_pcrs) < 0 ||
+		    !mid || mid->type != CBOR_TEXT || mid->len >= sizeof(d->module_id) || !locked ||
+		    locked->type != CBOR_ARRAY || locked->count > 64 || !digest || digest->type != CBOR_TEXT ||
+		    digest->len >= sizeof(d->digest)) {
+			rc = err_set(err, EIO, "NSM DescribeNSM: unexpected response");
+		} else {
+			memcpy(d->module_id, mid->data, mid->len);
+			memcpy(d->digest, digest->data, digest->len);
+			for (size_t i = 0; i < locked->count && rc == 0; i++) {
+				if (locked->items[i].type != CBOR_UINT || locked->items[i].u > 0xffff)
+					rc = err_set(err, EIO, "NSM DescribeNSM: bad locked_pcrs");
+				else
+					d->locked_pcrs[d->n_locked++] = (uint16_t)locked->items[i].u;
+			}
+		}
+	}
+	done(root, resp);
+	buf_free(&req);
+	return rc;
+}
+
+int nsm_attestation(struct nsm *n, const struct nsm_bytes *user_data, const struct nsm_bytes *nonce,
+		    const struct nsm_bytes *public_key, struct buf *doc, struct err *err)
+{
+	const struct nsm_bytes *in[] = { user_data, nonce, public_key };
+	static const char *const keys[] = { "user_data", "nonce", "public_key" };
+	struct buf req = BUF_INIT;
+	struct cbor_item *root;
+	const struct cbor_item *body, *d;
+	uint8_t *resp;
+	int rc;
+
+	cbor_put_map(&req, 1);
+	cbor_put_text(&req, "Attestation");
+	cbor_put_map(&req, 3);
+	for (int i = 0; i < 3; i++) {
+		cbor_put_text(&req, keys[i]);
+		if (in[i] && in[i]->data)
+			cbor_put_bytes(&req, in[i]->data, in[i]->len);
+		else
+			cbor_put_null(&req);
+	}
+	rc = exchange(n, &req, "Attestation", &root, &body, &resp, err);
+	if (rc == 0) {
+		d = cbor_map_get(body, "document");
+		if (!d || d->type != CBOR_BYTES)
+			rc = err_set(err, EIO, "NSM Attestation: no document");
+		else
+			buf_append(doc, d->data, d->len);
+	}
+	done(root, resp);
+	buf_free(&req);
+	return rc;
+}
+
 long nsm_get_random(struct nsm *n, uint8_t *out, size_t len, struct err *err)
 {
-	static const uint8_t req[] = { 0x69, 'G', 'e', 't', 'R', 'a', 'n', 'd', 'o', 'm' };
-	uint8_t *resp = malloc(NSM_RESPONSE_MAX);
-	size_t resp_len = 0;
-	struct cbor_item *root = NULL;
-	const struct cbor_item *r;
+	struct buf req = BUF_INIT;
+	struct cbor_item *root;
+	const struct cbor_item *body, *r;
+	uint8_t *resp;
 	long got = -1;
 
-	if (!resp)
-		abort();
-	if (nsm_call(n, req, sizeof(req), resp, &resp_len, err) < 0)
-		goto out;
-	if (cbor_decode(resp, resp_len, 8, &root, err) < 0) {
-		err_wrap(err, "NSM GetRandom response");
-		goto out;
+	cbor_put_text(&req, "GetRandom");
+	if (exchange(n, &req, "GetRandom", &root, &body, &resp, err) == 0) {
+		r = cbor_map_get(body, "random");
+		if (!r || r->type != CBOR_BYTES) {
+			err_set(err, EIO, "NSM GetRandom: unexpected response");
+		} else {
+			got = (long)(r->len < len ? r->len : len);
+			memcpy(out, r->data, (size_t)got);
+		}
 	}
-	r = cbor_map_get(cbor_map_get(root, "GetRandom"), "random");
-	if (!r || r->type != CBOR_BYTES) {
-		err_set(err, EIO, "NSM GetRandom: unexpected response");
-		goto out;
-	}
-	got = (long)(r->len < len ? r->len : len);
-	memcpy(out, r->data, (size_t)got);
-out:
-	cbor_free(root);
-	explicit_bzero(resp, NSM_RESPONSE_MAX);
-	free(resp);
+	done(root, resp);
+	buf_free(&req);
 	return got;
 }

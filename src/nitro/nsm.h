@@ -5,9 +5,11 @@
 #ifndef ENCLAVER_NITRO_NSM_H
 #define ENCLAVER_NITRO_NSM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/buf.h"
 #include "base/err.h"
 
 #define NSM_DEVICE "/dev/nsm"
@@ -25,5 +27,32 @@ int nsm_call(struct nsm *n, const uint8_t *req, size_t req_len, uint8_t *resp, s
 	     struct err *err);
 /* Fills out with up to len random bytes from GetRandom; returns the count. */
 long nsm_get_random(struct nsm *n, uint8_t *out, size_t len, struct err *err);
+
+/* The typed requests. An {"Error": code} answer fails with EPROTO and "NSM <Request>: <code>". */
+#define NSM_PCR_MAX 64
+int nsm_describe_pcr(struct nsm *n, uint16_t index, bool *locked, uint8_t data[NSM_PCR_MAX], size_t *len,
+		     struct err *err);
+int nsm_extend_pcr(struct nsm *n, uint16_t index, const void *data, size_t len, uint8_t out[NSM_PCR_MAX],
+		   size_t *out_len, struct err *err);
+int nsm_lock_pcr(struct nsm *n, uint16_t index, struct err *err);
+int nsm_lock_pcrs(struct nsm *n, uint16_t range, struct err *err);
+
+struct nsm_description {
+	uint16_t version_major, version_minor, version_patch;
+	char module_id[100];
+	uint16_t max_pcrs;
+	uint16_t locked_pcrs[64];
+	size_t n_locked;
+	char digest[16];
+};
+int nsm_describe(struct nsm *n, struct nsm_description *d, struct err *err);
+
+struct nsm_bytes {
+	const uint8_t *data; /* NULL: sent as null */
+	size_t len;
+};
+/* Appends the COSE_Sign1 attestation document to doc. */
+int nsm_attestation(struct nsm *n, const struct nsm_bytes *user_data, const struct nsm_bytes *nonce,
+		    const struct nsm_bytes *public_key, struct buf *doc, struct err *err);
 
 #endif

@@ -1,0 +1,322 @@
+/* odyn's loopback HTTP server. */
+#include "enclave/http_server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/log.h"
+
+#define IDLE_TIMEOUT_MS 120000
+
+enum state { READING, HANDLING, WRITING, CLOSED };
+
+struct http_conn {
+	struct loop_tracked tracked; /* first */
+	struct http_server *s;
+	struct loop *loop; /* the server's, kept for an answer that comes after the server ended */
+	enum state state;
+	int fd;
+	struct loop_io io;
+	struct loop_timer timer;
+	struct buf in;
+	struct buf out;
+	size_t sent;
+	bool keep_alive;
+	bool dead; /* closed while its handler still holds it */
+	struct http_conn *prev, *next; /* the server's open connections */
+};
+
+struct http_server {
+	struct loop *loop;
+	struct loop_io lio;
+	int lfd;
+	size_t max_body;
+	http_handler_fn fn;
+	void *ctx;
+	struct http_conn *conns;
+};
+
+static void conn_free(void *p)
+{
+	struct http_conn *c = p;
+
+	buf_free_secret(&c->in);
+	buf_free_secret(&c->out);
+	free(c);
+}
+
+static void conn_close(struct http_conn *c)
+{
+	struct loop *l = c->s->loop;
+
+	if (c->fd >= 0) {
+		if (c->prev)
+			c->prev->next = c->next;
+		else
+			c->s->conns = c->next;
+		if (c->next)
+			c->next->prev = c->prev;
+		c->prev = c->next = NULL;
+		loop_untrack(l, &c->tracked);
+		loop_timer_stop(l, &c->timer);
+		loop_io_del(l, &c->io);
+		close(c->fd);
+		c->fd = -1;
+	}
+	if (c->state == HANDLING) {
+		c->dead = true; /* http_respond frees it */
+		return;
+	}
+	c->state = CLOSED;
+	loop_defer_free(l, c, conn_free);
+}
+
+static void close_tracked(struct loop_tracked *t)
+{
+	conn_close((struct http_conn *)t);
+}
+
+static void try_parse(struct http_conn *c);
+
+static void on_write(struct http_conn *c)
+{
+	struct loop *l = c->s->loop;
+
+	while (c->sent < c->out.len) {
+		ssize_t n = send(c->fd, c->out.data + c->sent, c->out.len - c->sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR) {
+				loop_io_mod(l, &c->io, EPOLLOUT);
+				return;
+			}
+			conn_close(c);
+			return;
+		}
+		c->sent += (size_t)n;
+	}
+	buf_reset(&c->out);
+	c->sent = 0;
+	if (!c->keep_alive) {
+		conn_close(c);
+		return;
+	}
+	c->state = READING;
+	loop_io_mod(l, &c->io, EPOLLIN);
+	loop_timer_start(l, &c->timer, IDLE_TIMEOUT_MS);
+	try_parse(c); /* a request may already be buffered */
+}
+
+void http_respond(struct http_conn *c, int status, const char *content_type, const void *body, size_t len,
+		  const char *const *extra)
+{
+	if (c->dead) {
+		c->state = CLOSED;
+		loop_defer_free(c->loop, c, conn_free);
+		return;
+	}
+	buf_printf(&c->out, "HTTP/1.1 %d %s\r\ncontent-length: %zu\r\n", status, http_reason(status), len);
+	if (content_type)
+		buf_printf(&c->out, "content-type: %s\r\n", content_type);
+	for (const char *const *h = extra; h && *h; h++)
+		buf_printf(&c->out, "%s\r\n", *h);
+	if (!c->keep_alive)
+		buf_append_str(&c->out, "connection: close\r\n");
+	buf_append_str(&c->out, "\r\n");
+	buf_append(&c->out, body, len);
+	c->state = WRITING;
+	on_write(c);
+}
+
+static void answer_error(struct http_conn *c, int status, const char *msg)
+{
+	c->keep_alive = false;
+	c->state = HANDLING;
+	http_respond(c, status, "text/plain", msg, strlen(msg), NULL);
+}
+
+static void try_parse(struct http_conn *c)
+{
+	struct http_request req;
+	enum http_parse_result r;
+	char *copy;
+	const char *cl, *te, *conn;
+	size_t body_len = 0, copy_len = c->in.len;
+
+	if (c->state != READING || !c->in.len)
+		return;
+	/* the parser writes terminators: it works on a copy, the buffer keeps the raw bytes */
+	copy = malloc(c->in.len + 1);
+	if (!copy)
+		abort();
+	memcpy(copy, c->in.data, c->in.len);
+	copy[c->in.len] = 0;
+	r = http_parse_request(copy, c->in.len, &req);
+	if (r == HTTP_INCOMPLETE) {
+		free(copy);
+		return;
+	}
+	if (r != HTTP_OK) {
+		free(copy);
+		answer_error(c, r == HTTP_TOO_LARGE ? 431 : 400, r == HTTP_TOO_LARGE ? "request head too large\n" : "malformed request\n");
+		return;
+	}
+	te = http_header_get(&req, "transfer-encoding");
+	cl = http_header_get(&req, "content-length");
+	if (te) {
+		free(copy);
+		answer_error(c, 411, "send the body with a Content-Length\n");
+		return;
+	}
+	if (cl) {
+		char *end;
+		unsigned long long v = strtoull(cl, &end, 10);
+
+		if (!*cl || *end || cl[0] == '-' || v > c->s->max_body) {
+			free(copy);
+			answer_error(c, v > c->s->max_body && !*end ? 413 : 400,
+				     v > c->s->max_body && !*end ? "request body too large\n" : "bad Content-Length\n");
+			return;
+		}
+		body_len = (size_t)v;
+	}
+	if (c->in.len < req.head_len + body_len) {
+		free(copy);
+		return;
+	}
+	conn = http_header_get(&req, "connection");
+	c->keep_alive = req.minor_version >= 1 ? !(conn && !strcasecmp(conn, "close"))
+					       : (conn && !strcasecmp(conn, "keep-alive"));
+	c->state = HANDLING;
+	loop_timer_stop(c->s->loop, &c->timer);
+	loop_io_mod(c->s->loop, &c->io, 0);
+	{
+		uint8_t *body = (uint8_t *)copy + req.head_len;
+		size_t consumed = req.head_len + body_len;
+
+		/* taken off the buffer before the handler runs: an answer given at once goes on to
+		 * the next buffered request */
+		memmove(c->in.data, c->in.data + consumed, c->in.len - consumed);
+		c->in.len -= consumed;
+		c->s->fn(c->s->ctx, c, &req, body, body_len);
+	}
+	explicit_bzero(copy, copy_len);
+	free(copy);
+}
+
+static void on_io(struct loop *l, struct loop_io *io, uint32_t events)
+{
+	struct http_conn *c = io->data;
+
+	if (c->state == WRITING) {
+		on_write(c);
+		return;
+	}
+	if (c->state != READING)
+		return;
+	for (;;) {
+		uint8_t chunk[16384];
+		ssize_t n = recv(c->fd, chunk, sizeof(chunk), MSG_DONTWAIT);
+
+		if (n > 0) {
+			if (c->in.len + (size_t)n > HTTP_MAX_HEAD + c->s->max_body) {
+				answer_error(c, 413, "request too large\n");
+				return;
+			}
+			buf_append(&c->in, chunk, (size_t)n);
+			continue;
+		}
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			break;
+		conn_close(c);
+		return;
+	}
+	try_parse(c);
+}
+
+static void on_timeout(struct loop *l, void *data)
+{
+	conn_close(data);
+}
+
+static void on_accept(struct loop *l, struct loop_io *io, uint32_t events)
+{
+	struct http_server *s = io->data;
+
+	for (;;) {
+		int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct http_conn *c;
+
+		if (fd < 0)
+			return;
+		c = calloc(1, sizeof(*c));
+		if (!c)
+			abort();
+		c->s = s;
+		c->loop = l;
+		c->fd = fd;
+		c->state = READING;
+		loop_timer_init(&c->timer, on_timeout, c);
+		if (loop_io_add(l, &c->io, fd, EPOLLIN, on_io, c, NULL) < 0) {
+			close(fd);
+			free(c);
+			continue;
+		}
+		loop_track(l, &c->tracked, close_tracked);
+		loop_timer_start(l, &c->timer, IDLE_TIMEOUT_MS);
+		c->next = s->conns;
+		if (c->next)
+			c->next->prev = c;
+		s->conns = c;
+	}
+}
+
+int http_server_start(struct loop *l, uint16_t port, size_t max_body, http_handler_fn fn, void *ctx,
+		      struct http_server **out, struct err *err)
+{
+	struct http_server *s = calloc(1, sizeof(*s));
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int one = 1;
+
+	if (!s)
+		abort();
+	*s = (struct http_server){ .loop = l, .max_body = max_body, .fn = fn, .ctx = ctx };
+	s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (s->lfd < 0 || setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(s->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(s->lfd, 512) < 0) {
+		err_sys(err, "127.0.0.1:%u", port);
+		if (s->lfd >= 0)
+			close(s->lfd);
+		free(s);
+		return -1;
+	}
+	if (loop_io_add(l, &s->lio, s->lfd, EPOLLIN, on_accept, s, err) < 0) {
+		close(s->lfd);
+		free(s);
+		return -1;
+	}
+	*out = s;
+	return 0;
+}
+
+void http_server_stop(struct http_server *s)
+{
+	if (!s)
+		return;
+	/* connections end with their server; one whose handler is still busy is freed by its
+	 * answer, which must then not need the server: handlers end before their server does */
+	while (s->conns)
+		conn_close(s->conns);
+	loop_io_del(s->loop, &s->lio);
+	close(s->lfd);
+	free(s);
+}
