@@ -14,6 +14,7 @@ static const struct {
 	{ "manifest", cmd_manifest, "check enclaver.yaml and print it resolved, as JSON" },
 	{ "policy", cmd_policy, "check a host against the manifest's egress policy" },
 	{ "eif", cmd_eif, "build, describe, measure and take apart enclave image files" },
+	{ "attest", cmd_attest, "verify and inspect attestation documents" },
 	{ "run", cmd_run, "run an EIF here: a Nitro Enclave on Nitro hosts, else a local enclave" },
 };
 

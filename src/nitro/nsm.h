@@ -21,6 +21,8 @@ struct nsm;
 
 /* Opens /dev/nsm, else the emulated socket in the vsock folder; -1 with ENOENT when neither. */
 int nsm_open(struct nsm **out, struct err *err);
+/* The emulated NSM at a socket path. */
+int nsm_open_socket(const char *path, struct nsm **out, struct err *err);
 void nsm_close(struct nsm *n);
 /* One request/response exchange; resp must hold NSM_RESPONSE_MAX bytes. */
 int nsm_call(struct nsm *n, const uint8_t *req, size_t req_len, uint8_t *resp, size_t *resp_len,

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -137,6 +138,52 @@ static void dump_reply(int fd)
 	fflush(stdout);
 }
 
+/* api PORT METHOD PATH BODY: one request to odyn's API; prints the status line, then the body
+ * in hex, 1000 digits a line (log lines are bounded). */
+static int api_call(int port, const char *method, const char *path, const char *body)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	static char reply[1 << 20];
+	size_t got = 0;
+	ssize_t n;
+	char *end, *p;
+
+	for (int i = 0; i < 50 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0; i++) {
+		close(fd);
+		usleep(100000);
+		fd = socket(AF_INET, SOCK_STREAM, 0);
+	}
+	dprintf(fd, "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n%s", method,
+		path, strlen(body), body);
+	while (got < sizeof(reply) - 1 && (n = read(fd, reply + got, sizeof(reply) - 1 - got)) > 0)
+		got += (size_t)n;
+	reply[got] = 0;
+	close(fd);
+	end = strstr(reply, "\r\n\r\n");
+	if (!end) {
+		printf("api: no reply\n");
+		return 1;
+	}
+	*strstr(reply, "\r\n") = 0;
+	printf("api-status: %s\n", reply);
+	for (p = reply; p < end; p++)
+		if (!strncasecmp(p, "\ncontent-type: ", 15) || !strncasecmp(p, "\0content-type: ", 15))
+			printf("api-type: %.*s\n", (int)strcspn(p + 15, "\r"), p + 15);
+	p = end + 4;
+	for (size_t i = 0; p + i < reply + got; i += 500) {
+		size_t k = (size_t)(reply + got - p) - i < 500 ? (size_t)(reply + got - p) - i : 500;
+
+		printf("api-body: ");
+		for (size_t j = 0; j < k; j++)
+			printf("%02x", (unsigned char)p[i + j]);
+		printf("\n");
+	}
+	printf("api-end\n");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -185,6 +232,11 @@ int main(int argc, char **argv)
 
 		dprintf(fd, "GET %s HTTP/1.1\r\nHost: ignored\r\nConnection: keep-alive\r\n\r\n", argv[2]);
 		dump_reply(fd);
+		return 0;
+	}
+	if (!strcmp(argv[1], "api")) { /* api PORT METHOD PATH BODY [PORT METHOD PATH BODY]... */
+		for (int i = 2; i + 3 < argc; i += 4)
+			api_call(atoi(argv[i]), argv[i + 1], argv[i + 2], argv[i + 3]);
 		return 0;
 	}
 	if (!strcmp(argv[1], "post")) { /* post URL BODY: absolute-form POST with a body */
