@@ -96,6 +96,7 @@ def test_document_from_the_local_enclave(tmp_path):
     p = subprocess.run([str(BUILD / "enclaver-run"), "--eif-file", str(eif), "--manifest-file",
                         str(tmp_path / "enclaver.yaml")], capture_output=True, text=True, timeout=60, env=env)
     assert p.returncode == 0, p.stderr
+    assert "odyn: info: Seeding /dev/random with entropy from nsm device" in p.stdout  # GetRandom at boot
     statuses = [l for l in p.stdout.splitlines() if l.startswith("api-status: ")]
     assert statuses == ["api-status: HTTP/1.1 200 OK", "api-status: HTTP/1.1 405 Method Not Allowed",
                         "api-status: HTTP/1.1 404 Not Found", "api-status: HTTP/1.1 400 Bad Request",
