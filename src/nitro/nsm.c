@@ -228,7 +228,8 @@ int nsm_extend_pcr(struct nsm *n, uint16_t index, const void *data, size_t len, 
 	return rc;
 }
 
-int nsm_lock_pcr(struct nsm *n, uint16_t index, struct err *err)
+/* A request of one number whose answer is its bare name ("LockPCR", "LockPCRs"). */
+static int unit_request(struct nsm *n, const char *name, const char *key, uint16_t v, struct err *err)
 {
 	struct buf req = BUF_INIT;
 	struct cbor_item *root;
@@ -236,26 +237,21 @@ int nsm_lock_pcr(struct nsm *n, uint16_t index, struct err *err)
 	uint8_t *resp;
 	int rc;
 
-	req_index(&req, "LockPCR", "index", index);
-	rc = exchange(n, &req, "LockPCR", &root, &body, &resp, err);
+	req_index(&req, name, key, v);
+	rc = exchange(n, &req, name, &root, &body, &resp, err);
 	done(root, resp);
 	buf_free(&req);
 	return rc;
 }
 
+int nsm_lock_pcr(struct nsm *n, uint16_t index, struct err *err)
+{
+	return unit_request(n, "LockPCR", "index", index, err);
+}
+
 int nsm_lock_pcrs(struct nsm *n, uint16_t range, struct err *err)
 {
-	struct buf req = BUF_INIT;
-	struct cbor_item *root;
-	const struct cbor_item *body;
-	uint8_t *resp;
-	int rc;
-
-	req_index(&req, "LockPCRs", "range", range);
-	rc = exchange(n, &req, "LockPCRs", &root, &body, &resp, err);
-	done(root, resp);
-	buf_free(&req);
-	return rc;
+	return unit_request(n, "LockPCRs", "range", range, err);
 }
 
 static int get_u16(const struct cbor_item *m, const char *key, uint16_t *out)

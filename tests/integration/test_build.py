@@ -19,22 +19,20 @@ import mkimage  # noqa: E402
 from mkimage import layer  # noqa: E402
 
 
-def static_odyn():
-    # a sanitized odyn is dynamic and would not run in an enclave without its libraries
+def static_binary(name, why):
     for b in (BUILD, ROOT / "build"):
-        out = subprocess.run(["file", "-L", str(b / "odyn")], capture_output=True, text=True).stdout
+        out = subprocess.run(["file", "-L", str(b / name)], capture_output=True, text=True).stdout
         if "static" in out:
-            return b / "odyn"
-    pytest.skip("no static odyn built")
+            return b / name
+    pytest.skip(f"no static {name} built ({why})")
+
+
+def static_odyn():
+    return static_binary("odyn", "a sanitized odyn is dynamic and would not run in an enclave")
 
 
 def static_enclaver_run():
-    # the release image is FROM scratch: only a static enclaver-run runs in it
-    for b in (BUILD, ROOT / "build"):
-        out = subprocess.run(["file", "-L", str(b / "enclaver-run")], capture_output=True, text=True).stdout
-        if "static" in out:
-            return b / "enclaver-run"
-    pytest.skip("no static enclaver-run built")
+    return static_binary("enclaver-run", "the release image is FROM scratch")
 
 
 def app_layers():

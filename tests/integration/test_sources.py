@@ -195,26 +195,30 @@ def docker(*args, **kw):
     return subprocess.run([DOCKER, *map(str, args)], capture_output=True, text=True, timeout=180, **kw)
 
 
+def load_and_build(d, tag, target, config, *extra):
+    """Loads an app image into the daemon, then builds its release image into the daemon."""
+    import mkimage
+    mkimage.docker_archive(d / "app.tar", app_layers(), config, tag=tag)
+    assert docker("load", "-i", d / "app.tar").returncode == 0
+    (d / "enclaver.yaml").write_text(f"version: v1\nname: app\ntarget: {target}\nsources:\n  app: {tag}\n"
+                                     "defaults:\n  memory_mb: 256\n")
+    (d / "kernel").write_bytes(b"kernel bytes")
+    r = run("build", "-f", d / "enclaver.yaml", "--kernel", d / "kernel", "--odyn", static_odyn(),
+            "--enclaver-run", static_enclaver_run(), *extra)
+    assert r.code == 0, r
+    return r
+
+
 def test_daemon_source_and_output_and_docker_run(tmp_path, dockerd):
     tag = f"enclaver-test-app:{os.getpid()}"
     target = f"enclaver-test-release:{os.getpid()}"
-    mkimage_tar = tmp_path / "app.tar"
-    import mkimage
-    mkimage.docker_archive(mkimage_tar, app_layers(), CONFIG, tag=tag)
-    assert docker("load", "-i", mkimage_tar).returncode == 0
     try:
-        (tmp_path / "enclaver.yaml").write_text(f"version: v1\nname: app\ntarget: {target}\nsources:\n  app: {tag}\n"
-                                                "defaults:\n  memory_mb: 256\n")
-        (tmp_path / "kernel").write_bytes(b"kernel bytes")
-        r = run("build", "-f", tmp_path / "enclaver.yaml", "--kernel", tmp_path / "kernel", "--odyn", static_odyn(),
-                "--enclaver-run", static_enclaver_run())
-        assert r.code == 0, r
+        r = load_and_build(tmp_path, tag, target, CONFIG)
         image_id = r.out.split("Built Release Image: ")[1].split()[0]
         assert r.out.startswith(f"Built Release Image: {image_id} ({target})\nEIF Info:\n")
         assert docker("image", "inspect", "-f", "{{.Id}}", target).stdout.strip() == image_id
         app_id = docker("image", "inspect", "-f", "{{.Id}}", tag).stdout.strip()
-        js = run("build", "-f", tmp_path / "enclaver.yaml", "--kernel", tmp_path / "kernel", "--odyn", static_odyn(),
-                 "--enclaver-run", static_enclaver_run(), "--json")
+        js = load_and_build(tmp_path, tag, target, CONFIG, "--json")
         assert json.loads(js.out)["Sources"]["App"]["ID"] == app_id
         # the release image runs the local enclave under plain docker run; the app's exit code comes out
         p = docker("run", "--rm", *LOCAL_CAPS, target)
@@ -235,19 +239,11 @@ def test_daemon_source_and_output_and_docker_run(tmp_path, dockerd):
 
 
 def test_enclaver_run_ctrl_c_stops_and_removes(tmp_path, dockerd):
-    import mkimage
     import signal
     tag, target = f"enclaver-test-sleeper:{os.getpid()}", f"enclaver-test-sleeper-release:{os.getpid()}"
     cfg = dict(CONFIG, config=dict(CONFIG["config"], Cmd=["sleep", "120"]))
-    mkimage.docker_archive(tmp_path / "app.tar", app_layers(), cfg, tag=tag)
-    assert docker("load", "-i", tmp_path / "app.tar").returncode == 0
     try:
-        (tmp_path / "enclaver.yaml").write_text(f"version: v1\nname: s\ntarget: {target}\nsources:\n  app: {tag}\n"
-                                                "defaults:\n  memory_mb: 256\n")
-        (tmp_path / "kernel").write_bytes(b"kernel bytes")
-        r = run("build", "-f", tmp_path / "enclaver.yaml", "--kernel", tmp_path / "kernel", "--odyn", static_odyn(),
-                "--enclaver-run", static_enclaver_run())
-        assert r.code == 0, r
+        load_and_build(tmp_path, tag, target, cfg)
         before = set(docker("ps", "-aq").stdout.split())
         p = subprocess.Popen([str(BUILD / "enclaver"), "run", "-f", str(tmp_path / "enclaver.yaml")],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
