@@ -1,5 +1,6 @@
 /* Fuzzes the CiphertextForRecipient reader (BER CMS EnvelopedData from KMS) with a fixed key. */
 #include <openssl/evp.h>
+#include <openssl/rsa.h>
 #include <stdint.h>
 
 #include "crypto/cms.h"
