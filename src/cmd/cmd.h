@@ -10,5 +10,6 @@ int cmd_eif(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_build(int argc, char **argv);
 int cmd_attest(int argc, char **argv);
+int cmd_kms_local(int argc, char **argv);
 
 #endif

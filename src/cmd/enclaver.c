@@ -15,6 +15,7 @@ static const struct {
 	{ "policy", cmd_policy, "check a host against the manifest's egress policy" },
 	{ "eif", cmd_eif, "build, describe, measure and take apart enclave image files" },
 	{ "attest", cmd_attest, "verify and inspect attestation documents" },
+	{ "kms-local", cmd_kms_local, "a local stand-in for AWS KMS that enforces attestation key policies" },
 	{ "run", cmd_run, "run an EIF here: a Nitro Enclave on Nitro hosts, else a local enclave" },
 };
 

@@ -12,7 +12,7 @@
 #include "base/buf.h"
 #include "base/hex.h"
 #include "base/log.h"
-#include "enclave/http_server.h"
+#include "net/http_server.h"
 #include "nitro/nsm.h"
 
 #define MAX_BODY (64 * 1024)

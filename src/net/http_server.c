@@ -1,5 +1,5 @@
 /* odyn's loopback HTTP server. */
-#include "enclave/http_server.h"
+#include "net/http_server.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -282,18 +282,37 @@ static void on_accept(struct loop *l, struct loop_io *io, uint32_t events)
 int http_server_start(struct loop *l, uint16_t port, size_t max_body, http_handler_fn fn, void *ctx,
 		      struct http_server **out, struct err *err)
 {
+	return http_server_start_at(l, "127.0.0.1", port, max_body, fn, ctx, out, err);
+}
+
+uint16_t http_server_port(const struct http_server *s)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+
+	if (getsockname(s->lfd, (struct sockaddr *)&sa, &len) < 0)
+		return 0;
+	return ntohs(sa.sin_port);
+}
+
+int http_server_start_at(struct loop *l, const char *addr, uint16_t port, size_t max_body, http_handler_fn fn,
+			 void *ctx, struct http_server **out, struct err *err)
+{
 	struct http_server *s = calloc(1, sizeof(*s));
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
 	int one = 1;
 
 	if (!s)
 		abort();
+	if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) {
+		free(s);
+		return err_set(err, EINVAL, "\"%s\" is not an IPv4 address", addr);
+	}
 	*s = (struct http_server){ .loop = l, .max_body = max_body, .fn = fn, .ctx = ctx };
 	s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (s->lfd < 0 || setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
 	    bind(s->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(s->lfd, 512) < 0) {
-		err_sys(err, "127.0.0.1:%u", port);
+		err_sys(err, "%s:%u", addr, port);
 		if (s->lfd >= 0)
 			close(s->lfd);
 		free(s);

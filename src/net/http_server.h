@@ -1,12 +1,12 @@
 /*
- * A small HTTP/1.1 server on the enclave's loopback for odyn's API and KMS proxy. Requests come
- * from the app and are bounded: a head of HTTP_MAX_HEAD, a body of max_body with a
+ * A small HTTP/1.1 server for odyn's API and KMS proxy (on the enclave's loopback) and for
+ * kms-local and the IMDS stand-in (on the host's). Requests come from clients and are bounded: a head of HTTP_MAX_HEAD, a body of max_body with a
  * Content-Length (no chunked uploads), one request at a time per connection, kept alive. A
  * handler answers at once or later (it may wait on the network); a connection that closes
  * meanwhile is freed when the answer comes.
  */
-#ifndef ENCLAVER_ENCLAVE_HTTP_SERVER_H
-#define ENCLAVER_ENCLAVE_HTTP_SERVER_H
+#ifndef ENCLAVER_NET_HTTP_SERVER_H
+#define ENCLAVER_NET_HTTP_SERVER_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -24,6 +24,12 @@ typedef void (*http_handler_fn)(void *ctx, struct http_conn *c, const struct htt
 /* Listens on 127.0.0.1:port. */
 int http_server_start(struct loop *l, uint16_t port, size_t max_body, http_handler_fn fn, void *ctx,
 		      struct http_server **out, struct err *err);
+/* Listens on an IPv4 address "a.b.c.d" and port (0: any free port). */
+int http_server_start_at(struct loop *l, const char *addr, uint16_t port, size_t max_body, http_handler_fn fn,
+			 void *ctx, struct http_server **out, struct err *err);
+/* The port it listens on. */
+uint16_t http_server_port(const struct http_server *s);
+
 void http_server_stop(struct http_server *s);
 
 /* Answers the request c's handler was given (exactly once). extra: "Name: value" lines, or NULL. */

@@ -1,0 +1,47 @@
+/*
+ * Credentials of the local AWS stand-ins, kept in the state folder ($ENCLAVER_STATE_DIR/kms):
+ * a long-lived access key for host clients (`enclaver kms-local env`), and temporary role
+ * credentials that the IMDS stand-in hands to enclaves, derived from it and checked by
+ * kms-local without shared state (the session token carries its expiry, authenticated).
+ * Runs in the CLI (kms-local) and in enclaver-run (IMDS). Tokens come from clients.
+ */
+#ifndef ENCLAVER_KMS_CREDS_H
+#define ENCLAVER_KMS_CREDS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "base/err.h"
+
+#define KMS_LOCAL_ROLE "enclaver-local-enclave"
+
+struct kms_master {
+	char access_key[32];
+	char secret_key[64];
+	char account[16];
+	char region[32];
+};
+
+struct kms_temp {
+	char access_key[32];
+	char secret_key[64];
+	char token[512];
+	time_t expiration;
+	char role_arn[128];
+};
+
+/* Loads <state>/kms/credentials.json, making it (mode 0600) on first use. region: the one to
+ * record when making it (NULL: us-east-1). */
+int kms_master_open(const char *state_dir, const char *region, struct kms_master *out, struct err *err);
+
+/* Temporary credentials valid until expiration. */
+void kms_temp_issue(const struct kms_master *m, time_t expiration, struct kms_temp *out);
+
+/* For a request signed with access_key (and token, for temporary credentials): the secret
+ * to check its signature with, and the caller's ARN. Fails for unknown keys, bad or expired
+ * tokens. */
+int kms_creds_lookup(const struct kms_master *m, const char *access_key, const char *token, time_t now,
+		     char secret[64], char principal[160], struct err *err);
+
+#endif

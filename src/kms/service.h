@@ -1,0 +1,32 @@
+/*
+ * kms-local's API: AWS KMS's JSON 1.1 protocol (X-Amz-Target: TrentService.<Operation>) with
+ * SigV4 checked against the local credentials, key policies with the attestation condition
+ * keys, Recipient documents verified against a configured root, and CiphertextForRecipient
+ * built as KMS builds it. Errors are KMS's: {"__type": "...Exception", "message": "..."}.
+ * Requests come from clients (host tools, enclaves) and are untrusted.
+ */
+#ifndef ENCLAVER_KMS_SERVICE_H
+#define ENCLAVER_KMS_SERVICE_H
+
+#include <openssl/x509.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+#include "codec/http.h"
+#include "kms/creds.h"
+#include "kms/store.h"
+
+struct kms_service {
+	struct kms_master master;
+	struct kms_store *store;
+	X509 *root;           /* anchors Recipient attestation documents */
+	unsigned max_doc_age; /* seconds a Recipient document stays acceptable */
+	unsigned long requests, denied;
+};
+
+/* Answers one request: *status and the JSON body in out. */
+void kms_service_handle(struct kms_service *s, const struct http_request *req, const uint8_t *body, size_t len,
+			int *status, struct buf *out);
+
+#endif

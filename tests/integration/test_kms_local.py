@@ -1,0 +1,239 @@
+"""enclaver kms-local with real clients: Debian's AWS CLI v2 and boto3 on the host create keys,
+set policies and encrypt; Recipient documents from the NSM emulator get CiphertextForRecipient
+that `openssl cms -decrypt` opens, only when the key policy's PCR0 matches; bad signatures,
+other roots, expired and debug-mode documents are refused; keys survive a restart."""
+import base64
+import hashlib
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import BUILD, run
+
+AWS = "/usr/bin/aws"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class KmsLocal:
+    def __init__(self, state, *args):
+        self.state, self.port = state, free_port()
+        self.env = dict(os.environ, ENCLAVER_STATE_DIR=str(state))
+        self.proc = subprocess.Popen([str(BUILD / "enclaver"), "kms-local", "--listen", f"127.0.0.1:{self.port}", *args],
+                                     env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 10
+        while not (state / "kms" / "endpoint.json").exists():
+            assert time.time() < deadline and self.proc.poll() is None, self.proc.communicate()
+            time.sleep(0.05)
+        exports = run("kms-local", "env", env=self.env).out
+        self.creds = dict(l[len("export "):].split("=", 1) for l in exports.splitlines() if l.startswith("export "))
+        assert self.creds["AWS_ENDPOINT_URL_KMS"] == f"http://127.0.0.1:{self.port}"
+
+    def aws(self, *args, creds=None, check=True):
+        env = dict(os.environ, **(creds or self.creds), AWS_PAGER="", AWS_CONFIG_FILE="/dev/null",
+                   AWS_SHARED_CREDENTIALS_FILE="/dev/null")
+        p = subprocess.run([AWS, "--endpoint-url", f"http://127.0.0.1:{self.port}", "--output", "json", "kms",
+                            *map(str, args)], env=env, capture_output=True, text=True, timeout=60)
+        if check:
+            assert p.returncode == 0, p.stderr
+            return json.loads(p.stdout) if p.stdout.strip() else {}
+        return p
+
+    def call(self, op, body):
+        """A KMS JSON 1.1 request signed by botocore's SigV4 signer (Debian's botocore predates
+        Recipient in its KMS model, so the request is built here). Errors raise with their __type."""
+        import urllib.request
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+
+        url = f"http://127.0.0.1:{self.port}/"
+        req = AWSRequest(method="POST", url=url, data=json.dumps(body).encode(), headers={
+            "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": f"TrentService.{op}"})
+        SigV4Auth(Credentials(self.creds["AWS_ACCESS_KEY_ID"], self.creds["AWS_SECRET_ACCESS_KEY"]), "kms",
+                  self.creds["AWS_DEFAULT_REGION"]).add_auth(req)
+        r = urllib.request.Request(url, data=req.body, headers=dict(req.headers), method="POST")
+        try:
+            with urllib.request.urlopen(r, timeout=30) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            err = json.loads(e.read())
+            raise RuntimeError(f"{err['__type']}: {err['message']}") from None
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        out, err = self.proc.communicate(timeout=20)
+        return self.proc.returncode, err
+
+
+@pytest.fixture
+def kms(tmp_path):
+    k = KmsLocal(tmp_path / "state")
+    yield k
+    if k.proc.poll() is None:
+        k.stop()
+
+
+def test_aws_cli_round_trips_and_persistence(kms, tmp_path):
+    key = kms.aws("create-key", "--description", "vault unseal")["KeyMetadata"]
+    assert key["KeySpec"] == "SYMMETRIC_DEFAULT" and key["Arn"].endswith(key["KeyId"])
+    kms.aws("create-alias", "--alias-name", "alias/vault", "--target-key-id", key["KeyId"])
+    assert [a["AliasName"] for a in kms.aws("list-aliases")["Aliases"]] == ["alias/vault"]
+    assert kms.aws("describe-key", "--key-id", "alias/vault")["KeyMetadata"]["KeyId"] == key["KeyId"]
+    (tmp_path / "p").write_bytes(b"the TLS private key")
+    ct = kms.aws("encrypt", "--key-id", "alias/vault", "--plaintext", f"fileb://{tmp_path}/p",
+                 "--encryption-context", "purpose=tls")["CiphertextBlob"]
+    (tmp_path / "ct").write_bytes(base64.b64decode(ct))
+    pt = kms.aws("decrypt", "--ciphertext-blob", f"fileb://{tmp_path}/ct", "--encryption-context", "purpose=tls")
+    assert base64.b64decode(pt["Plaintext"]) == b"the TLS private key" and pt["KeyId"] == key["Arn"]
+    p = kms.aws("decrypt", "--ciphertext-blob", f"fileb://{tmp_path}/ct", check=False)
+    assert p.returncode != 0 and "InvalidCiphertextException" in p.stderr
+    # data keys, key pairs, random, re-encryption
+    dk = kms.aws("generate-data-key", "--key-id", key["KeyId"], "--key-spec", "AES_256")
+    assert len(base64.b64decode(dk["Plaintext"])) == 32
+    (tmp_path / "dk").write_bytes(base64.b64decode(dk["CiphertextBlob"]))
+    assert kms.aws("decrypt", "--ciphertext-blob", f"fileb://{tmp_path}/dk")["Plaintext"] == dk["Plaintext"]
+    assert "Plaintext" not in kms.aws("generate-data-key-without-plaintext", "--key-id", key["KeyId"],
+                                      "--number-of-bytes", "16")
+    pair = kms.aws("generate-data-key-pair", "--key-id", key["KeyId"], "--key-pair-spec", "RSA_2048")
+    der = base64.b64decode(pair["PrivateKeyPlaintext"])
+    spki = subprocess.run(["openssl", "pkey", "-inform", "DER", "-pubout", "-outform", "DER"], input=der,
+                          capture_output=True, check=True).stdout
+    assert spki == base64.b64decode(pair["PublicKey"])
+    assert len(base64.b64decode(kms.aws("generate-random", "--number-of-bytes", "64")["Plaintext"])) == 64
+    other = kms.aws("create-key")["KeyMetadata"]["KeyId"]
+    re = kms.aws("re-encrypt", "--ciphertext-blob", f"fileb://{tmp_path}/ct", "--source-encryption-context",
+                 "purpose=tls", "--destination-key-id", other)
+    assert re["KeyId"].endswith(other) and re["SourceKeyId"] == key["Arn"]
+    # a restart keeps everything; material is sealed on disk
+    code, _ = kms.stop()
+    assert code == 0 and not (kms.state / "kms" / "endpoint.json").exists()
+    for f in ("keys.json", "master.key", "credentials.json"):
+        assert oct(os.stat(kms.state / "kms" / f).st_mode & 0o777) == "0o600", f
+    stored = json.loads((kms.state / "kms" / "keys.json").read_text())
+    assert len(stored["Keys"]) == 2 and all(len(base64.b64decode(k["Material"])) == 60 for k in stored["Keys"])
+    again = KmsLocal(kms.state)
+    try:
+        pt = again.aws("decrypt", "--ciphertext-blob", f"fileb://{tmp_path}/ct", "--encryption-context", "purpose=tls")
+        assert base64.b64decode(pt["Plaintext"]) == b"the TLS private key"
+        assert len(again.aws("list-keys")["Keys"]) == 2
+    finally:
+        again.stop()
+
+
+def test_signatures_and_credentials_are_checked(kms):
+    bad = dict(kms.creds, AWS_SECRET_ACCESS_KEY="x" * 40)
+    p = kms.aws("list-keys", creds=bad, check=False)
+    assert p.returncode != 0 and "InvalidSignatureException" in p.stderr
+    unknown = dict(kms.creds, AWS_ACCESS_KEY_ID="AKIAUNKNOWNUNKNOWN00")
+    p = kms.aws("list-keys", creds=unknown, check=False)
+    assert p.returncode != 0 and "UnrecognizedClientException" in p.stderr
+    wrong_region = dict(kms.creds, AWS_DEFAULT_REGION="eu-west-1")
+    p = kms.aws("list-keys", creds=wrong_region, check=False)
+    assert p.returncode != 0 and "InvalidSignatureException" in p.stderr
+
+
+def test_boto3_on_the_host(kms):
+    code = f"""
+import boto3
+kms = boto3.client("kms", endpoint_url="http://127.0.0.1:{kms.port}")
+k = kms.create_key(Description="boto3")["KeyMetadata"]["KeyId"]
+ct = kms.encrypt(KeyId=k, Plaintext=b"from boto3", EncryptionContext={{"a": "b"}})["CiphertextBlob"]
+print(kms.decrypt(CiphertextBlob=ct, EncryptionContext={{"a": "b"}})["Plaintext"].decode())
+try:
+    kms.decrypt(CiphertextBlob=ct[:-1] + bytes([ct[-1] ^ 1]), EncryptionContext={{"a": "b"}})
+except kms.exceptions.InvalidCiphertextException:
+    print("refused")
+"""
+    env = dict(os.environ, **kms.creds)
+    p = subprocess.run(["/usr/bin/python3", "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.split() == ["from", "boto3", "refused"], p.stderr
+
+
+def recipient_key(d):
+    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out",
+                    str(d / "enclave.pem")], check=True, capture_output=True)
+    subprocess.run(["openssl", "pkey", "-in", str(d / "enclave.pem"), "-pubout", "-outform", "DER", "-out",
+                    str(d / "enclave.spki")], check=True, capture_output=True)
+
+
+def document(state, pcr0, d, name, *extra):
+    p = subprocess.run([str(BUILD / "tests" / "nsm-doc"), str(state), pcr0, str(d / "enclave.spki"), str(d / name),
+                        *extra], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    return base64.b64encode((d / name).read_bytes()).decode()
+
+
+def test_recipient_and_pcr0_policy(tmp_path):
+    kms = KmsLocal(tmp_path / "state", "--max-document-age", "3")
+    try:
+        good = hashlib.sha384(b"the measured image").hexdigest()
+        bad = hashlib.sha384(b"an image with a change").hexdigest()
+        key = kms.aws("create-key")["KeyMetadata"]
+        policy = {"Version": "2012-10-17", "Statement": [
+            {"Sid": "admin", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+             "Action": ["kms:Create*", "kms:Describe*", "kms:Put*", "kms:Get*", "kms:Encrypt", "kms:GenerateDataKey*"],
+             "Resource": "*"},
+            {"Sid": "decrypt only in the enclave", "Effect": "Allow", "Principal": {"AWS": "*"},
+             "Action": "kms:Decrypt", "Resource": "*",
+             "Condition": {"StringEqualsIgnoreCase": {"kms:RecipientAttestation:PCR0": good.upper(),
+                                                      "kms:RecipientAttestation:ImageSha384": good}}}]}
+        (tmp_path / "policy.json").write_text(json.dumps(policy))
+        kms.aws("put-key-policy", "--key-id", key["KeyId"], "--policy-name", "default", "--policy",
+                f"file://{tmp_path}/policy.json")
+        assert json.loads(kms.aws("get-key-policy", "--key-id", key["KeyId"], "--policy-name", "default")["Policy"]) == policy
+        (tmp_path / "p").write_bytes(b"vault unseal key")
+        ct = base64.b64decode(kms.aws("encrypt", "--key-id", key["KeyId"], "--plaintext", f"fileb://{tmp_path}/p")["CiphertextBlob"])
+        (tmp_path / "ct").write_bytes(ct)
+        recipient_key(tmp_path)
+
+        def decrypt(doc):
+            return kms.call("Decrypt", {"CiphertextBlob": base64.b64encode(ct).decode(), "Recipient": {
+                "KeyEncryptionAlgorithm": "RSAES_OAEP_SHA_256", "AttestationDocument": doc}})
+
+        # the measured image: the plaintext comes back for the enclave's key only
+        r = decrypt(document(tmp_path / "state", good, tmp_path, "good.cose"))
+        assert "Plaintext" not in r or not r["Plaintext"]
+        (tmp_path / "cfr.ber").write_bytes(base64.b64decode(r["CiphertextForRecipient"]))
+        opened = subprocess.run(["openssl", "cms", "-decrypt", "-inform", "DER", "-in", str(tmp_path / "cfr.ber"),
+                                 "-inkey", str(tmp_path / "enclave.pem"), "-binary"], capture_output=True, check=True)
+        assert opened.stdout == b"vault unseal key"
+        # anything else is refused, each for its reason
+        refusals = {
+            "changed image": (document(tmp_path / "state", bad, tmp_path, "bad.cose"), "AccessDeniedException"),
+            "debug mode": (document(tmp_path / "state", good, tmp_path, "dbg.cose", "debug"), "debug-mode"),
+            "another root": (document(tmp_path / "other", good, tmp_path, "other.cose"), "not valid"),
+        }
+        sig = bytearray((tmp_path / "good.cose").read_bytes())
+        sig[-3] ^= 1
+        refusals["bad signature"] = (base64.b64encode(bytes(sig)).decode(), "signature")
+        for what, (doc, expect) in refusals.items():
+            with pytest.raises(Exception) as e:
+                decrypt(doc)
+            assert expect in str(e.value), (what, str(e.value))
+        # no Recipient: the conditional statement does not apply
+        p = kms.aws("decrypt", "--ciphertext-blob", f"fileb://{tmp_path}/ct", check=False)
+        assert p.returncode != 0 and "AccessDeniedException" in p.stderr
+        # a document older than --max-document-age
+        stale = document(tmp_path / "state", good, tmp_path, "stale.cose")
+        time.sleep(4)
+        with pytest.raises(Exception) as e:
+            decrypt(stale)
+        assert "expired" in str(e.value)
+        # GenerateDataKey with a Recipient: the key for the enclave, the blob for storage
+        dk = kms.call("GenerateDataKey", {"KeyId": key["KeyId"], "KeySpec": "AES_256", "Recipient": {
+            "KeyEncryptionAlgorithm": "RSAES_OAEP_SHA_256",
+            "AttestationDocument": document(tmp_path / "state", good, tmp_path, "g2.cose")}})
+        assert not dk.get("Plaintext") and dk["CiphertextBlob"] and dk["CiphertextForRecipient"]
+    finally:
+        kms.stop()
