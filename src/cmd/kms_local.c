@@ -15,9 +15,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+
 #include "base/fs.h"
 #include "base/log.h"
 #include "cmd/cmd.h"
+#include "enclave/tls_relay.h"
 #include "kms/service.h"
 #include "net/http_server.h"
 #include "net/loop.h"
@@ -38,6 +44,93 @@ static void on_request(void *ctx, struct http_conn *c, const struct http_request
 	kms_service_handle(s, req, body, len, &status, &out);
 	http_respond(c, status, "application/x-amz-json-1.1", out.data, out.len, hdrs);
 	buf_free_secret(&out);
+}
+
+/* HTTPS for enclaves: TLS ends here and the bytes go on to the HTTP listener. */
+struct tls_front {
+	struct loop *loop;
+	SSL_CTX *ctx;
+	struct loop_io io;
+	int lfd;
+	uint16_t http_port;
+};
+
+static void on_tls_done(void *data)
+{
+}
+
+static void on_tls_accept(struct loop *l, struct loop_io *io, uint32_t events)
+{
+	struct tls_front *f = io->data;
+
+	for (;;) {
+		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(f->http_port),
+					  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), app;
+		struct err err = { 0 };
+
+		if (fd < 0)
+			return;
+		/* a loopback connect to our own listener completes in the kernel, without the loop */
+		app = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (app < 0 || connect(app, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+		    fcntl(app, F_SETFL, fcntl(app, F_GETFL) | O_NONBLOCK) < 0 ||
+		    tls_relay_start(l, f->ctx, fd, app, on_tls_done, f, &err) < 0) {
+			log_warn("HTTPS: %s", err.msg[0] ? err.msg : strerror(errno));
+			close(fd);
+			if (app >= 0)
+				close(app);
+		}
+	}
+}
+
+static int tls_front_start(struct loop *l, const char *state, const char *region, const char *addr, uint16_t port,
+			   uint16_t http_port, struct tls_front *f, struct err *err)
+{
+	struct devca *ca = NULL;
+	char host[128];
+	const char *dns[] = { host, "localhost" };
+	X509 *cert = NULL;
+	EVP_PKEY *key = NULL;
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
+	int one = 1, rc = -1;
+
+	snprintf(host, sizeof(host), "kms.%s.amazonaws.com", region);
+	f->loop = l;
+	f->http_port = http_port;
+	f->lfd = -1;
+	if (devca_open(state, &ca, err) < 0 || devca_tls_server(ca, dns, 2, 30, &cert, &key, err) < 0)
+		goto out;
+	f->ctx = SSL_CTX_new(TLS_server_method());
+	if (!f->ctx || SSL_CTX_use_certificate(f->ctx, cert) != 1 || SSL_CTX_use_PrivateKey(f->ctx, key) != 1 ||
+	    SSL_CTX_add1_chain_cert(f->ctx, ca->inter) != 1) {
+		err_set(err, EINVAL, "TLS context for %s", host);
+		goto out;
+	}
+	SSL_CTX_set_min_proto_version(f->ctx, TLS1_2_VERSION);
+	inet_pton(AF_INET, addr, &sa.sin_addr);
+	f->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (f->lfd < 0 || setsockopt(f->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(f->lfd, 256) < 0) {
+		err_sys(err, "HTTPS %s:%u", addr, port);
+		goto out;
+	}
+	if (loop_io_add(l, &f->io, f->lfd, EPOLLIN, on_tls_accept, f, err) < 0)
+		goto out;
+	rc = 0;
+out:
+	X509_free(cert);
+	EVP_PKEY_free(key);
+	devca_free(ca);
+	return rc;
+}
+
+static uint16_t bound_port(int fd)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+
+	return getsockname(fd, (struct sockaddr *)&sa, &len) < 0 ? 0 : ntohs(sa.sin_port);
 }
 
 static void on_signal(struct loop *l, int sig, void *data)
@@ -127,9 +220,10 @@ static int cmd_env(const char *state, const char *region)
 
 int cmd_kms_local(int argc, char **argv)
 {
-	enum { O_LISTEN = 256, O_REGION, O_ROOT, O_AGE };
+	enum { O_LISTEN = 256, O_REGION, O_ROOT, O_AGE, O_TLS };
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, O_LISTEN },
+		{ "tls-listen", required_argument, NULL, O_TLS },
 		{ "region", required_argument, NULL, O_REGION },
 		{ "attestation-root", required_argument, NULL, O_ROOT },
 		{ "max-document-age", required_argument, NULL, O_AGE },
@@ -137,9 +231,10 @@ int cmd_kms_local(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *listen = DEFAULT_LISTEN, *region = NULL, *root_spec = "dev";
-	char state[4096], addr[64], path[4200];
-	uint16_t port;
+	const char *listen = DEFAULT_LISTEN, *region = NULL, *root_spec = "dev", *tls_listen = NULL;
+	char state[4096], addr[64], tls_addr[64], path[4200];
+	uint16_t port, tls_port = 0;
+	struct tls_front front = { .lfd = -1 };
 	unsigned max_age = 300;
 	struct kms_service svc = { 0 };
 	struct loop *l = NULL;
@@ -151,15 +246,18 @@ int cmd_kms_local(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
 		switch (c) {
 		case O_LISTEN: listen = optarg; break;
+		case O_TLS: tls_listen = optarg; break;
 		case O_REGION: region = optarg; break;
 		case O_ROOT: root_spec = optarg; break;
 		case O_AGE: max_age = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'v': log_set_level(LOG_DEBUG); break;
 		case 'h':
-			printf("usage: enclaver kms-local [--listen ADDR:PORT] [--region REGION]\n"
+			printf("usage: enclaver kms-local [--listen ADDR:PORT] [--tls-listen ADDR:PORT] [--region REGION]\n"
 			       "                          [--attestation-root dev|aws|PEM] [--max-document-age SECONDS]\n"
 			       "       enclaver kms-local env\n\n"
-			       "A local stand-in for AWS KMS (JSON 1.1, SigV4) on ADDR:PORT (default %s).\n"
+			       "A local stand-in for AWS KMS (JSON 1.1, SigV4) on ADDR:PORT (default %s), and\n"
+			       "over HTTPS on --tls-listen (default: the next port) with a certificate for\n"
+			       "kms.<region>.amazonaws.com from the development CA, for local enclaves.\n"
 			       "Keys, policies and credentials live in $ENCLAVER_STATE_DIR/kms. Recipient\n"
 			       "attestation documents are checked against the local development CA (dev,\n"
 			       "the default), AWS's Nitro root (aws), or a PEM root, and must be younger than\n"
@@ -182,6 +280,14 @@ int cmd_kms_local(int argc, char **argv)
 		log_error("--listen %s: use an IPv4 ADDRESS:PORT such as %s", listen, DEFAULT_LISTEN);
 		return EXIT_USAGE;
 	}
+	if (tls_listen && split_listen(tls_listen, tls_addr, sizeof(tls_addr), &tls_port) < 0) {
+		log_error("--tls-listen %s: use an IPv4 ADDRESS:PORT such as 127.0.0.1:9701", tls_listen);
+		return EXIT_USAGE;
+	}
+	if (!tls_listen) {
+		snprintf(tls_addr, sizeof(tls_addr), "%s", addr);
+		tls_port = port ? (uint16_t)(port + 1) : 0;
+	}
 	svc.max_doc_age = max_age;
 	if (kms_master_open(state, region, &svc.master, &err) < 0 ||
 	    kms_store_open(state, svc.master.account, svc.master.region, &svc.store, &err) < 0)
@@ -195,12 +301,16 @@ int cmd_kms_local(int argc, char **argv)
 	if (loop_new(&l, &err) < 0 || loop_signals(l, sigs, 2, on_signal, NULL, &err) < 0 ||
 	    http_server_start_at(l, addr, port, MAX_BODY, on_request, &svc, &srv, &err) < 0)
 		goto fail;
+	if (tls_front_start(l, state, svc.master.region, tls_addr, tls_port, http_server_port(srv), &front, &err) < 0)
+		goto fail;
 	{
-		char where[96], *text;
+		char where[96], tls_where[96], *text;
 		json_t *ep;
 
 		snprintf(where, sizeof(where), "%s:%u", addr, http_server_port(srv));
-		ep = json_pack("{s:s, s:s, s:i}", "http", where, "region", svc.master.region, "pid", (int)getpid());
+		snprintf(tls_where, sizeof(tls_where), "%s:%u", tls_addr, bound_port(front.lfd));
+		ep = json_pack("{s:s, s:s, s:s, s:i}", "http", where, "https", tls_where, "region", svc.master.region,
+			       "pid", (int)getpid());
 		text = json_dumps(ep, JSON_INDENT(2));
 		json_decref(ep);
 		endpoint_path(state, path, sizeof(path));
@@ -208,8 +318,8 @@ int cmd_kms_local(int argc, char **argv)
 		free(text);
 		if (rc < 0)
 			goto fail;
-		log_info("local KMS for %s on http://%s (state %s, %zu keys; attestation root: %s)", svc.master.region,
-			 where, state, svc.store->n_keys, root_spec);
+		log_info("local KMS for %s on http://%s and https://%s (state %s, %zu keys; attestation root: %s)",
+			 svc.master.region, where, tls_where, state, svc.store->n_keys, root_spec);
 	}
 	rc = loop_run(l, &err) < 0 ? 1 : 0;
 	unlink(path);
@@ -219,10 +329,15 @@ fail:
 	rc = 1;
 out:
 	http_server_stop(srv);
+	if (front.lfd >= 0) {
+		loop_io_del(l, &front.io);
+		close(front.lfd);
+	}
 	if (l) {
 		loop_close_all(l);
 		loop_free(l);
 	}
+	SSL_CTX_free(front.ctx);
 	X509_free(svc.root);
 	kms_store_free(svc.store);
 	explicit_bzero(&svc.master, sizeof(svc.master));

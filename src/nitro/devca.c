@@ -248,6 +248,27 @@ int devca_leaf(struct devca *ca, const char *module_id, time_t now, struct err *
 	return 0;
 }
 
+int devca_tls_server(struct devca *ca, const char *const *dns, size_t n_dns, int days, X509 **cert, EVP_PKEY **key,
+		     struct err *err)
+{
+	struct buf san = BUF_INIT;
+	time_t now = time(NULL);
+
+	*key = EVP_EC_gen("P-256");
+	if (!*key)
+		return err_set(err, ENOMEM, "TLS key");
+	*cert = make_cert(*key, ca->inter_key, ca->inter, n_dns ? dns[0] : "localhost", -1, now - 60, (long)days * 86400);
+	for (size_t i = 0; i < n_dns; i++)
+		buf_printf(&san, "DNS:%s,", dns[i]);
+	buf_append_str(&san, "IP:127.0.0.1");
+	/* make_cert signed already: extensions added now need a new signature */
+	add_ext(*cert, ca->inter, NID_subject_alt_name, buf_cstr(&san));
+	add_ext(*cert, ca->inter, NID_ext_key_usage, "serverAuth");
+	X509_sign(*cert, ca->inter_key, EVP_sha384());
+	buf_free(&san);
+	return 0;
+}
+
 void devca_free(struct devca *ca)
 {
 	if (!ca)

@@ -34,6 +34,12 @@ void devca_free(struct devca *ca);
 /* A leaf valid now for at least DEVCA_LEAF_SECONDS - DEVCA_LEAF_ROTATE_SECONDS: reissued
  * when older than the rotation period. */
 int devca_leaf(struct devca *ca, const char *module_id, time_t now, struct err *err);
+/* A TLS server certificate from the intermediate for the given DNS names (and 127.0.0.1), valid
+ * for `days`, with a fresh P-256 key: the local AWS stand-ins' HTTPS, which local enclaves
+ * trust through the development root. Both out-parameters are the caller's to free. */
+int devca_tls_server(struct devca *ca, const char *const *dns, size_t n_dns, int days, X509 **cert, EVP_PKEY **key,
+		     struct err *err);
+
 /* Path of the root certificate (PEM), for `enclaver attest verify --root`. */
 void devca_root_path(const char *state_dir, char *out, size_t size);
 
