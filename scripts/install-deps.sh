@@ -7,8 +7,8 @@ packages=(
   build-essential meson ninja-build pkg-config clang libclang-rt-14-dev
   libssl-dev libjansson-dev libyaml-dev zlib1g-dev libarchive-dev libcurl4-openssl-dev
   libc-ares-dev libseccomp-dev libhttp-parser-dev
-  openssl cpio file procps python3 python3-pytest python3-cbor2 python3-cryptography
-  docker.io docker-registry
+  openssl ca-certificates cpio file procps python3 python3-pytest python3-cbor2 python3-cryptography
+  docker.io docker-registry awscli python3-boto3
 )
 
 # Baselines for `make bench` (socat, nginx's stream proxy), the demo's app (busybox) and client

@@ -5,6 +5,7 @@
  * enclave's bytes.
  */
 #include <errno.h>
+#include <jansson.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -19,7 +20,9 @@
 #include "host/console.h"
 #include "host/egress.h"
 #include "host/ingress.h"
+#include "host/imds.h"
 #include "host/launcher.h"
+#include "host/local_creds.h"
 #include "host/nsm_server.h"
 #include "manifest/manifest.h"
 #include "net/dns.h"
@@ -31,6 +34,44 @@
 #define DEFAULT_EIF "/enclave/application.eif"
 #define DEFAULT_MANIFEST "/enclave/enclaver.yaml"
 #define MAX_PUBLISH 64
+
+/* The local enclave's route table: AWS's addresses to the stand-ins on this machine. */
+struct routes {
+	char state[4096];
+	uint16_t imds_port;
+	char kms_host[128];
+};
+
+static char *local_route(void *data, const char *host, uint16_t *port)
+{
+	struct routes *r = data;
+
+	if (!strcmp(host, "169.254.169.254") && *port == 80 && r->imds_port) {
+		*port = r->imds_port;
+		return strdup("127.0.0.1");
+	}
+	if (!strcmp(host, r->kms_host) && *port == 443) {
+		/* read at each connection: kms-local may start after the enclave */
+		char path[4200], *colon;
+		json_t *ep;
+		const char *https;
+		char *out = NULL;
+
+		snprintf(path, sizeof(path), "%s/kms/endpoint.json", r->state);
+		ep = json_load_file(path, 0, NULL);
+		https = json_string_value(json_object_get(ep, "https"));
+		if (https && (colon = strrchr(https, ':')) != NULL) {
+			*port = (uint16_t)atoi(colon + 1);
+			out = strndup(https, (size_t)(colon - https));
+		} else {
+			log_warn("egress: %s: no kms-local runs with the state folder %s (start enclaver kms-local)", host,
+				 r->state);
+		}
+		json_decref(ep);
+		return out;
+	}
+	return NULL;
+}
 
 struct run {
 	struct loop *loop;
@@ -148,6 +189,9 @@ int main(int argc, char **argv)
 	struct devca *ca = NULL;
 	struct nsm_emu emu;
 	struct nsm_server *nsm = NULL;
+	struct imds *imds = NULL;
+	struct routes routes = { .imds_port = 0 };
+	bool local = false;
 	struct host_port_map maps[MAX_PUBLISH];
 	size_t n_maps = 0;
 	int cpu = -1, mem = -1, c, sigs[] = { SIGINT, SIGTERM };
@@ -258,10 +302,34 @@ int main(int argc, char **argv)
 		if (nsm_server_start(r.loop, sock, &emu, &nsm, &err) < 0)
 			goto fail;
 		log_debug("NSM emulator %s at %s, development CA in %s", emu.module_id, sock, state);
+		/* the AWS stand-ins: IMDS here, KMS at kms-local; odyn trusts the development root */
+		{
+			struct local_master lm;
+			char iid[32], root[4200], copy[4200];
+			struct buf pem = BUF_INIT;
+
+			snprintf(iid, sizeof(iid), "%.*s", (int)(strstr(emu.module_id, "-enc") - emu.module_id), emu.module_id);
+			if (local_creds_open(state, NULL, &lm, &err) < 0 || imds_start(r.loop, &lm, iid, &imds, &err) < 0)
+				goto fail;
+			explicit_bzero(&lm, sizeof(lm));
+			snprintf(routes.state, sizeof(routes.state), "%s", state);
+			snprintf(routes.kms_host, sizeof(routes.kms_host), "kms.%s.amazonaws.com", imds_region(imds));
+			routes.imds_port = imds_port(imds);
+			devca_root_path(state, root, sizeof(root));
+			snprintf(copy, sizeof(copy), "%s/%s", vsock_emulated_dir(), DEV_ROOT_NAME);
+			if (fs_read_file(root, 1 << 20, &pem, &err) < 0 ||
+			    fs_write_file_atomic(copy, pem.data, pem.len, 0644, &err) < 0) {
+				buf_free(&pem);
+				goto fail;
+			}
+			buf_free(&pem);
+			local = true;
+		}
 	}
 	if (m->has_egress) {
 		log_info("starting egress proxy on vsock port 17002");
-		if (dns_new(r.loop, &dns, &err) < 0 || host_egress_start(r.loop, dns, NULL, NULL, &egress, &err) < 0)
+		if (dns_new(r.loop, &dns, &err) < 0 ||
+		    host_egress_start(r.loop, dns, local ? local_route : NULL, &routes, &egress, &err) < 0)
 			goto fail;
 	}
 	if (ops->start(&r.launcher, &err) < 0)
@@ -293,6 +361,7 @@ out:
 	host_ingress_stop(ingress);
 	host_egress_stop(egress);
 	nsm_server_stop(nsm);
+	imds_stop(imds);
 	devca_free(ca);
 	if (r.watch_io.registered)
 		loop_io_del(r.loop, &r.watch_io);

@@ -194,13 +194,13 @@ static int endpoint_path(const char *state, char *out, size_t size)
 
 static int cmd_env(const char *state, const char *region)
 {
-	struct kms_master m;
+	struct local_master m;
 	struct err err = { 0 };
 	char path[4200];
 	json_t *ep;
 	const char *http;
 
-	if (kms_master_open(state, region, &m, &err) < 0) {
+	if (local_creds_open(state, region, &m, &err) < 0) {
 		log_error("%s", err.msg);
 		return 1;
 	}
@@ -289,7 +289,7 @@ int cmd_kms_local(int argc, char **argv)
 		tls_port = port ? (uint16_t)(port + 1) : 0;
 	}
 	svc.max_doc_age = max_age;
-	if (kms_master_open(state, region, &svc.master, &err) < 0 ||
+	if (local_creds_open(state, region, &svc.master, &err) < 0 ||
 	    kms_store_open(state, svc.master.account, svc.master.region, &svc.store, &err) < 0)
 		goto fail;
 	if (region && strcmp(region, svc.master.region))

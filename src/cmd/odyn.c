@@ -19,11 +19,13 @@
 #include "enclave/api.h"
 #include "enclave/egress.h"
 #include "enclave/ingress.h"
+#include "enclave/kms_proxy.h"
 #include "enclave/launcher.h"
 #include "enclave/tls_relay.h"
 #include "manifest/manifest.h"
 #include "manifest/policy.h"
 #include "net/vsock.h"
+#include "nitro/nsm.h"
 
 #define DEFAULT_LOCAL_CID 16
 
@@ -35,6 +37,7 @@ struct odyn {
 	struct egress *egress;
 	struct ingress *ingress;
 	struct api *api;
+	struct kms_proxy *kms;
 	pid_t app;
 	int app_status;
 	bool app_done;
@@ -61,10 +64,12 @@ static void on_ingress_drained(void *data)
 	struct odyn *o = data;
 
 	o->ingress = NULL;
-	egress_stop(o->egress);
-	o->egress = NULL;
 	api_stop(o->api);
 	o->api = NULL;
+	kms_proxy_stop(o->kms);
+	o->kms = NULL;
+	egress_stop(o->egress);
+	o->egress = NULL;
 	publish_exit(o);
 }
 
@@ -145,6 +150,21 @@ static int start_services(struct odyn *o, const char *config_dir, bool bootstrap
 	}
 	if (o->manifest->has_kms_proxy && !manifest_egress_enabled(o->manifest))
 		return err_set(err, EINVAL, "%s", MANIFEST_NO_EGRESS_MSG);
+	if (o->manifest->has_kms_proxy) {
+		char url[64], root[4200];
+		const char *vdir = vsock_emulated_dir();
+		bool local = vdir != NULL;
+
+		/* the development root is trusted only in a local enclave, where the launcher put it */
+		if (local)
+			snprintf(root, sizeof(root), "%s/%s", vdir, DEV_ROOT_NAME);
+		log_info("Starting KMS proxy on 127.0.0.1:%u", o->manifest->kms_proxy_port);
+		if (kms_proxy_start(o->loop, o->manifest, local && access(root, R_OK) == 0 ? root : NULL, &o->kms, err) < 0)
+			return -1;
+		snprintf(url, sizeof(url), "http://127.0.0.1:%u", o->manifest->kms_proxy_port);
+		if (setenv("AWS_KMS_ENDPOINT", url, 1) < 0)
+			return err_sys(err, "setenv");
+	}
 	for (size_t i = 0; i < o->manifest->n_ingress && n_ports < 64; i++) {
 		const struct manifest_ingress *in = &o->manifest->ingress[i];
 

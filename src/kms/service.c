@@ -596,7 +596,7 @@ static int authenticate(struct call *c, const struct http_request *req, const ui
 		return fail(c, 400, "InvalidSignatureException",
 			    "Credential should be scoped to a valid region, not '%s'; this kms-local serves '%s'.", a.region,
 			    c->s->master.region);
-	if (kms_creds_lookup(&c->s->master, a.access_key, token, time(NULL), secret, c->principal, &err) < 0)
+	if (local_creds_lookup(&c->s->master, a.access_key, token, time(NULL), secret, c->principal, &err) < 0)
 		return fail(c, 400, strstr(err.msg, "expired") ? "ExpiredTokenException" : "UnrecognizedClientException",
 			    "%s", err.msg);
 	if (!date || !strptime(date, "%Y%m%dT%H%M%SZ", &tm) || strncmp(date, a.date, 8))

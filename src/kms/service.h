@@ -14,11 +14,11 @@
 
 #include "base/buf.h"
 #include "codec/http.h"
-#include "kms/creds.h"
+#include "host/local_creds.h"
 #include "kms/store.h"
 
 struct kms_service {
-	struct kms_master master;
+	struct local_master master;
 	struct kms_store *store;
 	X509 *root;           /* anchors Recipient attestation documents */
 	unsigned max_doc_age; /* seconds a Recipient document stays acceptable */

@@ -14,6 +14,9 @@
 
 #define NSM_DEVICE "/dev/nsm"
 #define NSM_SOCKET_NAME "nsm.sock"
+/* Beside it in a local enclave's vsock folder: the development root, which odyn trusts for TLS
+ * only there (the AWS stand-ins' certificates come from it). */
+#define DEV_ROOT_NAME "dev-root.pem"
 #define NSM_MAX_REQUEST 4096
 #define NSM_RESPONSE_MAX 0x3000
 

@@ -28,7 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (!dir[0]) {
 		snprintf(dir, sizeof(dir), "/tmp/fuzz-kms-%d", (int)getpid());
-		if (kms_master_open(dir, "us-east-1", &svc.master, &err) < 0 ||
+		if (local_creds_open(dir, "us-east-1", &svc.master, &err) < 0 ||
 		    kms_store_open(dir, svc.master.account, svc.master.region, &svc.store, &err) < 0)
 			abort();
 		svc.root = att_aws_root();

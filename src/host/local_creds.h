@@ -5,8 +5,8 @@
  * kms-local without shared state (the session token carries its expiry, authenticated).
  * Runs in the CLI (kms-local) and in enclaver-run (IMDS). Tokens come from clients.
  */
-#ifndef ENCLAVER_KMS_CREDS_H
-#define ENCLAVER_KMS_CREDS_H
+#ifndef ENCLAVER_HOST_LOCAL_CREDS_H
+#define ENCLAVER_HOST_LOCAL_CREDS_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -16,14 +16,14 @@
 
 #define KMS_LOCAL_ROLE "enclaver-local-enclave"
 
-struct kms_master {
+struct local_master {
 	char access_key[32];
 	char secret_key[64];
 	char account[16];
 	char region[32];
 };
 
-struct kms_temp {
+struct local_temp {
 	char access_key[32];
 	char secret_key[64];
 	char token[512];
@@ -33,15 +33,15 @@ struct kms_temp {
 
 /* Loads <state>/kms/credentials.json, making it (mode 0600) on first use. region: the one to
  * record when making it (NULL: us-east-1). */
-int kms_master_open(const char *state_dir, const char *region, struct kms_master *out, struct err *err);
+int local_creds_open(const char *state_dir, const char *region, struct local_master *out, struct err *err);
 
 /* Temporary credentials valid until expiration. */
-void kms_temp_issue(const struct kms_master *m, time_t expiration, struct kms_temp *out);
+void local_creds_issue(const struct local_master *m, time_t expiration, struct local_temp *out);
 
 /* For a request signed with access_key (and token, for temporary credentials): the secret
  * to check its signature with, and the caller's ARN. Fails for unknown keys, bad or expired
  * tokens. */
-int kms_creds_lookup(const struct kms_master *m, const char *access_key, const char *token, time_t now,
+int local_creds_lookup(const struct local_master *m, const char *access_key, const char *token, time_t now,
 		     char secret[64], char principal[160], struct err *err);
 
 #endif

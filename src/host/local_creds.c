@@ -1,6 +1,6 @@
 /* Local credentials: HMAC-derived temporary keys, so that IMDS and kms-local share only the
  * state folder. */
-#include "kms/creds.h"
+#include "host/local_creds.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -42,7 +42,7 @@ static int mkdirs(const char *path)
 	return mkdir(tmp, 0700) < 0 && errno != EEXIST ? -1 : 0;
 }
 
-int kms_master_open(const char *state_dir, const char *region, struct kms_master *out, struct err *err)
+int local_creds_open(const char *state_dir, const char *region, struct local_master *out, struct err *err)
 {
 	char dir[4096], path[4200];
 	json_t *j;
@@ -93,7 +93,7 @@ int kms_master_open(const char *state_dir, const char *region, struct kms_master
 	return 0;
 }
 
-static void mac_hex(const struct kms_master *m, const char *what, char out[65])
+static void mac_hex(const struct local_master *m, const char *what, char out[65])
 {
 	uint8_t d[32];
 	unsigned n = 32;
@@ -102,7 +102,7 @@ static void mac_hex(const struct kms_master *m, const char *what, char out[65])
 	hex_encode(d, 32, out);
 }
 
-static void derive_secret(const struct kms_master *m, const char *akid, long long exp, char out[64])
+static void derive_secret(const struct local_master *m, const char *akid, long long exp, char out[64])
 {
 	char what[128], mac[65];
 
@@ -111,7 +111,7 @@ static void derive_secret(const struct kms_master *m, const char *akid, long lon
 	snprintf(out, 64, "%.40s", mac);
 }
 
-void kms_temp_issue(const struct kms_master *m, time_t expiration, struct kms_temp *out)
+void local_creds_issue(const struct local_master *m, time_t expiration, struct local_temp *out)
 {
 	char body[128], mac[65];
 	struct buf b64 = BUF_INIT;
@@ -129,7 +129,7 @@ void kms_temp_issue(const struct kms_master *m, time_t expiration, struct kms_te
 	buf_free(&b64);
 }
 
-int kms_creds_lookup(const struct kms_master *m, const char *access_key, const char *token, time_t now,
+int local_creds_lookup(const struct local_master *m, const char *access_key, const char *token, time_t now,
 		     char secret[64], char principal[160], struct err *err)
 {
 	if (!strcmp(access_key, m->access_key)) {

@@ -1,0 +1,330 @@
+/* Blocking HTTP client over the egress proxy, with OpenSSL for HTTPS. */
+#include "enclave/aws_client.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "codec/http.h"
+
+extern const char enclaver_ca_bundle[];
+extern const size_t enclaver_ca_bundle_len;
+
+static int add_pems(X509_STORE *st, BIO *b)
+{
+	X509 *x;
+	int n = 0;
+
+	while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+		if (X509_STORE_add_cert(st, x) == 1)
+			n++;
+		X509_free(x);
+	}
+	ERR_clear_error();
+	return n;
+}
+
+SSL_CTX *aws_tls_ctx(const char *extra_pem, struct err *err)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	X509_STORE *st;
+	BIO *b;
+
+	if (!ctx) {
+		err_set(err, ENOMEM, "TLS context");
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	st = SSL_CTX_get_cert_store(ctx);
+	b = BIO_new_mem_buf(enclaver_ca_bundle, (int)enclaver_ca_bundle_len);
+	add_pems(st, b);
+	BIO_free(b);
+	if (extra_pem) {
+		b = BIO_new_file(extra_pem, "r");
+		if (!b || add_pems(st, b) == 0) {
+			BIO_free(b);
+			SSL_CTX_free(ctx);
+			err_set(err, EINVAL, "%s: no certificate", extra_pem);
+			return NULL;
+		}
+		BIO_free(b);
+	}
+	return ctx;
+}
+
+struct conn {
+	int fd;
+	SSL *ssl;
+	int timeout_ms;
+};
+
+static int wait_fd(struct conn *c, short ev)
+{
+	struct pollfd p = { c->fd, ev, 0 };
+	int r = poll(&p, 1, c->timeout_ms);
+
+	return r > 0 ? 0 : -1;
+}
+
+static int send_all(struct conn *c, const void *data, size_t len, struct err *err)
+{
+	const uint8_t *p = data;
+
+	while (len) {
+		int n;
+
+		if (c->ssl) {
+			n = SSL_write(c->ssl, p, (int)(len > 1 << 20 ? 1 << 20 : len));
+			if (n <= 0)
+				return err_set(err, EIO, "TLS write failed");
+		} else {
+			n = (int)send(c->fd, p, len, MSG_NOSIGNAL);
+			if (n < 0) {
+				if (errno == EINTR)
+					continue;
+				return err_sys(err, "send");
+			}
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static ssize_t recv_some(struct conn *c, void *buf, size_t len)
+{
+	if (c->ssl) {
+		int n = SSL_read(c->ssl, buf, (int)len);
+
+		return n > 0 ? n : (SSL_get_error(c->ssl, n) == SSL_ERROR_ZERO_RETURN ? 0 : -1);
+	}
+	if (wait_fd(c, POLLIN) < 0)
+		return -1;
+	return recv(c->fd, buf, len, 0);
+}
+
+/* Reads a response head into head (up to CRLFCRLF); extra bytes after it go to rest. */
+static int read_head(struct conn *c, struct buf *head, struct buf *rest, struct err *err)
+{
+	char chunk[4096];
+
+	for (;;) {
+		const char *end = head->len ? memmem(head->data, head->len, "\r\n\r\n", 4) : NULL;
+		ssize_t n;
+
+		if (end) {
+			size_t hl = (size_t)(end - (const char *)head->data) + 4;
+
+			buf_append(rest, head->data + hl, head->len - hl);
+			head->len = hl;
+			return 0;
+		}
+		if (head->len > 65536)
+			return err_set(err, EPROTO, "response head too large");
+		n = recv_some(c, chunk, sizeof(chunk));
+		if (n <= 0)
+			return err_set(err, EIO, "connection closed before the response");
+		buf_append(head, chunk, (size_t)n);
+	}
+}
+
+static const char *head_header(const struct buf *head, const char *name)
+{
+	size_t n = strlen(name);
+	const char *p = (const char *)head->data, *end = p + head->len;
+
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+
+		if (!nl)
+			break;
+		p = nl + 1;
+		if ((size_t)(end - p) > n && !strncasecmp(p, name, n) && p[n] == ':')
+			return p + n + 1;
+	}
+	return NULL;
+}
+
+static int read_body(struct conn *c, const struct buf *head, struct buf *rest, struct buf *body, struct err *err)
+{
+	const char *cl = head_header(head, "content-length"), *te = head_header(head, "transfer-encoding");
+	char chunk[16384];
+
+	if (te && !strncasecmp(te + strspn(te, " "), "chunked", 7)) {
+		/* chunk by chunk: size line, data, CRLF; ends at a zero size */
+		struct buf in = *rest;
+		size_t pos = 0;
+
+		*rest = (struct buf)BUF_INIT;
+		for (;;) {
+			const char *nl = in.len > pos ? memchr(in.data + pos, '\n', in.len - pos) : NULL;
+			unsigned long size;
+			ssize_t n;
+
+			if (nl) {
+				size = strtoul((const char *)in.data + pos, NULL, 16);
+				if (size > AWS_MAX_BODY || body->len + size > AWS_MAX_BODY) {
+					buf_free(&in);
+					return err_set(err, EFBIG, "response larger than %u bytes", AWS_MAX_BODY);
+				}
+				if (in.len - (size_t)(nl + 1 - (const char *)in.data) >= size + 2) {
+					pos = (size_t)(nl + 1 - (const char *)in.data);
+					if (!size) {
+						buf_free(&in);
+						return 0;
+					}
+					buf_append(body, in.data + pos, size);
+					pos += size + 2;
+					continue;
+				}
+			}
+			n = recv_some(c, chunk, sizeof(chunk));
+			if (n <= 0) {
+				buf_free(&in);
+				return err_set(err, EIO, "connection closed in a chunked body");
+			}
+			buf_append(&in, chunk, (size_t)n);
+		}
+	}
+	if (cl) {
+		unsigned long want = strtoul(cl, NULL, 10);
+
+		if (want > AWS_MAX_BODY)
+			return err_set(err, EFBIG, "response larger than %u bytes", AWS_MAX_BODY);
+		buf_append(body, rest->data, rest->len < want ? rest->len : want);
+		while (body->len < want) {
+			ssize_t n = recv_some(c, chunk, sizeof(chunk));
+
+			if (n <= 0)
+				return err_set(err, EIO, "connection closed in the body");
+			buf_append(body, chunk, (size_t)n > want - body->len ? want - body->len : (size_t)n);
+		}
+		return 0;
+	}
+	/* no length: until the connection closes */
+	buf_append(body, rest->data, rest->len);
+	for (;;) {
+		ssize_t n = recv_some(c, chunk, sizeof(chunk));
+
+		if (n <= 0)
+			return 0;
+		if (body->len + (size_t)n > AWS_MAX_BODY)
+			return err_set(err, EFBIG, "response larger than %u bytes", AWS_MAX_BODY);
+		buf_append(body, chunk, (size_t)n);
+	}
+}
+
+static int status_of(const struct buf *head)
+{
+	int st = 0;
+
+	if (head->len < 12 || sscanf((const char *)head->data, "HTTP/1.%*c %d", &st) != 1)
+		return -1;
+	return st;
+}
+
+int aws_request(uint16_t proxy_port, SSL_CTX *tls, const char *method, const char *url, const char *const *headers,
+		const void *body, size_t len, int timeout_ms, struct aws_response *resp, struct err *err)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(proxy_port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct conn c = { .fd = -1, .timeout_ms = timeout_ms };
+	struct buf req = BUF_INIT, head = BUF_INIT, rest = BUF_INIT;
+	bool https = !strncmp(url, "https://", 8);
+	const char *auth = url + (https ? 8 : 7), *path;
+	char authority[300], host[300];
+	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
+	int rc = -1;
+
+	memset(resp, 0, sizeof(*resp));
+	if (strncmp(url, "http://", 7) && !https)
+		return err_set(err, EINVAL, "%s: not an http(s) URL", url);
+	path = strchr(auth, '/');
+	if (!path)
+		path = "/";
+	snprintf(authority, sizeof(authority), "%.*s", (int)(path == auth ? 0 : strcspn(auth, "/")), auth);
+	snprintf(host, sizeof(host), "%.*s", (int)strcspn(authority, ":"), authority);
+	c.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c.fd < 0 || setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+	    setsockopt(c.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0 ||
+	    connect(c.fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		err_sys(err, "egress proxy 127.0.0.1:%u", proxy_port);
+		goto out;
+	}
+	if (https) {
+		/* a tunnel to host:443 (or the given port), then TLS to the named host */
+		buf_printf(&req, "CONNECT %s%s HTTP/1.1\r\nHost: %s%s\r\n\r\n", authority, strchr(authority, ':') ? "" : ":443",
+			   authority, strchr(authority, ':') ? "" : ":443");
+		if (send_all(&c, req.data, req.len, err) < 0 || read_head(&c, &head, &rest, err) < 0)
+			goto out;
+		if (status_of(&head) != 200) {
+			err_set(err, ECONNREFUSED, "egress proxy refused CONNECT %s: %.*s", authority,
+				(int)strcspn((const char *)head.data, "\r"), (const char *)head.data);
+			goto out;
+		}
+		c.ssl = SSL_new(tls);
+		if (!c.ssl || SSL_set_fd(c.ssl, c.fd) != 1 || SSL_set_tlsext_host_name(c.ssl, host) != 1 ||
+		    SSL_set1_host(c.ssl, host) != 1) {
+			err_set(err, ENOMEM, "TLS");
+			goto out;
+		}
+		if (SSL_connect(c.ssl) != 1) {
+			long v = SSL_get_verify_result(c.ssl);
+
+			err_set(err, EACCES, "TLS to %s failed: %s", host,
+				v != X509_V_OK ? X509_verify_cert_error_string(v) : "handshake failed");
+			goto out;
+		}
+		buf_reset(&req);
+		buf_reset(&head);
+		buf_reset(&rest);
+		buf_printf(&req, "%s %s HTTP/1.1\r\nHost: %s\r\n", method, path, authority);
+	} else {
+		buf_printf(&req, "%s %s HTTP/1.1\r\nHost: %s\r\n", method, url, authority);
+	}
+	for (const char *const *h = headers; h && *h; h++)
+		buf_printf(&req, "%s\r\n", *h);
+	buf_printf(&req, "Content-Length: %zu\r\nConnection: close\r\n\r\n", len);
+	buf_append(&req, body, len);
+	if (send_all(&c, req.data, req.len, err) < 0 || read_head(&c, &head, &rest, err) < 0)
+		goto out;
+	resp->status = status_of(&head);
+	if (resp->status < 0) {
+		err_set(err, EPROTO, "%s: not an HTTP response", host);
+		goto out;
+	}
+	if (read_body(&c, &head, &rest, &resp->body, err) < 0)
+		goto out;
+	rc = 0;
+out:
+	if (rc < 0)
+		aws_response_free(resp);
+	if (c.ssl) {
+		SSL_shutdown(c.ssl);
+		SSL_free(c.ssl);
+	}
+	if (c.fd >= 0)
+		close(c.fd);
+	buf_free_secret(&req);
+	buf_free(&head);
+	buf_free(&rest);
+	return rc;
+}
+
+void aws_response_free(struct aws_response *r)
+{
+	buf_free_secret(&r->body);
+	r->status = 0;
+}

@@ -1,0 +1,577 @@
+/* KMS proxy: requests in the loop's thread, upstream calls on workers, answers back through a
+ * pipe. */
+#include "enclave/kms_proxy.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/hex.h"
+#include "base/log.h"
+#include "crypto/cms.h"
+#include "crypto/sigv4.h"
+#include "enclave/aws_client.h"
+#include "net/http_server.h"
+#include "nitro/nsm.h"
+
+#define IMDS "http://169.254.169.254"
+#define TIMEOUT_MS 30000
+#define MAX_WORKERS 64
+#define MAX_BODY (1u << 20)
+#define REFRESH_SECONDS 300 /* credentials are renewed this long before they expire */
+
+struct creds {
+	char access_key[128], secret_key[128], token[2048];
+	time_t expiration;
+};
+
+struct kms_proxy {
+	struct loop *loop;
+	struct http_server *srv;
+	uint16_t egress_port;
+	const struct manifest *m;
+	char region[64];
+	SSL_CTX *tls;
+	EVP_PKEY *key;      /* RSA-2048, made at start */
+	struct buf spki;    /* its SubjectPublicKeyInfo */
+	pthread_mutex_t lock; /* creds, workers */
+	struct creds creds;
+	unsigned workers;
+	int pipe_rd, pipe_wr;
+	struct loop_io pipe_io;
+	bool stopping;
+};
+
+struct job {
+	struct kms_proxy *p;
+	struct http_conn *conn;
+	char target[128];  /* X-Amz-Target */
+	char region[64];
+	char path[512];
+	char method[16];
+	struct buf body;
+	/* the answer */
+	int status;
+	struct buf out;
+	char log[512];
+};
+
+static const char *const attesting[] = { "TrentService.Decrypt", "TrentService.DeriveSharedSecret",
+					 "TrentService.GenerateDataKey", "TrentService.GenerateDataKeyPair",
+					 "TrentService.GenerateRandom" };
+
+static void kms_error(struct buf *out, const char *type, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void kms_error(struct buf *out, const char *type, const char *fmt, ...)
+{
+	char msg[512];
+	json_t *j;
+	char *s;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	j = json_pack("{s:s, s:s}", "__type", type, "message", msg);
+	s = json_dumps(j, JSON_COMPACT);
+	buf_reset(out);
+	buf_append_str(out, s);
+	free(s);
+	json_decref(j);
+}
+
+/* --- IMDSv2, through the egress proxy --- */
+
+static int imds_get(struct kms_proxy *p, const char *path, struct buf *out, struct err *err)
+{
+	struct aws_response r;
+	char url[256], hdr[256];
+	const char *ttl[] = { "X-aws-ec2-metadata-token-ttl-seconds: 60", NULL }, *tok[] = { hdr, NULL };
+
+	if (aws_request(p->egress_port, NULL, "PUT", IMDS "/latest/api/token", ttl, "", 0, TIMEOUT_MS, &r, err) < 0)
+		return err_wrap(err, "IMDS token");
+	if (r.status != 200 || !r.body.len || r.body.len > 200) {
+		aws_response_free(&r);
+		return err_set(err, EIO, "IMDS token: HTTP %d", r.status);
+	}
+	snprintf(hdr, sizeof(hdr), "X-aws-ec2-metadata-token: %.*s", (int)r.body.len, (const char *)r.body.data);
+	aws_response_free(&r);
+	snprintf(url, sizeof(url), IMDS "%s", path);
+	if (aws_request(p->egress_port, NULL, "GET", url, tok, "", 0, TIMEOUT_MS, &r, err) < 0)
+		return err_wrap(err, "IMDS %s", path);
+	if (r.status != 200) {
+		aws_response_free(&r);
+		return err_set(err, EIO, "IMDS %s: HTTP %d", path, r.status);
+	}
+	buf_append(out, r.body.data, r.body.len);
+	aws_response_free(&r);
+	return 0;
+}
+
+static int fetch_creds(struct kms_proxy *p, struct creds *c, struct err *err)
+{
+	struct buf role = BUF_INIT, doc = BUF_INIT;
+	char path[256];
+	json_t *j = NULL;
+	const char *ak, *sk, *tk, *exp;
+	struct tm tm = { 0 };
+	int rc = -1;
+
+	if (imds_get(p, "/latest/meta-data/iam/security-credentials/", &role, err) < 0)
+		goto out;
+	snprintf(path, sizeof(path), "/latest/meta-data/iam/security-credentials/%.*s",
+		 (int)strcspn(buf_cstr(&role), "\r\n"), buf_cstr(&role));
+	if (imds_get(p, path, &doc, err) < 0)
+		goto out;
+	j = json_loadb((const char *)doc.data, doc.len, 0, NULL);
+	ak = json_string_value(json_object_get(j, "AccessKeyId"));
+	sk = json_string_value(json_object_get(j, "SecretAccessKey"));
+	tk = json_string_value(json_object_get(j, "Token"));
+	exp = json_string_value(json_object_get(j, "Expiration"));
+	if (!ak || !sk || !tk || !exp || strlen(ak) >= sizeof(c->access_key) || strlen(sk) >= sizeof(c->secret_key) ||
+	    strlen(tk) >= sizeof(c->token) || !strptime(exp, "%Y-%m-%dT%H:%M:%S", &tm)) {
+		err_set(err, EIO, "IMDS role credentials: unexpected answer");
+		goto out;
+	}
+	snprintf(c->access_key, sizeof(c->access_key), "%s", ak);
+	snprintf(c->secret_key, sizeof(c->secret_key), "%s", sk);
+	snprintf(c->token, sizeof(c->token), "%s", tk);
+	c->expiration = timegm(&tm);
+	rc = 0;
+out:
+	json_decref(j);
+	buf_free(&role);
+	buf_free_secret(&doc);
+	return rc;
+}
+
+/* The cached credentials, renewed when less than REFRESH_SECONDS remain. */
+static int credentials(struct kms_proxy *p, struct creds *out, bool *refreshed, struct err *err)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&p->lock);
+	*refreshed = false;
+	if (p->creds.expiration - time(NULL) < REFRESH_SECONDS) {
+		struct creds fresh;
+
+		rc = fetch_creds(p, &fresh, err);
+		if (rc == 0) {
+			p->creds = fresh;
+			*refreshed = true;
+		}
+		explicit_bzero(&fresh, sizeof(fresh));
+	}
+	if (rc == 0)
+		*out = p->creds;
+	pthread_mutex_unlock(&p->lock);
+	return rc;
+}
+
+/* --- the worker --- */
+
+static bool is_attesting(const char *target)
+{
+	for (size_t i = 0; i < sizeof(attesting) / sizeof(attesting[0]); i++)
+		if (!strcasecmp(target, attesting[i]))
+			return true;
+	return false;
+}
+
+/* Adds the Recipient: a fresh attestation document over the proxy's key. */
+static int add_recipient(struct job *j, struct buf *body, struct err *err)
+{
+	json_t *o = json_loadb((const char *)j->body.data, j->body.len, 0, NULL);
+	struct nsm *nsm = NULL;
+	struct nsm_bytes pk = { j->p->spki.data, j->p->spki.len };
+	struct buf doc = BUF_INIT, b64 = BUF_INIT;
+	char *s;
+	int rc = -1;
+
+	if (!json_is_object(o)) {
+		err_set(err, EINVAL, "the request body is not a JSON object");
+		goto out;
+	}
+	if (nsm_open(&nsm, err) < 0 || nsm_attestation(nsm, NULL, NULL, &pk, &doc, err) < 0) {
+		err_wrap(err, "attestation");
+		goto out;
+	}
+	b64_encode(doc.data, doc.len, &b64);
+	json_object_set_new(o, "Recipient", json_pack("{s:s%, s:s}", "AttestationDocument", (const char *)b64.data,
+						      b64.len, "KeyEncryptionAlgorithm", "RSAES_OAEP_SHA_256"));
+	s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	buf_append_str(body, s);
+	explicit_bzero(s, strlen(s));
+	free(s);
+	rc = 0;
+out:
+	nsm_close(nsm);
+	json_decref(o);
+	buf_free(&doc);
+	buf_free(&b64);
+	return rc;
+}
+
+/* Replaces CiphertextForRecipient with the secret under upstream v0.6.1's field name. */
+static int open_response(struct job *j, struct aws_response *r, struct err *err)
+{
+	json_t *o = json_loadb((const char *)r->body.data, r->body.len, 0, NULL), *cfr;
+	const char *field = !strcasecmp(j->target, "TrentService.GenerateDataKeyPair")   ? "PrivateKeyPlaintext"
+			    : !strcasecmp(j->target, "TrentService.DeriveSharedSecret") ? "SharedSecret"
+											  : "Plaintext";
+	struct buf ct = BUF_INIT, pt = BUF_INIT, b64 = BUF_INIT;
+	char *s;
+	int rc = -1;
+
+	cfr = json_object_get(o, "CiphertextForRecipient");
+	if (!json_is_object(o) || !json_is_string(cfr)) {
+		err_set(err, EPROTO, "Response body is missing 'CiphertextForRecipient'");
+		goto out;
+	}
+	if (b64_decode(json_string_value(cfr), json_string_length(cfr), &ct) < 0 ||
+	    cms_recipient_decrypt(j->p->key, ct.data, ct.len, &pt, err) < 0) {
+		if (!err->msg[0])
+			err_set(err, EPROTO, "CiphertextForRecipient is not base64");
+		goto out;
+	}
+	json_object_del(o, "CiphertextForRecipient");
+	b64_encode(pt.data, pt.len, &b64);
+	json_object_set_new(o, field, json_stringn((const char *)b64.data ? (const char *)b64.data : "", b64.len));
+	s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	buf_append_str(&j->out, s);
+	explicit_bzero(s, strlen(s));
+	free(s);
+	rc = 0;
+out:
+	json_decref(o);
+	buf_free(&ct);
+	buf_free_secret(&pt);
+	buf_free_secret(&b64);
+	return rc;
+}
+
+static const char *upstream_authority(struct kms_proxy *p, const char *region, char *buf, size_t size)
+{
+	for (size_t i = 0; i < p->m->n_kms_endpoints; i++)
+		if (!strcmp(p->m->kms_endpoints[i].region, region))
+			return p->m->kms_endpoints[i].authority;
+	snprintf(buf, size, "kms.%s.amazonaws.com", region);
+	return buf;
+}
+
+static void run_job(struct job *j)
+{
+	struct kms_proxy *p = j->p;
+	struct err err = { 0 };
+	struct creds c;
+	struct buf body = BUF_INIT;
+	struct aws_response r = { 0 };
+	char date[17], *auth = NULL, authority_buf[160], url[700];
+	const char *authority = upstream_authority(p, j->region, authority_buf, sizeof(authority_buf));
+	bool attest = !strcmp(j->method, "POST") && !strcmp(j->path, "/") && is_attesting(j->target), refreshed;
+	char h_type[] = "Content-Type: application/x-amz-json-1.1", h_target[160], h_date[64], h_token[2100],
+	     h_auth[1200];
+	const char *headers[6];
+	struct sigv4_header sh[5];
+	size_t n = 0;
+
+	if (credentials(p, &c, &refreshed, &err) < 0) {
+		j->status = 500;
+		kms_error(&j->out, "KMSProxyCredentialsException", "the KMS proxy has no instance role credentials: %s",
+			  err.msg);
+		snprintf(j->log, sizeof(j->log), "kms proxy: credentials: %s", err.msg);
+		return;
+	}
+	if (refreshed)
+		snprintf(j->log, sizeof(j->log), "kms proxy: fetched role credentials from IMDSv2 (expire %lld s from now)",
+			 (long long)(c.expiration - time(NULL)));
+	if (attest) {
+		if (add_recipient(j, &body, &err) < 0) {
+			j->status = err.code == EINVAL ? 400 : 500;
+			kms_error(&j->out, err.code == EINVAL ? "SerializationException" : "KMSProxyAttestationException",
+				  "%s", err.msg);
+			snprintf(j->log, sizeof(j->log), "kms proxy: %s: %s", j->target, err.msg);
+			goto out;
+		}
+	} else {
+		buf_append(&body, j->body.data, j->body.len);
+	}
+	/* upstream's signed headers: host, content-type, x-amz-date, x-amz-target, the token */
+	sigv4_amz_date((long long)time(NULL), date);
+	snprintf(h_target, sizeof(h_target), "X-Amz-Target: %s", j->target);
+	snprintf(h_date, sizeof(h_date), "X-Amz-Date: %s", date);
+	snprintf(h_token, sizeof(h_token), "X-Amz-Security-Token: %s", c.token);
+	sh[0] = (struct sigv4_header){ "host", authority };
+	sh[1] = (struct sigv4_header){ "content-type", "application/x-amz-json-1.1" };
+	sh[2] = (struct sigv4_header){ "x-amz-date", date };
+	sh[3] = (struct sigv4_header){ "x-amz-target", j->target };
+	sh[4] = (struct sigv4_header){ "x-amz-security-token", c.token };
+	{
+		struct sigv4_request sr = { j->method, j->path, NULL, sh, c.token[0] ? 5 : 4, body.data, body.len };
+
+		if (sigv4_sign(&sr, date, j->region, "kms", c.access_key, c.secret_key, &auth, &err) < 0) {
+			j->status = 500;
+			kms_error(&j->out, "KMSProxyException", "signing: %s", err.msg);
+			goto out;
+		}
+	}
+	snprintf(h_auth, sizeof(h_auth), "Authorization: %s", auth);
+	headers[n++] = h_type;
+	headers[n++] = h_target;
+	headers[n++] = h_date;
+	if (c.token[0])
+		headers[n++] = h_token;
+	headers[n++] = h_auth;
+	headers[n] = NULL;
+	snprintf(url, sizeof(url), "https://%s%s", authority, j->path);
+	if (aws_request(p->egress_port, p->tls, j->method, url, headers, body.data, body.len, TIMEOUT_MS, &r, &err) < 0) {
+		j->status = 502;
+		kms_error(&j->out, "KMSProxyNetworkException", "%s: %s", authority, err.msg);
+		snprintf(j->log, sizeof(j->log), "kms proxy: %s: %s", authority, err.msg);
+		goto out;
+	}
+	j->status = r.status;
+	if (attest && r.status == 200) {
+		if (open_response(j, &r, &err) < 0) {
+			j->status = 502;
+			kms_error(&j->out, "KMSProxyException", "%s", err.msg);
+			snprintf(j->log, sizeof(j->log), "kms proxy: %s: %s", j->target, err.msg);
+		}
+	} else {
+		/* KMS's own answers, errors included, go back as they came */
+		buf_append(&j->out, r.body.data, r.body.len);
+	}
+out:
+	aws_response_free(&r);
+	explicit_bzero(&c, sizeof(c));
+	free(auth);
+	buf_free_secret(&body);
+}
+
+static void *worker(void *arg)
+{
+	struct job *j = arg;
+
+	run_job(j);
+	/* hand the finished job to the loop; a pipe write of a pointer is atomic */
+	if (write(j->p->pipe_wr, &j, sizeof(j)) != sizeof(j))
+		abort();
+	return NULL;
+}
+
+static void job_free(struct job *j)
+{
+	buf_free_secret(&j->body);
+	buf_free_secret(&j->out);
+	free(j);
+}
+
+static void on_done(struct loop *l, struct loop_io *io, uint32_t events)
+{
+	struct kms_proxy *p = io->data;
+	struct job *j;
+
+	while (read(p->pipe_rd, &j, sizeof(j)) == sizeof(j)) {
+		if (j->log[0])
+			log_info("%s", j->log);
+		http_respond(j->conn, j->status, "application/x-amz-json-1.1", j->out.data, j->out.len, NULL);
+		job_free(j);
+		pthread_mutex_lock(&p->lock);
+		p->workers--;
+		pthread_mutex_unlock(&p->lock);
+	}
+}
+
+/* Region and service from the app's SigV4 (header, or X-Amz-Credential in the query). */
+static int scope(const struct http_request *req, char *region, size_t rsize, char *service, size_t ssize)
+{
+	const char *auth = http_header_get(req, "authorization"), *cred = NULL;
+	char tmp[512];
+
+	if (auth && (cred = strstr(auth, "Credential=")) != NULL) {
+		cred += 11;
+	} else {
+		const char *q = strchr(req->target, '?');
+
+		for (const char *p = q; p && *p; p = strchr(p + 1, '&'))
+			if (!strncasecmp(p + 1, "X-Amz-Credential=", 17)) {
+				cred = p + 18;
+				break;
+			}
+	}
+	if (!cred)
+		return -1;
+	snprintf(tmp, sizeof(tmp), "%.*s", (int)strcspn(cred, ", &"), cred);
+	for (char *s = tmp; (s = strstr(s, "%2F")) != NULL || (s = strstr(tmp, "%2f")) != NULL;) {
+		*s = '/';
+		memmove(s + 1, s + 3, strlen(s + 3) + 1);
+	}
+	{
+		char *parts[5], *save = NULL;
+		size_t n = 0;
+
+		for (char *t = strtok_r(tmp, "/", &save); t && n < 5; t = strtok_r(NULL, "/", &save))
+			parts[n++] = t;
+		if (n != 5 || strcmp(parts[4], "aws4_request"))
+			return -1;
+		snprintf(region, rsize, "%s", parts[2]);
+		snprintf(service, ssize, "%s", parts[3]);
+	}
+	return 0;
+}
+
+static void handle(void *ctx, struct http_conn *c, const struct http_request *req, const uint8_t *body, size_t len)
+{
+	struct kms_proxy *p = ctx;
+	const char *target = http_header_get(req, "x-amz-target");
+	char region[64], service[64];
+	struct buf out = BUF_INIT;
+	struct job *j;
+	pthread_t t;
+	pthread_attr_t attr;
+	int busy;
+
+	if (scope(req, region, sizeof(region), service, sizeof(service)) < 0) {
+		kms_error(&out, "MissingAuthenticationTokenException", "No AWS SigV4 found in the request");
+		goto answer;
+	}
+	if (strcmp(service, "kms")) {
+		kms_error(&out, "InvalidSignatureException", "Received request signed for a non-KMS (%s) service", service);
+		goto answer;
+	}
+	if (!target || strlen(target) >= sizeof(j->target)) {
+		kms_error(&out, "UnknownOperationException", "KMS Action is missing");
+		goto answer;
+	}
+	pthread_mutex_lock(&p->lock);
+	busy = p->workers >= MAX_WORKERS;
+	if (!busy)
+		p->workers++;
+	pthread_mutex_unlock(&p->lock);
+	if (busy) {
+		kms_error(&out, "ThrottlingException", "the KMS proxy is serving %d requests; retry", MAX_WORKERS);
+		http_respond(c, 429, "application/x-amz-json-1.1", out.data, out.len, NULL);
+		buf_free(&out);
+		return;
+	}
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		abort();
+	j->p = p;
+	j->conn = c;
+	snprintf(j->target, sizeof(j->target), "%s", target);
+	snprintf(j->region, sizeof(j->region), "%s", region);
+	/* forwarded with the query dropped, as upstream */
+	snprintf(j->path, sizeof(j->path), "%.*s", (int)strcspn(req->target, "?"), req->target);
+	snprintf(j->method, sizeof(j->method), "%s", req->method);
+	buf_append(&j->body, body, len);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	if (pthread_create(&t, &attr, worker, j) != 0) {
+		pthread_attr_destroy(&attr);
+		job_free(j);
+		pthread_mutex_lock(&p->lock);
+		p->workers--;
+		pthread_mutex_unlock(&p->lock);
+		kms_error(&out, "KMSProxyException", "cannot start a worker");
+		http_respond(c, 500, "application/x-amz-json-1.1", out.data, out.len, NULL);
+		buf_free(&out);
+		return;
+	}
+	pthread_attr_destroy(&attr);
+	return;
+answer:
+	http_respond(c, 400, "application/x-amz-json-1.1", out.data, out.len, NULL);
+	buf_free(&out);
+}
+
+int kms_proxy_start(struct loop *l, const struct manifest *m, const char *dev_root, struct kms_proxy **out,
+		    struct err *err)
+{
+	struct kms_proxy *p = calloc(1, sizeof(*p));
+	struct buf region = BUF_INIT;
+	int fds[2];
+	unsigned char *der = NULL;
+	int len;
+
+	if (!p)
+		abort();
+	p->loop = l;
+	p->m = m;
+	p->egress_port = m->egress_proxy_port;
+	p->pipe_rd = p->pipe_wr = -1;
+	pthread_mutex_init(&p->lock, NULL);
+	p->tls = aws_tls_ctx(dev_root, err);
+	if (!p->tls)
+		goto fail;
+	p->key = EVP_RSA_gen(2048);
+	len = p->key ? i2d_PUBKEY(p->key, &der) : -1;
+	if (len <= 0) {
+		err_set(err, ENOMEM, "the KMS proxy's RSA key");
+		goto fail;
+	}
+	buf_append(&p->spki, der, (size_t)len);
+	OPENSSL_free(der);
+	if (imds_get(p, "/latest/meta-data/placement/region", &region, err) < 0 || !region.len || region.len >= 64) {
+		err_wrap(err, "failed to fetch the region from IMDS");
+		goto fail;
+	}
+	snprintf(p->region, sizeof(p->region), "%.*s", (int)region.len, (const char *)region.data);
+	if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) < 0) {
+		err_sys(err, "pipe");
+		goto fail;
+	}
+	p->pipe_rd = fds[0];
+	p->pipe_wr = fds[1];
+	/* workers block on a full pipe rather than lose an answer */
+	fcntl(p->pipe_wr, F_SETFL, fcntl(p->pipe_wr, F_GETFL) & ~O_NONBLOCK);
+	if (loop_io_add(l, &p->pipe_io, p->pipe_rd, EPOLLIN, on_done, p, err) < 0 ||
+	    http_server_start(l, m->kms_proxy_port, MAX_BODY, handle, p, &p->srv, err) < 0)
+		goto fail;
+	buf_free(&region);
+	*out = p;
+	return 0;
+fail:
+	buf_free(&region);
+	kms_proxy_stop(p);
+	return err_wrap(err, "KMS proxy");
+}
+
+void kms_proxy_stop(struct kms_proxy *p)
+{
+	if (!p)
+		return;
+	/* workers still running hold p: it stays (small) until the process ends */
+	http_server_stop(p->srv);
+	p->srv = NULL;
+	pthread_mutex_lock(&p->lock);
+	p->stopping = true;
+	if (p->workers) {
+		pthread_mutex_unlock(&p->lock);
+		return;
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (p->pipe_io.registered)
+		loop_io_del(p->loop, &p->pipe_io);
+	if (p->pipe_rd >= 0)
+		close(p->pipe_rd);
+	if (p->pipe_wr >= 0)
+		close(p->pipe_wr);
+	SSL_CTX_free(p->tls);
+	EVP_PKEY_free(p->key);
+	buf_free(&p->spki);
+	explicit_bzero(&p->creds, sizeof(p->creds));
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+}

@@ -1,0 +1,30 @@
+/*
+ * odyn's KMS proxy (spec/enclaver-compat.md §5.7): the app speaks to it as to KMS at
+ * AWS_KMS_ENDPOINT; it adds a Recipient (an NSM attestation document over an RSA-2048 key made
+ * at start) to Decrypt, DeriveSharedSecret, GenerateDataKey, GenerateDataKeyPair and
+ * GenerateRandom, re-signs every request with the instance role's credentials from IMDSv2
+ * (refreshed before they expire), sends it over TLS through the egress proxy, and answers with
+ * the secret opened from CiphertextForRecipient. Its own failures are KMS-style JSON errors.
+ * Requests come from the app; answers from the network. Upstream calls run on worker threads so
+ * that the event loop never waits on them.
+ */
+#ifndef ENCLAVER_ENCLAVE_KMS_PROXY_H
+#define ENCLAVER_ENCLAVE_KMS_PROXY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/err.h"
+#include "manifest/manifest.h"
+#include "net/loop.h"
+
+struct kms_proxy;
+
+/* Starts on 127.0.0.1:m->kms_proxy_port. Fetches the region from IMDS first: failing that
+ * is an error ("failed to fetch the region from IMDS"). dev_root: a PEM file also trusted for
+ * TLS (the local enclave's development root), or NULL. */
+int kms_proxy_start(struct loop *l, const struct manifest *m, const char *dev_root, struct kms_proxy **out,
+		    struct err *err);
+void kms_proxy_stop(struct kms_proxy *p);
+
+#endif
