@@ -118,6 +118,16 @@ static int set_proxy_env(uint16_t port)
 	return 0;
 }
 
+/* The KMS proxy's start-up failures come after the app has started: as upstream, a fatal
+ * status (odyn stays up for the host to read it). */
+static void kms_fatal(void *data, const char *msg)
+{
+	struct odyn *o = data;
+
+	log_error("Fatal error: %s", msg);
+	console_status_fatal(o->console, msg);
+}
+
 static int start_services(struct odyn *o, const char *config_dir, bool bootstrap, char **argv,
 			  struct err *err)
 {
@@ -159,7 +169,8 @@ static int start_services(struct odyn *o, const char *config_dir, bool bootstrap
 		if (local)
 			snprintf(root, sizeof(root), "%s/%s", vdir, DEV_ROOT_NAME);
 		log_info("Starting KMS proxy on 127.0.0.1:%u", o->manifest->kms_proxy_port);
-		if (kms_proxy_start(o->loop, o->manifest, local && access(root, R_OK) == 0 ? root : NULL, &o->kms, err) < 0)
+		if (kms_proxy_start(o->loop, o->manifest, local && access(root, R_OK) == 0 ? root : NULL, kms_fatal, o,
+				    &o->kms, err) < 0)
 			return -1;
 		snprintf(url, sizeof(url), "http://127.0.0.1:%u", o->manifest->kms_proxy_port);
 		if (setenv("AWS_KMS_ENDPOINT", url, 1) < 0)

@@ -28,11 +28,13 @@
 #define TIMEOUT_MS 30000
 #define MAX_WORKERS 64
 #define MAX_BODY (1u << 20)
-#define REFRESH_SECONDS 300 /* credentials are renewed this long before they expire */
+#define REFRESH_SECONDS 300 /* credentials are renewed this long before they expire, or at the
+			     * last quarter of their life when that is shorter */
 
 struct creds {
 	char access_key[128], secret_key[128], token[2048];
 	time_t expiration;
+	time_t fetched;
 };
 
 struct kms_proxy {
@@ -44,17 +46,21 @@ struct kms_proxy {
 	SSL_CTX *tls;
 	EVP_PKEY *key;      /* RSA-2048, made at start */
 	struct buf spki;    /* its SubjectPublicKeyInfo */
-	pthread_mutex_t lock; /* creds, workers */
+	pthread_mutex_t lock;       /* workers: the loop's thread takes it, never for long */
+	pthread_mutex_t creds_lock; /* creds: held by a worker while it asks IMDS, which goes
+				     * through the loop, so the loop's thread never takes it */
 	struct creds creds;
 	unsigned workers;
 	int pipe_rd, pipe_wr;
 	struct loop_io pipe_io;
 	bool stopping;
+	void (*on_fatal)(void *data, const char *msg);
+	void *fatal_data;
 };
 
 struct job {
 	struct kms_proxy *p;
-	struct http_conn *conn;
+	struct http_conn *conn; /* NULL: the start-up region lookup */
 	char target[128];  /* X-Amz-Target */
 	char region[64];
 	char path[512];
@@ -147,6 +153,7 @@ static int fetch_creds(struct kms_proxy *p, struct creds *c, struct err *err)
 	snprintf(c->secret_key, sizeof(c->secret_key), "%s", sk);
 	snprintf(c->token, sizeof(c->token), "%s", tk);
 	c->expiration = timegm(&tm);
+	c->fetched = time(NULL);
 	rc = 0;
 out:
 	json_decref(j);
@@ -155,14 +162,17 @@ out:
 	return rc;
 }
 
-/* The cached credentials, renewed when less than REFRESH_SECONDS remain. */
+/* The cached credentials, renewed before they expire. */
 static int credentials(struct kms_proxy *p, struct creds *out, bool *refreshed, struct err *err)
 {
+	long life, margin;
 	int rc = 0;
 
-	pthread_mutex_lock(&p->lock);
+	pthread_mutex_lock(&p->creds_lock);
+	life = (long)(p->creds.expiration - p->creds.fetched);
+	margin = life / 4 < REFRESH_SECONDS ? life / 4 : REFRESH_SECONDS;
 	*refreshed = false;
-	if (p->creds.expiration - time(NULL) < REFRESH_SECONDS) {
+	if (p->creds.expiration - time(NULL) < margin || !p->creds.expiration) {
 		struct creds fresh;
 
 		rc = fetch_creds(p, &fresh, err);
@@ -174,7 +184,7 @@ static int credentials(struct kms_proxy *p, struct creds *out, bool *refreshed, 
 	}
 	if (rc == 0)
 		*out = p->creds;
-	pthread_mutex_unlock(&p->lock);
+	pthread_mutex_unlock(&p->creds_lock);
 	return rc;
 }
 
@@ -358,11 +368,31 @@ out:
 	buf_free_secret(&body);
 }
 
+/* The region, from IMDS through odyn's own egress proxy: on a worker, since that proxy runs in
+ * the event loop this would otherwise block. */
+static void region_job(struct job *j)
+{
+	struct buf region = BUF_INIT;
+	struct err err = { 0 };
+
+	if (imds_get(j->p, "/latest/meta-data/placement/region", &region, &err) < 0 || !region.len || region.len >= 64) {
+		j->status = -1;
+		snprintf(j->log, sizeof(j->log), "failed to fetch the region from IMDS: %s", err.msg[0] ? err.msg : "empty");
+	} else {
+		j->status = 0;
+		snprintf(j->region, sizeof(j->region), "%.*s", (int)region.len, (const char *)region.data);
+	}
+	buf_free(&region);
+}
+
 static void *worker(void *arg)
 {
 	struct job *j = arg;
 
-	run_job(j);
+	if (j->conn)
+		run_job(j);
+	else
+		region_job(j);
 	/* hand the finished job to the loop; a pipe write of a pointer is atomic */
 	if (write(j->p->pipe_wr, &j, sizeof(j)) != sizeof(j))
 		abort();
@@ -382,14 +412,39 @@ static void on_done(struct loop *l, struct loop_io *io, uint32_t events)
 	struct job *j;
 
 	while (read(p->pipe_rd, &j, sizeof(j)) == sizeof(j)) {
-		if (j->log[0])
-			log_info("%s", j->log);
-		http_respond(j->conn, j->status, "application/x-amz-json-1.1", j->out.data, j->out.len, NULL);
+		if (!j->conn) {
+			if (j->status < 0) {
+				log_error("KMS proxy: %s", j->log);
+				if (p->on_fatal)
+					p->on_fatal(p->fatal_data, j->log);
+			} else {
+				snprintf(p->region, sizeof(p->region), "%s", j->region);
+				log_info("KMS proxy: region %s (from IMDS)", p->region);
+			}
+		} else {
+			if (j->log[0])
+				log_info("%s", j->log);
+			http_respond(j->conn, j->status, "application/x-amz-json-1.1", j->out.data, j->out.len, NULL);
+		}
 		job_free(j);
 		pthread_mutex_lock(&p->lock);
 		p->workers--;
 		pthread_mutex_unlock(&p->lock);
 	}
+}
+
+static int spawn(struct job *j)
+{
+	pthread_t t;
+	pthread_attr_t attr;
+	int rc;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	rc = pthread_create(&t, &attr, worker, j);
+	pthread_attr_destroy(&attr);
+	return rc;
 }
 
 /* Region and service from the app's SigV4 (header, or X-Amz-Credential in the query). */
@@ -437,8 +492,6 @@ static void handle(void *ctx, struct http_conn *c, const struct http_request *re
 	char region[64], service[64];
 	struct buf out = BUF_INIT;
 	struct job *j;
-	pthread_t t;
-	pthread_attr_t attr;
 	int busy;
 
 	if (scope(req, region, sizeof(region), service, sizeof(service)) < 0) {
@@ -475,11 +528,7 @@ static void handle(void *ctx, struct http_conn *c, const struct http_request *re
 	snprintf(j->path, sizeof(j->path), "%.*s", (int)strcspn(req->target, "?"), req->target);
 	snprintf(j->method, sizeof(j->method), "%s", req->method);
 	buf_append(&j->body, body, len);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, 256 * 1024);
-	if (pthread_create(&t, &attr, worker, j) != 0) {
-		pthread_attr_destroy(&attr);
+	if (spawn(j) != 0) {
 		job_free(j);
 		pthread_mutex_lock(&p->lock);
 		p->workers--;
@@ -489,18 +538,18 @@ static void handle(void *ctx, struct http_conn *c, const struct http_request *re
 		buf_free(&out);
 		return;
 	}
-	pthread_attr_destroy(&attr);
 	return;
 answer:
 	http_respond(c, 400, "application/x-amz-json-1.1", out.data, out.len, NULL);
 	buf_free(&out);
 }
 
-int kms_proxy_start(struct loop *l, const struct manifest *m, const char *dev_root, struct kms_proxy **out,
+int kms_proxy_start(struct loop *l, const struct manifest *m, const char *dev_root,
+		    void (*on_fatal)(void *data, const char *msg), void *fatal_data, struct kms_proxy **out,
 		    struct err *err)
 {
 	struct kms_proxy *p = calloc(1, sizeof(*p));
-	struct buf region = BUF_INIT;
+	struct job *rj;
 	int fds[2];
 	unsigned char *der = NULL;
 	int len;
@@ -511,7 +560,10 @@ int kms_proxy_start(struct loop *l, const struct manifest *m, const char *dev_ro
 	p->m = m;
 	p->egress_port = m->egress_proxy_port;
 	p->pipe_rd = p->pipe_wr = -1;
+	p->on_fatal = on_fatal;
+	p->fatal_data = fatal_data;
 	pthread_mutex_init(&p->lock, NULL);
+	pthread_mutex_init(&p->creds_lock, NULL);
 	p->tls = aws_tls_ctx(dev_root, err);
 	if (!p->tls)
 		goto fail;
@@ -523,11 +575,6 @@ int kms_proxy_start(struct loop *l, const struct manifest *m, const char *dev_ro
 	}
 	buf_append(&p->spki, der, (size_t)len);
 	OPENSSL_free(der);
-	if (imds_get(p, "/latest/meta-data/placement/region", &region, err) < 0 || !region.len || region.len >= 64) {
-		err_wrap(err, "failed to fetch the region from IMDS");
-		goto fail;
-	}
-	snprintf(p->region, sizeof(p->region), "%.*s", (int)region.len, (const char *)region.data);
 	if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) < 0) {
 		err_sys(err, "pipe");
 		goto fail;
@@ -539,11 +586,20 @@ int kms_proxy_start(struct loop *l, const struct manifest *m, const char *dev_ro
 	if (loop_io_add(l, &p->pipe_io, p->pipe_rd, EPOLLIN, on_done, p, err) < 0 ||
 	    http_server_start(l, m->kms_proxy_port, MAX_BODY, handle, p, &p->srv, err) < 0)
 		goto fail;
-	buf_free(&region);
+	rj = calloc(1, sizeof(*rj));
+	if (!rj)
+		abort();
+	rj->p = p;
+	p->workers++;
+	if (spawn(rj) != 0) {
+		free(rj);
+		p->workers--;
+		err_set(err, EAGAIN, "cannot start a worker");
+		goto fail;
+	}
 	*out = p;
 	return 0;
 fail:
-	buf_free(&region);
 	kms_proxy_stop(p);
 	return err_wrap(err, "KMS proxy");
 }
@@ -573,5 +629,6 @@ void kms_proxy_stop(struct kms_proxy *p)
 	buf_free(&p->spki);
 	explicit_bzero(&p->creds, sizeof(p->creds));
 	pthread_mutex_destroy(&p->lock);
+	pthread_mutex_destroy(&p->creds_lock);
 	free(p);
 }

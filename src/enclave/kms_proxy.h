@@ -20,10 +20,12 @@
 
 struct kms_proxy;
 
-/* Starts on 127.0.0.1:m->kms_proxy_port. Fetches the region from IMDS first: failing that
- * is an error ("failed to fetch the region from IMDS"). dev_root: a PEM file also trusted for
- * TLS (the local enclave's development root), or NULL. */
-int kms_proxy_start(struct loop *l, const struct manifest *m, const char *dev_root, struct kms_proxy **out,
+/* Starts on 127.0.0.1:m->kms_proxy_port and looks the region up in IMDS (through the egress
+ * proxy, so not before it runs); when that fails on_fatal gets "failed to fetch the region from
+ * IMDS: ...". dev_root: a PEM file also trusted for TLS (the local enclave's development
+ * root), or NULL. */
+int kms_proxy_start(struct loop *l, const struct manifest *m, const char *dev_root,
+		    void (*on_fatal)(void *data, const char *msg), void *fatal_data, struct kms_proxy **out,
 		    struct err *err);
 void kms_proxy_stop(struct kms_proxy *p);
 

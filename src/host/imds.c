@@ -45,13 +45,13 @@ static bool token_ok(struct imds *m, const char *t)
 	return false;
 }
 
-/* Credentials last `duration`; new ones are made once less than a fifth of it is left, as
- * IMDS rotates them well before they expire. */
+/* Credentials last `duration`; new ones are made once less than half of it is left, as IMDS
+ * rotates them well before they expire (so a client refreshing near the end gets new ones). */
 static const struct local_temp *credentials(struct imds *m)
 {
 	time_t now = time(NULL);
 
-	if (m->creds.expiration - now < m->duration / 5)
+	if (m->creds.expiration - now < m->duration / 2)
 		local_creds_issue(&m->m, now + m->duration, &m->creds);
 	return &m->creds;
 }

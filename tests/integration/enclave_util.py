@@ -47,7 +47,7 @@ def _copy_shared_libs(binary, root):
         shutil.copy2(os.path.realpath(path), dst)
 
 
-def make_eif(d, manifest, app, env=("PATH=/bin:/sbin",), extra_files=None):
+def make_eif(d, manifest, app, env=("PATH=/bin:/sbin",), extra_files=None, odyn_args=()):
     """An EIF whose /cmd runs odyn with `app` (probe arguments, or an absolute argv)."""
     d = pathlib.Path(d)
     root = d / "rootfs"
@@ -63,7 +63,7 @@ def make_eif(d, manifest, app, env=("PATH=/bin:/sbin",), extra_files=None):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(data)
     argv = list(app) if app and app[0].startswith("/") else ["/bin/probe", *app]
-    cmd = ["/sbin/odyn", "--config-dir", "/etc/enclaver", "--", *argv]
+    cmd = ["/sbin/odyn", *odyn_args, "--config-dir", "/etc/enclaver", "--", *argv]
     c = ref.Cpio()
     _add_tree(c, root, "rootfs")
     c.add("cmd", 0o644, 0o10, "".join(a + "\n" for a in cmd).encode(), mtime=ref.LINUXKIT_MTIME)

@@ -184,6 +184,50 @@ static int api_call(int port, const char *method, const char *path, const char *
 	return 0;
 }
 
+/* kms COUNT INTERVAL_MS TARGET BODY: KMS JSON requests to $AWS_KMS_ENDPOINT, signed as far as
+ * the proxy looks (it re-signs): prints each answer's status line and body. */
+static int kms_calls(int count, int interval_ms, const char *target, const char *body)
+{
+	const char *ep = getenv("AWS_KMS_ENDPOINT");
+	int port, failed = 0;
+
+	if (!ep || sscanf(ep, "http://127.0.0.1:%d", &port) != 1) {
+		printf("kms: no AWS_KMS_ENDPOINT\n");
+		return 3;
+	}
+	for (int i = 0; i < count; i++) {
+		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+					  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		static char reply[1 << 16];
+		size_t got = 0;
+		ssize_t n;
+		char *end;
+
+		if (i)
+			usleep((useconds_t)interval_ms * 1000);
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+			perror("kms connect");
+			return 3;
+		}
+		dprintf(fd, "POST / HTTP/1.1\r\nHost: kms.us-east-1.amazonaws.com\r\nContent-Type: application/x-amz-json-1.1\r\n"
+			    "X-Amz-Target: %s\r\nX-Amz-Date: 20240101T000000Z\r\nAuthorization: AWS4-HMAC-SHA256 "
+			    "Credential=AKIDEXAMPLE/20240101/us-east-1/kms/aws4_request, SignedHeaders=host;x-amz-date, "
+			    "Signature=0000000000000000000000000000000000000000000000000000000000000000\r\n"
+			    "Connection: close\r\nContent-Length: %zu\r\n\r\n%s", target, strlen(body), body);
+		while (got < sizeof(reply) - 1 && (n = read(fd, reply + got, sizeof(reply) - 1 - got)) > 0)
+			got += (size_t)n;
+		reply[got] = 0;
+		close(fd);
+		end = strstr(reply, "\r\n\r\n");
+		*strstr(reply, "\r\n") = 0;
+		printf("kms-status: %s\n", reply);
+		printf("kms-body: %s\n", end ? end + 4 : "");
+		failed += strstr(reply, " 200 ") == NULL;
+	}
+	return failed ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -234,10 +278,35 @@ int main(int argc, char **argv)
 		dump_reply(fd);
 		return 0;
 	}
+	if (!strcmp(argv[1], "kms") && argc == 6)
+		return kms_calls(atoi(argv[2]), atoi(argv[3]), argv[4], argv[5]);
 	if (!strcmp(argv[1], "api")) { /* api PORT METHOD PATH BODY [PORT METHOD PATH BODY]... */
 		for (int i = 2; i + 3 < argc; i += 4)
 			api_call(atoi(argv[i]), argv[i + 1], argv[i + 2], argv[i + 3]);
 		return 0;
+	}
+	if (!strcmp(argv[1], "par-get")) { /* par-get N URL: N absolute-form GETs at once, each in a child */
+		int n = atoi(argv[2]), ok = 0;
+
+		for (int i = 0; i < n; i++)
+			if (fork() == 0) {
+				int fd = proxy_fd();
+				char buf[65536];
+				ssize_t k, got = 0;
+
+				dprintf(fd, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", argv[3]);
+				while ((k = read(fd, buf + got, sizeof(buf) - 1 - (size_t)got)) > 0)
+					got += k;
+				_exit(got > 0 && strstr(buf, " 200 ") == buf + 8 ? 0 : 1);
+			}
+		for (int i = 0; i < n; i++) {
+			int st;
+
+			wait(&st);
+			ok += WIFEXITED(st) && WEXITSTATUS(st) == 0;
+		}
+		printf("par-get: %d of %d answered\n", ok, n);
+		return ok == n ? 0 : 1;
 	}
 	if (!strcmp(argv[1], "post")) { /* post URL BODY: absolute-form POST with a body */
 		int fd = proxy_fd();

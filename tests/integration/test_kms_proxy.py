@@ -1,0 +1,111 @@
+"""The KMS path end to end in a local enclave: an app calls odyn's KMS proxy, which attaches an
+attestation document, re-signs with role credentials from the IMDS stand-in, and reaches
+kms-local over TLS through the egress tunnel; the key policy allows Decrypt only for the EIF's
+PCR0. The host uses the AWS CLI against the same kms-local."""
+import base64
+import json
+import os
+import subprocess
+
+import pytest
+
+from conftest import BUILD, run
+import enclave_util as eu
+from test_kms_local import KmsLocal
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the local launcher needs root")
+
+MANIFEST = eu.MANIFEST + """egress:
+  allow:
+    - 169.254.169.254
+    - kms.*.amazonaws.com
+kms_proxy:
+  listen_port: 9999
+"""
+
+
+def pcr0(eif):
+    return json.loads(run("eif", "describe", "--json", eif).out)["Measurements"]["PCR0"]
+
+
+def policy_for(pcr):
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "admin", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+         "Action": ["kms:Create*", "kms:Describe*", "kms:Put*", "kms:Get*", "kms:Encrypt"], "Resource": "*"},
+        {"Sid": "enclave", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:role/enclaver-local-enclave"},
+         "Action": ["kms:Decrypt", "kms:GenerateDataKey", "kms:GenerateRandom"], "Resource": "*",
+         "Condition": {"StringEqualsIgnoreCase": {"kms:RecipientAttestation:PCR0": pcr}}}]})
+
+
+def enclave(d, kms, app, env_extra=None):
+    eif = eu.make_eif(d, MANIFEST, app)
+    env = dict(kms.env, **(env_extra or {}))
+    return eif, env
+
+
+def run_enclave(d, eif, env):
+    return subprocess.run([str(BUILD / "enclaver-run"), "--eif-file", str(eif), "--manifest-file",
+                           str(d / "enclaver.yaml")], capture_output=True, text=True, timeout=120, env=env)
+
+
+def answers(out):
+    return [json.loads(l[len("kms-body: "):]) for l in out.splitlines() if l.startswith("kms-body: ")]
+
+
+def test_decrypt_through_the_proxy_only_for_this_image(tmp_path):
+    kms = KmsLocal(tmp_path / "state")
+    try:
+        key = kms.aws("create-key")["KeyMetadata"]["KeyId"]
+        (tmp_path / "secret").write_bytes(b"TLS key of the enclave")
+        ct = kms.aws("encrypt", "--key-id", key, "--plaintext", f"fileb://{tmp_path}/secret")["CiphertextBlob"]
+        body = json.dumps({"CiphertextBlob": ct})
+        d = tmp_path / "good"
+        d.mkdir()
+        eif = eu.make_eif(d, MANIFEST, ["kms", "2", "0", "TrentService.Decrypt", body])
+        (tmp_path / "policy.json").write_text(policy_for(pcr0(eif)))
+        kms.aws("put-key-policy", "--key-id", key, "--policy-name", "default", "--policy", f"file://{tmp_path}/policy.json")
+        p = run_enclave(d, eif, kms.env)
+        assert p.returncode == 0, p.stdout + p.stderr
+        got = answers(p.stdout)
+        assert len(got) == 2 and all(base64.b64decode(g["Plaintext"]) == b"TLS key of the enclave" for g in got), got
+        assert all("CiphertextForRecipient" not in g for g in got)
+        assert "Starting KMS proxy on 127.0.0.1:9999" in p.stdout
+        # the same app with any change: another PCR0, refused by the key policy, status passed through
+        d2 = tmp_path / "changed"
+        d2.mkdir()
+        eif2 = eu.make_eif(d2, MANIFEST, ["kms", "1", "0", "TrentService.Decrypt", body], env=("PATH=/bin:/sbin", "X=1"))
+        assert pcr0(eif2) != pcr0(eif)
+        p = run_enclave(d2, eif2, kms.env)
+        assert p.returncode == 1, p.stdout
+        assert answers(p.stdout)[0]["__type"] == "AccessDeniedException"
+        assert "kms-status: HTTP/1.1 400" in p.stdout
+    finally:
+        kms.stop()
+
+
+def test_credentials_refresh_and_proxy_errors(tmp_path):
+    kms = KmsLocal(tmp_path / "state")
+    try:
+        key = kms.aws("create-key")["KeyMetadata"]["KeyId"]
+        d = tmp_path / "e"
+        d.mkdir()
+        # 30-second role credentials, renewed in their last quarter: twelve calls over ~33 s
+        body = json.dumps({"NumberOfBytes": 16})
+        eif = eu.make_eif(d, MANIFEST, ["kms", "12", "3000", "TrentService.GenerateRandom", body])
+        (tmp_path / "policy.json").write_text(policy_for(pcr0(eif)))
+        kms.aws("put-key-policy", "--key-id", key, "--policy-name", "default", "--policy", f"file://{tmp_path}/policy.json")
+        p = run_enclave(d, eif, dict(kms.env, ENCLAVER_IMDS_CREDENTIAL_SECONDS="30"))
+        assert p.returncode == 0, p.stdout
+        got = answers(p.stdout)
+        assert len(got) == 12 and all(len(base64.b64decode(g["Plaintext"])) == 16 for g in got)
+        assert p.stdout.count("fetched role credentials from IMDSv2") >= 2, p.stdout
+    finally:
+        kms.stop()
+    # no kms-local: the proxy answers with a KMS-style error instead of dropping the connection
+    d = tmp_path / "none"
+    d.mkdir()
+    eif = eu.make_eif(d, MANIFEST, ["kms", "1", "0", "TrentService.Decrypt", "{\"CiphertextBlob\":\"AA==\"}"])
+    p = run_enclave(d, eif, kms.env)
+    got = answers(p.stdout)
+    assert got and got[0]["__type"] == "KMSProxyNetworkException", p.stdout
+    assert "no kms-local runs with the state folder" in p.stderr
