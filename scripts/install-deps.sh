@@ -8,7 +8,7 @@ packages=(
   libssl-dev libjansson-dev libyaml-dev zlib1g-dev libarchive-dev libcurl4-openssl-dev
   libc-ares-dev libseccomp-dev libhttp-parser-dev
   openssl ca-certificates cpio file procps python3 python3-pytest python3-cbor2 python3-cryptography
-  docker.io docker-registry awscli python3-boto3
+  docker.io docker-registry awscli python3-boto3 mmdebstrap
 )
 
 # Baselines for `make bench` (socat, nginx's stream proxy), the demo's app (busybox) and client

@@ -3,6 +3,10 @@
 writes) from a folder, for the demo, and the helpers the tests use to make hostile ones.
 
     mkimage.py ROOTFS OUT.tar --tag NAME:TAG --entrypoint /bin/sh /app.sh [--env K=V]...
+               [--base-layer ROOTFS.tar]
+
+--base-layer puts a ready-made layer (a root file system tar, such as mmdebstrap writes) under
+the folder's layer.
 """
 import argparse
 import hashlib
@@ -50,10 +54,21 @@ def layer_from_dir(root):
     return layer(entries)
 
 
+def _digest(l):
+    if isinstance(l, (bytes, bytearray)):
+        return hashlib.sha256(l).hexdigest()
+    h = hashlib.sha256()
+    with open(l, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def docker_archive(path, layers, config, tag="app:latest"):
-    """Writes a docker-archive holding one image made of layers (bottom first)."""
+    """Writes a docker-archive holding one image made of layers (bottom first): bytes, or paths
+    of layer tars (streamed)."""
     cfg = dict(config, architecture="amd64", os="linux",
-               rootfs={"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(l).hexdigest() for l in layers]})
+               rootfs={"type": "layers", "diff_ids": ["sha256:" + _digest(l) for l in layers]})
     cfg_bytes = json.dumps(cfg).encode()
     cfg_name = hashlib.sha256(cfg_bytes).hexdigest() + ".json"
     with tarfile.open(path, "w") as t:
@@ -64,7 +79,13 @@ def docker_archive(path, layers, config, tag="app:latest"):
         names = []
         for i, l in enumerate(layers):
             names.append(f"l{i}/layer.tar")
-            add(names[-1], l)
+            if isinstance(l, (bytes, bytearray)):
+                add(names[-1], l)
+            else:
+                ti = tarfile.TarInfo(names[-1])
+                ti.size = os.path.getsize(l)
+                with open(l, "rb") as f:
+                    t.addfile(ti, f)
         add(cfg_name, cfg_bytes)
         add("manifest.json", json.dumps([{"Config": cfg_name, "RepoTags": [tag], "Layers": names}]).encode())
 
@@ -76,8 +97,9 @@ def main():
     ap.add_argument("--tag", default="app:latest")
     ap.add_argument("--entrypoint", nargs="+", required=True)
     ap.add_argument("--env", action="append", default=[])
+    ap.add_argument("--base-layer")
     a = ap.parse_args()
-    docker_archive(a.out, [layer_from_dir(a.rootfs)],
+    docker_archive(a.out, ([a.base_layer] if a.base_layer else []) + [layer_from_dir(a.rootfs)],
                    {"config": {"Entrypoint": a.entrypoint, "Env": a.env or ["PATH=/bin"]}}, a.tag)
 
 
