@@ -54,3 +54,9 @@ if [ "${1:-}" = "--demo" ] && [ ! -s "$KERNEL" ]; then
   rm -rf "$tmp"
   echo "install-deps: kernel from $pkg at $KERNEL"
 fi
+
+# The demo's KMS scenario builds its app image from a Debian root file system with the AWS CLI:
+# made once (about half a minute) and kept.
+if [ "${1:-}" = "--demo" ]; then
+  "$(dirname "$0")/mkrootfs.sh" >/dev/null
+fi

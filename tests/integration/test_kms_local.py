@@ -29,7 +29,8 @@ class KmsLocal:
     def __init__(self, state, *args):
         self.state, self.port = state, free_port()
         self.env = dict(os.environ, ENCLAVER_STATE_DIR=str(state))
-        self.proc = subprocess.Popen([str(BUILD / "enclaver"), "kms-local", "--listen", f"127.0.0.1:{self.port}", *args],
+        self.proc = subprocess.Popen([str(BUILD / "enclaver"), "kms-local", "--listen", f"127.0.0.1:{self.port}",
+                                      "--tls-listen", f"127.0.0.1:{free_port()}", *args],
                                      env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 10
         while not (state / "kms" / "endpoint.json").exists():
