@@ -1,6 +1,9 @@
 /* c-ares glue: its sockets are watched by our loop, its timeouts by one timer. */
 #include "net/dns.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <ares.h>
 #include <errno.h>
 #include <stdio.h>
@@ -157,6 +160,29 @@ void dns_resolve(struct dns *d, const char *host, uint16_t port, dns_fn fn, void
 
 	if (!q)
 		abort();
+	/* An address is not a name: c-ares (1.18) would send it to the DNS servers as one, and a
+	 * slow server would hold the connection for seconds. It is answered here. */
+	{
+		struct dns_result res = { 0 };
+		struct sockaddr_in *v4 = (struct sockaddr_in *)&res.addrs[0];
+		struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&res.addrs[0];
+
+		if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+			v4->sin_family = AF_INET;
+			v4->sin_port = htons(port);
+			res.lens[0] = sizeof(*v4);
+		} else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+			v6->sin6_family = AF_INET6;
+			v6->sin6_port = htons(port);
+			res.lens[0] = sizeof(*v6);
+		}
+		if (res.lens[0]) {
+			res.n = 1;
+			free(q);
+			fn(data, &res);
+			return;
+		}
+	}
 	*q = (struct query){ d, fn, data };
 	snprintf(service, sizeof(service), "%u", port);
 	ares_getaddrinfo(d->channel, host, service, &hints, on_result, q);

@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <grp.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 static int listen_tcp(int port)
@@ -228,6 +229,57 @@ static int kms_calls(int count, int interval_ms, const char *target, const char 
 	return failed ? 1 : 0;
 }
 
+static int cmp_long(const void *a, const void *b)
+{
+	long x = *(const long *)a, y = *(const long *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* kms-bench N TARGET BODY: N requests one after another, each on a new connection, as an app
+ * without connection reuse makes them; prints latency percentiles and the rate. */
+static int kms_bench(int count, const char *target, const char *body)
+{
+	const char *ep = getenv("AWS_KMS_ENDPOINT");
+	long *lat = calloc((size_t)count, sizeof(long));
+	struct timespec t0, t1, a, b;
+	int port, ok = 0;
+
+	if (!ep || !lat || sscanf(ep, "http://127.0.0.1:%d", &port) != 1)
+		return 3;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = 0; i < count; i++) {
+		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+					  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		static char reply[1 << 16];
+		size_t got = 0;
+		ssize_t n;
+
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+			return 3;
+		dprintf(fd, "POST / HTTP/1.1\r\nHost: kms\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: %s\r\n"
+			    "Authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240101/us-east-1/kms/aws4_request, "
+			    "SignedHeaders=host, Signature=0000000000000000000000000000000000000000000000000000000000000000\r\n"
+			    "Connection: close\r\nContent-Length: %zu\r\n\r\n%s", target, strlen(body), body);
+		while (got < sizeof(reply) - 1 && (n = read(fd, reply + got, sizeof(reply) - 1 - got)) > 0)
+			got += (size_t)n;
+		close(fd);
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		reply[got] = 0;
+		ok += strstr(reply, " 200 ") != NULL;
+		lat[i] = (b.tv_sec - a.tv_sec) * 1000000L + (b.tv_nsec - a.tv_nsec) / 1000;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	qsort(lat, (size_t)count, sizeof(long), cmp_long);
+	printf("kms-bench: n=%d ok=%d p50_us=%ld p99_us=%ld rps=%.1f\n", count, ok, lat[count / 2],
+	       lat[(count * 99) / 100 < count ? (count * 99) / 100 : count - 1],
+	       count / ((double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9));
+	free(lat);
+	return ok == count ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -278,6 +330,8 @@ int main(int argc, char **argv)
 		dump_reply(fd);
 		return 0;
 	}
+	if (!strcmp(argv[1], "kms-bench") && argc == 5)
+		return kms_bench(atoi(argv[2]), argv[3], argv[4]);
 	if (!strcmp(argv[1], "kms") && argc == 6)
 		return kms_calls(atoi(argv[2]), atoi(argv[3]), argv[4], argv[5]);
 	if (!strcmp(argv[1], "api")) { /* api PORT METHOD PATH BODY [PORT METHOD PATH BODY]... */

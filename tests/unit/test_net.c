@@ -1,7 +1,9 @@
 /* net/: the event loop, the emulated vsock transport, the relay and the tunnel frames. */
 #include "harness.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -10,6 +12,7 @@
 #include <unistd.h>
 
 #include "crypto/sha.h"
+#include "net/dns.h"
 #include "net/loop.h"
 #include "net/relay.h"
 #include "net/tunnel.h"
@@ -368,7 +371,32 @@ static void cleanup(void)
 	CHECK(system(cmd) == 0);
 }
 
-TEST_MAIN(T(test_timers_fire_in_order), T(test_signals_through_the_loop), T(test_emulated_vsock),
+static void on_dns(void *data, const struct dns_result *res)
+{
+	*(struct dns_result *)data = *res;
+}
+
+/* IP literals are answered at once: no DNS server is asked (a slow one once held egress to
+ * 169.254.169.254 and routed stand-ins for seconds). */
+static void test_dns_literals_need_no_server(void)
+{
+	struct loop *l = NULL;
+	struct dns *d = NULL;
+	struct err err = { 0 };
+	struct dns_result r = { .status = -1 };
+
+	CHECK_EQ_INT(loop_new(&l, &err), 0);
+	CHECK_EQ_INT(dns_new(l, &d, &err), 0);
+	dns_resolve(d, "169.254.169.254", 80, on_dns, &r);
+	CHECK(r.status == 0 && r.n == 1 && ((struct sockaddr_in *)&r.addrs[0])->sin_port == htons(80));
+	r.status = -1;
+	dns_resolve(d, "::1", 443, on_dns, &r);
+	CHECK(r.status == 0 && r.n == 1 && r.addrs[0].ss_family == AF_INET6);
+	dns_free(d);
+	loop_free(l);
+}
+
+TEST_MAIN(T(test_dns_literals_need_no_server), T(test_timers_fire_in_order), T(test_signals_through_the_loop), T(test_emulated_vsock),
 	  T(test_relay_both_ways_with_half_close), T(test_relay_half_close_keeps_other_direction),
 	  T(test_relay_idle_timeout_and_no_pipes_when_idle), T(test_relay_peer_reset), T(test_tunnel_frames),
 	  T(cleanup))
