@@ -150,12 +150,16 @@ out:
 
 int cms_recipient_decrypt(EVP_PKEY *key, const uint8_t *ber, size_t len, struct buf *out, struct err *err)
 {
-	BIO *in = BIO_new_mem_buf(ber, (int)len), *mem = BIO_new(BIO_s_mem());
+	BIO *in, *mem;
 	CMS_ContentInfo *cms = NULL;
 	char *data;
 	long n;
 	int rc = -1;
 
+	if (!ber || !len || len > (1u << 20))
+		return err_set(err, EINVAL, "CiphertextForRecipient is empty or too large");
+	in = BIO_new_mem_buf(ber, (int)len);
+	mem = BIO_new(BIO_s_mem());
 	if (!in || !mem)
 		abort();
 	cms = d2i_CMS_bio(in, NULL);

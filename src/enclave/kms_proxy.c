@@ -232,13 +232,13 @@ out:
 	return rc;
 }
 
-/* Replaces CiphertextForRecipient with the secret under upstream v0.6.1's field name. */
-static int open_response(struct job *j, struct aws_response *r, struct err *err)
+int kms_proxy_open_response(EVP_PKEY *key, const char *target, const uint8_t *body, size_t len, struct buf *out,
+			    struct err *err)
 {
-	json_t *o = json_loadb((const char *)r->body.data, r->body.len, 0, NULL), *cfr;
-	const char *field = !strcasecmp(j->target, "TrentService.GenerateDataKeyPair")   ? "PrivateKeyPlaintext"
-			    : !strcasecmp(j->target, "TrentService.DeriveSharedSecret") ? "SharedSecret"
-											  : "Plaintext";
+	json_t *o = json_loadb((const char *)body, len, 0, NULL), *cfr;
+	const char *field = !strcasecmp(target, "TrentService.GenerateDataKeyPair")   ? "PrivateKeyPlaintext"
+			    : !strcasecmp(target, "TrentService.DeriveSharedSecret") ? "SharedSecret"
+										       : "Plaintext";
 	struct buf ct = BUF_INIT, pt = BUF_INIT, b64 = BUF_INIT;
 	char *s;
 	int rc = -1;
@@ -248,19 +248,21 @@ static int open_response(struct job *j, struct aws_response *r, struct err *err)
 		err_set(err, EPROTO, "Response body is missing 'CiphertextForRecipient'");
 		goto out;
 	}
-	if (b64_decode(json_string_value(cfr), json_string_length(cfr), &ct) < 0 ||
-	    cms_recipient_decrypt(j->p->key, ct.data, ct.len, &pt, err) < 0) {
-		if (!err->msg[0])
-			err_set(err, EPROTO, "CiphertextForRecipient is not base64");
+	if (b64_decode(json_string_value(cfr), json_string_length(cfr), &ct) < 0) {
+		err_set(err, EPROTO, "CiphertextForRecipient is not base64");
 		goto out;
 	}
+	if (cms_recipient_decrypt(key, ct.data, ct.len, &pt, err) < 0)
+		goto out;
 	json_object_del(o, "CiphertextForRecipient");
 	b64_encode(pt.data, pt.len, &b64);
 	json_object_set_new(o, field, json_stringn((const char *)b64.data ? (const char *)b64.data : "", b64.len));
 	s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	buf_append_str(&j->out, s);
-	explicit_bzero(s, strlen(s));
-	free(s);
+	if (s) {
+		buf_append_str(out, s);
+		explicit_bzero(s, strlen(s));
+		free(s);
+	}
 	rc = 0;
 out:
 	json_decref(o);
@@ -352,7 +354,7 @@ static void run_job(struct job *j)
 	}
 	j->status = r.status;
 	if (attest && r.status == 200) {
-		if (open_response(j, &r, &err) < 0) {
+		if (kms_proxy_open_response(p->key, j->target, r.body.data, r.body.len, &j->out, &err) < 0) {
 			j->status = 502;
 			kms_error(&j->out, "KMSProxyException", "%s", err.msg);
 			snprintf(j->log, sizeof(j->log), "kms proxy: %s: %s", j->target, err.msg);

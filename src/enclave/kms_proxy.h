@@ -12,7 +12,10 @@
 #define ENCLAVER_ENCLAVE_KMS_PROXY_H
 
 #include <stdbool.h>
+#include <openssl/evp.h>
 #include <stdint.h>
+
+#include "base/buf.h"
 
 #include "base/err.h"
 #include "manifest/manifest.h"
@@ -28,5 +31,11 @@ int kms_proxy_start(struct loop *l, const struct manifest *m, const char *dev_ro
 		    void (*on_fatal)(void *data, const char *msg), void *fatal_data, struct kms_proxy **out,
 		    struct err *err);
 void kms_proxy_stop(struct kms_proxy *p);
+
+/* The answer to an attesting request as the app gets it: CiphertextForRecipient opened with key
+ * and put under upstream v0.6.1's field (PrivateKeyPlaintext for GenerateDataKeyPair,
+ * SharedSecret for DeriveSharedSecret, else Plaintext). The body comes from the network. */
+int kms_proxy_open_response(EVP_PKEY *key, const char *target, const uint8_t *body, size_t len, struct buf *out,
+			    struct err *err);
 
 #endif

@@ -34,6 +34,8 @@ static void test_known_key_vector(void)
 
 	CHECK_EQ_INT(cms_recipient_decrypt(k, ber, len, &out, &err), 0);
 	CHECK(out.len == 45 && !memcmp(out.data, "Hello from a mock KMS CiphertextForRecipient!", 45));
+	/* nothing at all: refused (the fuzzer once found this aborting) */
+	CHECK(cms_recipient_decrypt(k, NULL, 0, &out, &err) < 0);
 	/* a flipped byte in the encrypted key, or another key: refused, not garbage */
 	buf_reset(&out);
 	ber[100] ^= 1;
