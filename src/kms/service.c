@@ -319,11 +319,24 @@ static int op_get_key_policy(struct call *c)
 	return 0;
 }
 
+/* Encrypts under k with the context and puts the blob in the answer under field. */
+static int seal(struct call *c, const struct kms_key *k, const uint8_t *pt, size_t len, const char *ctx,
+		const char *field)
+{
+	struct buf ct = BUF_INIT;
+	struct err err = { 0 };
+
+	if (kms_blob_encrypt(k, pt, len, ctx, &ct, &err) < 0)
+		return fail(c, 500, "KMSInternalException", "%s", err.msg);
+	put_blob(c->out, field, ct.data, ct.len);
+	buf_free(&ct);
+	return 0;
+}
+
 static int op_encrypt(struct call *c)
 {
 	struct kms_key *k = key_for(c, "KeyId");
-	struct buf pt = BUF_INIT, ctx = BUF_INIT, ct = BUF_INIT;
-	struct err err = { 0 };
+	struct buf pt = BUF_INIT, ctx = BUF_INIT;
 	int rc = -1;
 
 	if (!k || authorize(c, k, "Encrypt") < 0 || blob(c, "Plaintext", &pt, true) < 0 ||
@@ -333,18 +346,14 @@ static int op_encrypt(struct call *c)
 		fail(c, 400, "ValidationException", "Plaintext must hold 1 to 4096 bytes");
 		goto out;
 	}
-	if (kms_blob_encrypt(k, pt.data, pt.len, buf_cstr(&ctx), &ct, &err) < 0) {
-		fail(c, 500, "KMSInternalException", "%s", err.msg);
+	if (seal(c, k, pt.data, pt.len, buf_cstr(&ctx), "CiphertextBlob") < 0)
 		goto out;
-	}
-	put_blob(c->out, "CiphertextBlob", ct.data, ct.len);
 	json_object_set_new(c->out, "KeyId", json_string(k->arn));
 	json_object_set_new(c->out, "EncryptionAlgorithm", json_string("SYMMETRIC_DEFAULT"));
 	rc = 0;
 out:
 	buf_free_secret(&pt);
 	buf_free(&ctx);
-	buf_free(&ct);
 	return rc;
 }
 
@@ -397,8 +406,7 @@ out:
 static int op_re_encrypt(struct call *c)
 {
 	struct kms_key *src = NULL, *dst;
-	struct buf pt = BUF_INIT, ctx = BUF_INIT, ct = BUF_INIT;
-	struct err err = { 0 };
+	struct buf pt = BUF_INIT, ctx = BUF_INIT;
 	int rc = -1;
 
 	if (open_blob(c, "CiphertextBlob", "SourceEncryptionContext", "ReEncryptFrom", &src, &pt) < 0)
@@ -406,11 +414,8 @@ static int op_re_encrypt(struct call *c)
 	dst = key_for(c, "DestinationKeyId");
 	if (!dst || authorize(c, dst, "ReEncryptTo") < 0 || context(c, "DestinationEncryptionContext", &ctx) < 0)
 		goto out;
-	if (kms_blob_encrypt(dst, pt.data, pt.len, buf_cstr(&ctx), &ct, &err) < 0) {
-		fail(c, 500, "KMSInternalException", "%s", err.msg);
+	if (seal(c, dst, pt.data, pt.len, buf_cstr(&ctx), "CiphertextBlob") < 0)
 		goto out;
-	}
-	put_blob(c->out, "CiphertextBlob", ct.data, ct.len);
 	json_object_set_new(c->out, "SourceKeyId", json_string(src->arn));
 	json_object_set_new(c->out, "KeyId", json_string(dst->arn));
 	json_object_set_new(c->out, "SourceEncryptionAlgorithm", json_string("SYMMETRIC_DEFAULT"));
@@ -419,7 +424,6 @@ static int op_re_encrypt(struct call *c)
 out:
 	buf_free_secret(&pt);
 	buf_free(&ctx);
-	buf_free(&ct);
 	return rc;
 }
 
@@ -443,8 +447,7 @@ static long data_key_size(struct call *c)
 static int data_key(struct call *c, bool with_plaintext)
 {
 	struct kms_key *k = key_for(c, "KeyId");
-	struct buf ctx = BUF_INIT, ct = BUF_INIT;
-	struct err err = { 0 };
+	struct buf ctx = BUF_INIT;
 	uint8_t dk[1024];
 	long n;
 	int rc = -1;
@@ -453,11 +456,8 @@ static int data_key(struct call *c, bool with_plaintext)
 	    context(c, "EncryptionContext", &ctx) < 0 || (n = data_key_size(c)) < 0)
 		goto out;
 	RAND_bytes(dk, (int)n);
-	if (kms_blob_encrypt(k, dk, (size_t)n, buf_cstr(&ctx), &ct, &err) < 0) {
-		fail(c, 500, "KMSInternalException", "%s", err.msg);
+	if (seal(c, k, dk, (size_t)n, buf_cstr(&ctx), "CiphertextBlob") < 0)
 		goto out;
-	}
-	put_blob(c->out, "CiphertextBlob", ct.data, ct.len);
 	if (with_plaintext && secret_out(c, "Plaintext", dk, (size_t)n) < 0)
 		goto out;
 	json_object_set_new(c->out, "KeyId", json_string(k->arn));
@@ -465,7 +465,6 @@ static int data_key(struct call *c, bool with_plaintext)
 out:
 	OPENSSL_cleanse(dk, sizeof(dk));
 	buf_free(&ctx);
-	buf_free(&ct);
 	return rc;
 }
 
@@ -485,8 +484,7 @@ static int op_generate_data_key_pair(struct call *c)
 {
 	struct kms_key *k = key_for(c, "KeyId");
 	const char *spec = str(c, "KeyPairSpec");
-	struct buf ctx = BUF_INIT, ct = BUF_INIT;
-	struct err err = { 0 };
+	struct buf ctx = BUF_INIT;
 	EVP_PKEY *pair = NULL;
 	unsigned char *priv = NULL, *pub = NULL;
 	int priv_len = 0, pub_len, rc = -1;
@@ -516,11 +514,8 @@ static int op_generate_data_key_pair(struct call *c)
 		fail(c, 500, "KMSInternalException", "key pair generation failed");
 		goto out;
 	}
-	if (kms_blob_encrypt(k, priv, (size_t)priv_len, buf_cstr(&ctx), &ct, &err) < 0) {
-		fail(c, 500, "KMSInternalException", "%s", err.msg);
+	if (seal(c, k, priv, (size_t)priv_len, buf_cstr(&ctx), "PrivateKeyCiphertextBlob") < 0)
 		goto out;
-	}
-	put_blob(c->out, "PrivateKeyCiphertextBlob", ct.data, ct.len);
 	if (secret_out(c, "PrivateKeyPlaintext", priv, (size_t)priv_len) < 0)
 		goto out;
 	put_blob(c->out, "PublicKey", pub, (size_t)pub_len);
@@ -533,7 +528,6 @@ out:
 	OPENSSL_free(pub);
 	EVP_PKEY_free(pair);
 	buf_free(&ctx);
-	buf_free(&ct);
 	return rc;
 }
 
