@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/fs.h"
@@ -22,6 +23,7 @@
 #include "cmd/cmd.h"
 #include "image/docker.h"
 #include "manifest/manifest.h"
+#include "nitro/devca.h"
 
 #define MAX_ARGS 256
 
@@ -72,8 +74,24 @@ static void *logs_thread(void *arg)
 	return NULL;
 }
 
+#define CONTAINER_STATE_DIR "/var/lib/enclaver"
+
+static void mkdir_parents(const char *path)
+{
+	char tmp[4096];
+
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	for (char *p = tmp + 1; *p; p++)
+		if (*p == '/') {
+			*p = 0;
+			mkdir(tmp, 0755);
+			*p = '/';
+		}
+	mkdir(tmp, 0700);
+}
+
 /* -p: the first "digits:digits" anywhere in the spec, as upstream's unanchored regex. */
-static int parse_publish(const char *spec, json_t *exposed, json_t *bindings)
+static int parse_publish(const char *spec, json_t *exposed, json_t *bindings, char norm[40])
 {
 	regex_t re;
 	regmatch_t m[3];
@@ -90,6 +108,7 @@ static int parse_publish(const char *spec, json_t *exposed, json_t *bindings)
 	}
 	snprintf(host, sizeof(host), "%.*s", (int)(m[1].rm_eo - m[1].rm_so), spec + m[1].rm_so);
 	snprintf(port, sizeof(port), "%.*s/tcp", (int)(m[2].rm_eo - m[2].rm_so), spec + m[2].rm_so);
+	snprintf(norm, 40, "%s:%.*s", host, (int)(m[2].rm_eo - m[2].rm_so), spec + m[2].rm_so);
 	json_object_set_new(exposed, port, json_object());
 	if (!json_object_get(bindings, port))
 		json_object_set_new(bindings, port, json_array());
@@ -106,28 +125,53 @@ static int run_container(const char *image, char **publish, size_t n_publish, bo
 	bool have_logs = false;
 	int code = 1, rc;
 
+	char norms[MAX_ARGS][40];
+
 	for (size_t i = 0; i < n_publish; i++)
-		if (parse_publish(publish[i], exposed, bindings) < 0) {
+		if (parse_publish(publish[i], exposed, bindings, norms[i]) < 0) {
 			json_decref(exposed);
 			json_decref(bindings);
 			return EXIT_USAGE;
 		}
 	if (access("/dev/nitro_enclaves", F_OK) == 0) {
-		/* as upstream: the device, and privileged (nitro-cli binds vsock CID 3) */
+		/* as upstream: the device, privileged (nitro-cli binds vsock CID 3), ports published */
 		hc = json_pack("{s:o, s:[{s:s, s:s, s:s}], s:b}", "PortBindings", bindings, "Devices", "PathOnHost",
 			       "/dev/nitro_enclaves", "PathInContainer", "/dev/nitro_enclaves", "CgroupPermissions", "rwm",
 			       "Privileged", 1);
+		body = json_pack("{s:s, s:o, s:o, s:b, s:b}", "Image", image, "ExposedPorts", exposed, "HostConfig", hc,
+				 "AttachStdout", 1, "AttachStderr", 1);
+		if (debug)
+			json_object_set_new(body, "Cmd", json_pack("[s]", "--debug-mode"));
 	} else {
-		/* no Nitro device: enclaver-run in the container starts a local enclave, which needs
-		 * namespaces, mounts and cgroups (see the README) */
+		/* No Nitro device: enclaver-run in the container starts a local enclave, which needs
+		 * namespaces, mounts and cgroups (see the README). It runs as it would on this machine:
+		 * on the host's network, where kms-local and services on the host's loopback are, and
+		 * with the user's state folder, whose development CA kms-local trusts; -p goes to
+		 * enclaver-run itself, which publishes the ports. */
+		char state[4096], bind[4200];
+		json_t *cmd = json_array();
+
 		log_warn("no /dev/nitro_enclaves here: %s will run in a local enclave, which is not confidential", image);
-		hc = json_pack("{s:o, s:[s], s:[s], s:[s]}", "PortBindings", bindings, "CapAdd", "ALL", "CapDrop",
-			       "SYS_RESOURCE", "SecurityOpt", "seccomp=unconfined");
+		json_decref(exposed);
+		json_decref(bindings);
+		devca_state_dir(state, sizeof(state));
+		mkdir_parents(state);
+		snprintf(bind, sizeof(bind), "%s:" CONTAINER_STATE_DIR, state);
+		hc = json_pack("{s:s, s:[s], s:[s], s:[s]}", "NetworkMode", "host", "CapAdd", "ALL", "CapDrop", "SYS_RESOURCE",
+			       "SecurityOpt", "seccomp=unconfined");
+		if (getenv("DOCKER_HOST") && strncmp(getenv("DOCKER_HOST"), "unix://", 7))
+			log_warn("the Docker daemon is not on this machine: the local enclave keeps its development CA in the container");
+		else
+			json_object_set_new(hc, "Binds", json_pack("[s]", bind));
+		if (debug)
+			json_array_append_new(cmd, json_string("--debug-mode"));
+		for (size_t i = 0; i < n_publish; i++) {
+			json_array_append_new(cmd, json_string("-p"));
+			json_array_append_new(cmd, json_string(norms[i]));
+		}
+		body = json_pack("{s:s, s:o, s:o, s:[s], s:b, s:b}", "Image", image, "Cmd", cmd, "HostConfig", hc, "Env",
+				 "ENCLAVER_STATE_DIR=" CONTAINER_STATE_DIR, "AttachStdout", 1, "AttachStderr", 1);
 	}
-	body = json_pack("{s:s, s:o, s:o, s:b, s:b}", "Image", image, "ExposedPorts", exposed, "HostConfig", hc,
-			 "AttachStdout", 1, "AttachStderr", 1);
-	if (debug)
-		json_object_set_new(body, "Cmd", json_pack("[s]", "--debug-mode"));
 	sigemptyset(&cr.sigs);
 	sigaddset(&cr.sigs, SIGINT);
 	sigaddset(&cr.sigs, SIGTERM);

@@ -15,8 +15,9 @@ import time
 import pytest
 
 from conftest import BUILD, ROOT, run
-from test_build import static_odyn
+from test_build import static_enclaver_run, static_odyn
 from test_kms_local import KmsLocal
+from test_sources import docker, dockerd  # noqa: F401 (a fixture)
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import mkimage  # noqa: E402
@@ -61,6 +62,13 @@ def build_image(d, rootfs, store_port, extra_env=()):
     return json.loads(r.out.split("EIF Info:\n", 1)[1])["Measurements"]["PCR0"]
 
 
+def c_view(proc):
+    """A Running around an already started process (for Running.get)."""
+    r = Running.__new__(Running)
+    r.proc = proc
+    return r
+
+
 class Running:
     def __init__(self, d, env):
         self.proc = subprocess.Popen([str(BUILD / "enclaver-run"), "--eif-file", str(d / "app.eif"), "--manifest-file",
@@ -86,7 +94,7 @@ class Running:
         return self.proc.returncode, out, err
 
 
-def test_tls_key_from_kms_state_on_the_host(tmp_path, rootfs):
+def test_tls_key_from_kms_state_on_the_host(tmp_path, rootfs, dockerd):
     kms = KmsLocal(tmp_path / "state")
     store_port = free_port()
     store = subprocess.Popen([sys.executable, str(EXAMPLE / "store.py"), str(tmp_path / "store"), str(store_port)])
@@ -123,6 +131,20 @@ def test_tls_key_from_kms_state_on_the_host(tmp_path, rootfs):
         page = e.get(tmp_path / "cert.pem")
         e.stop()
         assert page == "Hello from the enclave over TLS; visits: 2\n"
+        # the release image through Docker: enclaver run of it reaches the same kms-local and store
+        r = run("build", "-f", good / "enclaver.yaml", "--kernel", good / "kernel", "--odyn", static_odyn(),
+                "--enclaver-run", static_enclaver_run(), env=kms.env)
+        assert r.code == 0, r
+        try:
+            c = subprocess.Popen([str(BUILD / "enclaver"), "run", "kms-https:enclave"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=kms.env)
+            page = Running.get(c_view(c), tmp_path / "cert.pem")
+            c.send_signal(signal.SIGINT)
+            out, err = c.communicate(timeout=90)
+            assert page == "Hello from the enclave over TLS; visits: 3\n", out + err
+            assert c.returncode == 109 and "stopped on request" in err
+        finally:
+            docker("rmi", "-f", "kms-https:enclave")
         # the same app with one change: another PCR0, KMS refuses, the app's error and exit code come out
         changed = tmp_path / "changed"
         changed.mkdir()
