@@ -9,7 +9,6 @@ import os
 import pathlib
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,10 +19,6 @@ sys.path.insert(0, str(ROOT / "tests" / "integration"))
 N = int(os.environ.get("BENCH_KMS_REQUESTS", "300"))
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stats(line):
@@ -39,7 +34,7 @@ def main():
     with tempfile.TemporaryDirectory() as d:
         d = pathlib.Path(d)
         env = dict(os.environ, ENCLAVER_STATE_DIR=str(d / "state"))
-        port, tls = free_port(), free_port()
+        port, tls = eu.free_port(), eu.free_port()
         kms = subprocess.Popen([str(build / "enclaver"), "kms-local", "--listen", f"127.0.0.1:{port}", "--tls-listen",
                                 f"127.0.0.1:{tls}"], env=env, stderr=subprocess.DEVNULL)
         try:

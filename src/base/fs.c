@@ -256,3 +256,28 @@ int fs_remove_tree(const char *path, struct err *err)
 {
 	return remove_at(AT_FDCWD, path, err);
 }
+
+int fs_mkdir_p(const char *path, mode_t mode, struct err *err)
+{
+	char tmp[4096];
+
+	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
+		return err_set(err, ENAMETOOLONG, "%s", path);
+	for (char *p = tmp + 1; *p; p++)
+		if (*p == '/') {
+			*p = 0;
+			if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+				return err_sys(err, "%s", tmp);
+			*p = '/';
+		}
+	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+		return err_sys(err, "%s", tmp);
+	return 0;
+}
+
+const char *fs_tmp_dir(void)
+{
+	const char *t = getenv("TMPDIR");
+
+	return t && *t ? t : "/var/tmp";
+}

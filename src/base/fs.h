@@ -37,6 +37,11 @@ int fs_remove_tree(const char *path, struct err *err);
 /* The path of name in the folder of the running program (/proc/self/exe); "" when unknown. */
 void fs_beside_self(const char *name, char *out, size_t size);
 
+/* Makes path and its missing parents (parents 0755, path itself mode). */
+int fs_mkdir_p(const char *path, mode_t mode, struct err *err);
+/* Where large temporary files go: $TMPDIR, else /var/tmp (on disk, unlike a tmpfs /tmp). */
+const char *fs_tmp_dir(void);
+
 /* The directory part of path ("." when there is none); caller frees. */
 char *fs_dirname(const char *path);
 /* Joins dir and rel unless rel is absolute; caller frees. */

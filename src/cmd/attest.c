@@ -107,22 +107,6 @@ static int parse_time(const char *s, time_t *out, struct err *err)
 	return 0;
 }
 
-static X509 *load_root(const char *path, struct err *err)
-{
-	FILE *f = fopen(path, "re");
-	X509 *x;
-
-	if (!f) {
-		err_sys(err, "--root %s", path);
-		return NULL;
-	}
-	x = PEM_read_X509(f, NULL, NULL, NULL);
-	fclose(f);
-	if (!x)
-		err_set(err, EINVAL, "--root %s: not a PEM certificate", path);
-	return x;
-}
-
 static int load_public_key(const char *path, struct expect *ex, struct err *err)
 {
 	FILE *f = fopen(path, "re");
@@ -471,9 +455,9 @@ static int cmd_verify(int argc, char **argv, bool with_eif)
 		}
 		eif_info_free(eif);
 	}
-	root = root_path ? load_root(root_path, &err) : att_aws_root();
+	root = root_path ? att_load_root(root_path, &err) : att_aws_root();
 	if (!root) {
-		log_error("%s", err.msg);
+		log_error("--root %s", err.msg);
 		goto out;
 	}
 	if (read_doc(doc_path, &raw, &err) < 0 || att_parse(raw.data, raw.len, &d, &err) < 0 ||

@@ -195,12 +195,10 @@ int cmd_build(int argc, char **argv)
 	}
 	if (out_kind != OUT_EIF) {
 		/* the EIF goes into the image; it is built beside the output (or in TMPDIR) first */
-		const char *tmp = getenv("TMPDIR");
-
 		if (out_path)
 			snprintf(eif_tmp, sizeof(eif_tmp), "%s.eif.tmp", out_path);
 		else
-			snprintf(eif_tmp, sizeof(eif_tmp), "%s/enclaver-%d.eif", tmp && *tmp ? tmp : "/var/tmp", (int)getpid());
+			snprintf(eif_tmp, sizeof(eif_tmp), "%s/enclaver-%d.eif", fs_tmp_dir(), (int)getpid());
 		eif_only = eif_tmp;
 	}
 	if (!odyn) {
@@ -266,9 +264,7 @@ int cmd_build(int argc, char **argv)
 		} else if (out_kind == OUT_OCI) {
 			rc = release_write_oci(&rel, out_path, image_id, &err);
 		} else {
-			const char *tmp = getenv("TMPDIR");
-
-			snprintf(archive_tmp, sizeof(archive_tmp), "%s/enclaver-release-%d.tar", tmp && *tmp ? tmp : "/var/tmp",
+			snprintf(archive_tmp, sizeof(archive_tmp), "%s/enclaver-release-%d.tar", fs_tmp_dir(),
 				 (int)getpid());
 			rc = release_write_docker_archive(&rel, archive_tmp, image_id, &err);
 			if (rc == 0)

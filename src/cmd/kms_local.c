@@ -172,17 +172,10 @@ static X509 *load_root(const char *which, const char *state, struct err *err)
 		return root;
 	}
 	{
-		FILE *f = fopen(which, "re");
-		X509 *x;
+		X509 *x = att_load_root(which, err);
 
-		if (!f) {
-			err_sys(err, "--attestation-root %s", which);
-			return NULL;
-		}
-		x = PEM_read_X509(f, NULL, NULL, NULL);
-		fclose(f);
 		if (!x)
-			err_set(err, EINVAL, "--attestation-root %s: not a PEM certificate", which);
+			err_wrap(err, "--attestation-root");
 		return x;
 	}
 }

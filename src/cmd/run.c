@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/fs.h"
@@ -75,20 +74,6 @@ static void *logs_thread(void *arg)
 }
 
 #define CONTAINER_STATE_DIR "/var/lib/enclaver"
-
-static void mkdir_parents(const char *path)
-{
-	char tmp[4096];
-
-	snprintf(tmp, sizeof(tmp), "%s", path);
-	for (char *p = tmp + 1; *p; p++)
-		if (*p == '/') {
-			*p = 0;
-			mkdir(tmp, 0755);
-			*p = '/';
-		}
-	mkdir(tmp, 0700);
-}
 
 /* -p: the first "digits:digits" anywhere in the spec, as upstream's unanchored regex. */
 static int parse_publish(const char *spec, json_t *exposed, json_t *bindings, char norm[40])
@@ -155,7 +140,8 @@ static int run_container(const char *image, char **publish, size_t n_publish, bo
 		json_decref(exposed);
 		json_decref(bindings);
 		devca_state_dir(state, sizeof(state));
-		mkdir_parents(state);
+		if (fs_mkdir_p(state, 0700, &err) < 0)
+			log_warn("%s", err.msg); /* the container makes its own CA then */
 		snprintf(bind, sizeof(bind), "%s:" CONTAINER_STATE_DIR, state);
 		hc = json_pack("{s:s, s:[s], s:[s], s:[s]}", "NetworkMode", "host", "CapAdd", "ALL", "CapDrop", "SYS_RESOURCE",
 			       "SecurityOpt", "seccomp=unconfined");

@@ -469,9 +469,14 @@ static int scope(const struct http_request *req, char *region, size_t rsize, cha
 	if (!cred)
 		return -1;
 	snprintf(tmp, sizeof(tmp), "%.*s", (int)strcspn(cred, ", &"), cred);
-	for (char *s = tmp; (s = strstr(s, "%2F")) != NULL || (s = strstr(tmp, "%2f")) != NULL;) {
-		*s = '/';
-		memmove(s + 1, s + 3, strlen(s + 3) + 1);
+	/* in a query the slashes come URL-encoded */
+	for (char *r = tmp, *w = tmp;; r++, w++) {
+		if (r[0] == '%' && r[1] == '2' && (r[2] == 'F' || r[2] == 'f')) {
+			*w = '/';
+			r += 2;
+		} else if (!(*w = *r)) {
+			break;
+		}
 	}
 	{
 		char *parts[5], *save = NULL;

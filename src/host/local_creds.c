@@ -28,20 +28,6 @@ static void random_chars(char *out, size_t n, const char *alphabet)
 	out[n] = 0;
 }
 
-static int mkdirs(const char *path)
-{
-	char tmp[4096];
-
-	snprintf(tmp, sizeof(tmp), "%s", path);
-	for (char *p = tmp + 1; *p; p++)
-		if (*p == '/') {
-			*p = 0;
-			mkdir(tmp, 0755);
-			*p = '/';
-		}
-	return mkdir(tmp, 0700) < 0 && errno != EEXIST ? -1 : 0;
-}
-
 int local_creds_open(const char *state_dir, const char *region, struct local_master *out, struct err *err)
 {
 	char dir[4096], path[4200];
@@ -51,8 +37,8 @@ int local_creds_open(const char *state_dir, const char *region, struct local_mas
 	memset(out, 0, sizeof(*out));
 	snprintf(dir, sizeof(dir), "%s/kms", state_dir);
 	snprintf(path, sizeof(path), "%s/credentials.json", dir);
-	if (mkdirs(dir) < 0)
-		return err_sys(err, "%s", dir);
+	if (fs_mkdir_p(dir, 0700, err) < 0)
+		return -1;
 	j = json_load_file(path, 0, &je);
 	if (!j) {
 		char *text;

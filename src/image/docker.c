@@ -336,9 +336,13 @@ int docker_container_create(struct docker *d, json_t *body, char id[80], struct 
 		return err_set(err, EINVAL, "the Docker daemon gave no container ID");
 	}
 	snprintf(id, 80, "%s", cid);
-	for (json_t *w = NULL; (w = json_array_get(json_object_get(out, "Warnings"), 0)) != NULL;) {
-		log_warn("Docker: %s", json_string_value(w) ? json_string_value(w) : "?");
-		break;
+	{
+		size_t i;
+		json_t *w;
+
+		json_array_foreach(json_object_get(out, "Warnings"), i, w)
+			if (json_is_string(w))
+				log_warn("Docker: %s", json_string_value(w));
 	}
 	json_decref(out);
 	return 0;

@@ -399,12 +399,11 @@ int registry_open(struct image *img, const char *ref, const struct image_opts *o
 	struct reg r = { 0 };
 	struct buf body = BUF_INIT;
 	char digest[72], dir[4096], path[4200], *mt = NULL;
-	const char *tmp = getenv("TMPDIR");
 	json_t *man = NULL, *index = NULL;
 	int rc = -1;
 
 	(void)o; /* a registry is always read afresh */
-	snprintf(dir, sizeof(dir), "%s/enclaver-pull-XXXXXX", tmp && *tmp ? tmp : "/var/tmp");
+	snprintf(dir, sizeof(dir), "%s/enclaver-pull-XXXXXX", fs_tmp_dir());
 	if (parse_ref(&r, ref, err) < 0)
 		goto free_reg;
 	if (!mkdtemp(dir)) {
@@ -412,15 +411,8 @@ int registry_open(struct image *img, const char *ref, const struct image_opts *o
 		goto free_reg;
 	}
 	snprintf(path, sizeof(path), "%s/blobs/sha256", dir);
-	{
-		char b[4200];
-
-		snprintf(b, sizeof(b), "%s/blobs", dir);
-		if (mkdir(b, 0755) < 0 || mkdir(path, 0755) < 0) {
-			err_sys(err, "%s", path);
-			goto out;
-		}
-	}
+	if (fs_mkdir_p(path, 0755, err) < 0)
+		goto out;
 	load_basic(&r);
 	log_info("pulling %s/%s:%s from %s", r.host, r.repo, r.ref, r.base);
 	if (get_manifest(&r, r.ref, &body, digest, &mt, err) < 0)

@@ -149,7 +149,6 @@ static void parts_free(struct parts *p)
 
 static int parts_make(const struct release_inputs *in, struct parts *p, struct err *err)
 {
-	const char *tmp = getenv("TMPDIR");
 	uint8_t d[32];
 	json_t *cfg;
 
@@ -158,7 +157,7 @@ static int parts_make(const struct release_inputs *in, struct parts *p, struct e
 	for (int i = 0; i < 2; i++) {
 		char tmpl[4096];
 
-		snprintf(tmpl, sizeof(tmpl), "%s/enclaver-layer-XXXXXX", tmp && *tmp ? tmp : "/var/tmp");
+		snprintf(tmpl, sizeof(tmpl), "%s/enclaver-layer-XXXXXX", fs_tmp_dir());
 		p->fds[i] = mkostemp(tmpl, O_CLOEXEC);
 		if (p->fds[i] < 0)
 			return err_sys(err, "temporary layer file %s", tmpl);
@@ -290,10 +289,11 @@ int release_write_oci(const struct release_inputs *in, const char *out, char ima
 		goto out;
 	}
 	have_tmp = true;
-	snprintf(path, sizeof(path), "%s/blobs", tmp);
-	if (mkdir(path, 0755) < 0 || (snprintf(path, sizeof(path), "%s/blobs/sha256", tmp), mkdir(path, 0755) < 0) ||
-	    chmod(tmp, 0755) < 0) {
-		err_sys(err, "%s", path);
+	snprintf(path, sizeof(path), "%s/blobs/sha256", tmp);
+	if (fs_mkdir_p(path, 0755, err) < 0)
+		goto out;
+	if (chmod(tmp, 0755) < 0) {
+		err_sys(err, "%s", tmp);
 		goto out;
 	}
 	for (int i = 0; i < 2; i++)

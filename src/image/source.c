@@ -515,15 +515,13 @@ static int open_oci_archive(struct image *img, const char *path, const char *tag
 	return rc;
 }
 
-/* A temporary file, already unlinked, for an image fetched from a daemon. Large images go to
- * disk: $TMPDIR, else /var/tmp. */
+/* A temporary file, already unlinked, for an image fetched from a daemon (large: on disk). */
 static int temp_fd(struct err *err)
 {
-	const char *dir = getenv("TMPDIR");
 	char path[4096];
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/enclaver-image-XXXXXX", dir && *dir ? dir : "/var/tmp");
+	snprintf(path, sizeof(path), "%s/enclaver-image-XXXXXX", fs_tmp_dir());
 	fd = mkostemp(path, O_CLOEXEC);
 	if (fd < 0)
 		return err_sys(err, "temporary file %s", path);

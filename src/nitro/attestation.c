@@ -38,6 +38,22 @@ X509 *att_aws_root(void)
 	return x;
 }
 
+X509 *att_load_root(const char *path, struct err *err)
+{
+	FILE *f = fopen(path, "re");
+	X509 *x;
+
+	if (!f) {
+		err_sys(err, "%s", path);
+		return NULL;
+	}
+	x = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	if (!x)
+		err_set(err, EINVAL, "%s: not a PEM certificate", path);
+	return x;
+}
+
 static int opt_bytes(const struct cbor_item *it, const char *name, size_t min, size_t max, struct att_bytes *out,
 		     struct err *err)
 {

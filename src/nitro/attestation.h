@@ -52,6 +52,8 @@ bool att_is_debug(const struct att_doc *doc);
 
 /* AWS's Nitro Enclaves Root-G1 (spec/nitro.md §5.4). Caller frees. */
 X509 *att_aws_root(void);
+/* A root certificate from a PEM file; errors say "PATH: ...". Caller frees. */
+X509 *att_load_root(const char *path, struct err *err);
 
 /* --- the emulator's side --- */
 

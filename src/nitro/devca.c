@@ -37,23 +37,6 @@ void devca_root_path(const char *state_dir, char *out, size_t size)
 	snprintf(out, size, "%s/dev-ca/root.pem", state_dir);
 }
 
-static int mkdir_p(const char *path, mode_t mode, struct err *err)
-{
-	char tmp[4096];
-
-	snprintf(tmp, sizeof(tmp), "%s", path);
-	for (char *p = tmp + 1; *p; p++)
-		if (*p == '/') {
-			*p = 0;
-			if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-				return err_sys(err, "%s", tmp);
-			*p = '/';
-		}
-	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
-		return err_sys(err, "%s", tmp);
-	return 0;
-}
-
 static void add_ext(X509 *x, X509 *issuer, int nid, const char *value)
 {
 	X509V3_CTX v3;
@@ -170,7 +153,7 @@ int devca_open(const char *state_dir, struct devca **out, struct err *err)
 	if (!ca)
 		abort();
 	snprintf(ca->dir, sizeof(ca->dir), "%s/dev-ca", state_dir);
-	if (mkdir_p(ca->dir, 0700, err) < 0)
+	if (fs_mkdir_p(ca->dir, 0700, err) < 0)
 		goto out;
 	/* two enclaves starting together must not make two roots */
 	snprintf(lock, sizeof(lock), "%s/.lock", ca->dir);

@@ -63,23 +63,20 @@ int nsm_open(struct nsm **out, struct err *err)
 	if (!n)
 		abort();
 	n->fd = open(NSM_DEVICE, O_RDWR | O_CLOEXEC);
-	if (n->fd < 0 && dir) {
-		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (n->fd >= 0) {
+		*out = n;
+		return 0;
+	}
+	free(n);
+	if (dir) {
+		char path[4096];
+		struct err e2 = { 0 };
 
-		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", dir, NSM_SOCKET_NAME);
-		n->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (n->fd >= 0 && connect(n->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-			close(n->fd);
-			n->fd = -1;
-		}
-		n->socket = true;
+		snprintf(path, sizeof(path), "%s/%s", dir, NSM_SOCKET_NAME);
+		if (nsm_open_socket(path, out, &e2) == 0)
+			return 0;
 	}
-	if (n->fd < 0) {
-		free(n);
-		return err_set(err, ENOENT, "no NSM: neither %s nor an emulated NSM is present", NSM_DEVICE);
-	}
-	*out = n;
-	return 0;
+	return err_set(err, ENOENT, "no NSM: neither %s nor an emulated NSM is present", NSM_DEVICE);
 }
 
 void nsm_close(struct nsm *n)

@@ -14,6 +14,8 @@ import time
 import urllib.parse
 import urllib.request
 
+from enclave_util import free_port
+
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -24,10 +26,6 @@ import datetime
 REGISTRY = "/usr/bin/docker-registry"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _b64url(b):

@@ -8,21 +8,17 @@ import json
 import os
 import pathlib
 import signal
-import socket
 import subprocess
 import time
 
 import pytest
 
 from conftest import BUILD, run
+from enclave_util import free_port
 
 AWS = "/usr/bin/aws"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class KmsLocal:

@@ -7,7 +7,6 @@ import json
 import os
 import pathlib
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import time
 import pytest
 
 from conftest import BUILD, ROOT, run
+from enclave_util import free_port
 from test_build import static_enclaver_run, static_odyn
 from test_kms_local import KmsLocal
 from test_sources import docker, dockerd  # noqa: F401 (a fixture)
@@ -27,10 +27,6 @@ EXAMPLE = ROOT / "examples" / "kms-https"
 ENV = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "AWS_DEFAULT_REGION=us-east-1"]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
