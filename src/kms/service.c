@@ -112,7 +112,6 @@ static int authorize(struct call *c, const struct kms_key *k, const char *op)
 	r = kms_policy_evaluate(k->policy, &c->pr, why, sizeof(why), &err);
 	if (r == 1)
 		return 0;
-	c->s->denied++;
 	log_info("denied %s on %s for %s: %s", action, k->id, c->principal, r < 0 ? err.msg : why);
 	return fail(c, 400, "AccessDeniedException",
 		    "User: %s is not authorized to perform: %s on resource: %s because no resource-based policy allows the %s action",
@@ -624,7 +623,6 @@ void kms_service_handle(struct kms_service *s, const struct http_request *req, c
 	json_error_t je;
 	size_t i;
 
-	s->requests++;
 	c.out = json_object();
 	if (strcmp(req->method, "POST") || !op) {
 		fail(&c, 400, "UnknownOperationException", "POST with X-Amz-Target: TrentService.<Operation>");

@@ -22,7 +22,6 @@ struct kms_service {
 	struct kms_store *store;
 	X509 *root;           /* anchors Recipient attestation documents */
 	unsigned max_doc_age; /* seconds a Recipient document stays acceptable */
-	unsigned long requests, denied;
 };
 
 /* Answers one request: *status and the JSON body in out. */

@@ -31,7 +31,6 @@ struct nsm_emu {
 	bool locked[NSM_EMU_PCRS];
 	char module_id[96];
 	struct devca *ca;
-	uint64_t documents;
 };
 
 void nsm_emu_init(struct nsm_emu *e, const struct nsm_emu_config *c);
