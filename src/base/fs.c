@@ -68,35 +68,58 @@ int fs_pwrite_full(int fd, const void *data, size_t len, off_t off)
 	return 0;
 }
 
-int fs_read_file(const char *path, size_t max, struct buf *out, struct err *err)
+static int read_fd(int fd, const char *name, size_t max, struct buf *out, struct err *err)
 {
-	autoclose int fd = -1;
-	int use_stdin = strcmp(path, "-") == 0;
 	uint8_t chunk[65536];
 
-	if (!use_stdin) {
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			return err_sys(err, "%s", path);
-	}
 	buf_reset(out);
 	for (;;) {
-		ssize_t n = read(use_stdin ? 0 : fd, chunk, sizeof(chunk));
+		ssize_t n = read(fd, chunk, sizeof(chunk));
 
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return err_sys(err, "%s: read", use_stdin ? "<stdin>" : path);
+			return err_sys(err, "%s: read", name);
 		}
 		if (n == 0)
 			break;
 		if (out->len + (size_t)n > max)
-			return err_set(err, EFBIG, "%s: larger than the limit of %zu bytes",
-				       use_stdin ? "<stdin>" : path, max);
+			return err_set(err, EFBIG, "%s: larger than the limit of %zu bytes", name, max);
 		buf_append(out, chunk, (size_t)n);
 	}
 	buf_reserve(out, 0);
 	return 0;
+}
+
+int fs_read_file(const char *path, size_t max, struct buf *out, struct err *err)
+{
+	autoclose int fd = -1;
+
+	if (strcmp(path, "-") == 0)
+		return read_fd(0, "<stdin>", max, out, err);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return err_sys(err, "%s", path);
+	return read_fd(fd, path, max, out, err);
+}
+
+int fs_read_regular(const char *path, size_t max, struct buf *out, struct err *err)
+{
+	autoclose int fd = -1;
+	struct stat st;
+
+	/* O_NOFOLLOW: a link in the last component fails (ELOOP) instead of leading elsewhere;
+	 * O_NONBLOCK: a FIFO planted there cannot hold the open. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0 && errno == ELOOP)
+		return err_set(err, ELOOP, "%s: is a symbolic link, not a file", path);
+	if (fd < 0)
+		return err_sys(err, "%s", path);
+	if (fstat(fd, &st) < 0)
+		return err_sys(err, "%s", path);
+	if (!S_ISREG(st.st_mode))
+		return err_set(err, EINVAL, "%s: not a regular file", path);
+	return read_fd(fd, path, max, out, err);
 }
 
 int atomic_file_open(struct atomic_file *af, const char *path, mode_t mode, struct err *err)

@@ -11,6 +11,9 @@
 
 /* Reads a whole file ("-" is stdin) into out, failing if it is larger than max bytes. */
 int fs_read_file(const char *path, size_t max, struct buf *out, struct err *err);
+/* The same for a regular file only: a symbolic link (in the last component), a FIFO or a device
+ * is an error. */
+int fs_read_regular(const char *path, size_t max, struct buf *out, struct err *err);
 /* read() until len bytes or EOF; returns bytes read or -1. Retries EINTR. */
 ssize_t fs_read_full(int fd, void *data, size_t len);
 int fs_write_full(int fd, const void *data, size_t len);

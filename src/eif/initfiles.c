@@ -69,7 +69,8 @@ int initfiles_take(const char *path, char ***out, struct err *err)
 	int rc = 0;
 
 	*out = NULL;
-	if (fs_read_file(path, INITFILES_MAX_SIZE, &data, err) < 0) {
+	/* never a link: it could name a file outside the unpacked tree */
+	if (fs_read_regular(path, INITFILES_MAX_SIZE, &data, err) < 0) {
 		buf_free(&data);
 		return err->code == ENOENT ? 0 : -1;
 	}

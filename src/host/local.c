@@ -205,7 +205,9 @@ static void setup_rootfs(struct local *lc, const char *rootfs)
 	xmkdir(path, 0755);
 	snprintf(path, sizeof(path), "%s%s", rootfs, ENCLAVE_VSOCK_DIR);
 	xmkdir(path, 0700);
+	/* read-only as well as not the enclave's: it holds the host's sockets and the root of trust */
 	xmount(lc->vdir, path, NULL, MS_BIND, NULL);
+	xmount(NULL, path, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
 	snprintf(path, sizeof(path), "%s/tmp", rootfs);
 	xmkdir(path, 01777);
 	xmount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
@@ -235,7 +237,10 @@ static void install_seccomp(void)
 				      SCMP_SYS(io_uring_setup), SCMP_SYS(io_uring_enter), SCMP_SYS(io_uring_register),
 				      SCMP_SYS(acct), SCMP_SYS(swapon), SCMP_SYS(swapoff), SCMP_SYS(bpf),
 				      SCMP_SYS(open_by_handle_at), SCMP_SYS(perf_event_open) };
-	const struct scmp_arg_cmp vsock_family = { .arg = 0, .op = SCMP_CMP_EQ, .datum_a = AF_VSOCK, .datum_b = 0 };
+	/* The kernel reads the family as an int, libseccomp compares all 64 bits of the register:
+	 * compare the low 32 bits only, or AF_VSOCK | 1 << 32 would pass as "not AF_VSOCK". */
+	const struct scmp_arg_cmp vsock_family = { .arg = 0, .op = SCMP_CMP_MASKED_EQ, .datum_a = 0xffffffffu,
+						   .datum_b = AF_VSOCK };
 	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
 
 	if (!ctx)
@@ -283,6 +288,7 @@ static int child_main(void *arg)
 	pid_t app;
 	ssize_t n;
 	sigset_t none;
+	struct stat st;
 
 	report_fd = lc->report_wr;
 	if (read(lc->sync_rd, &c, 1) != 1)
@@ -303,8 +309,11 @@ static int child_main(void *arg)
 	snprintf(path, sizeof(path), "%s/cmd", lc->root);
 	cmd = read_items(path);
 	snprintf(rootfs, sizeof(rootfs), "%s/rootfs", lc->root);
-	if (access(rootfs, F_OK) < 0)
-		child_die("the EIF has no /rootfs");
+	/* lstat: a /rootfs that is a link would make the host's own tree the enclave's root */
+	if (lstat(rootfs, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		errno = 0;
+		child_die("the EIF's /rootfs is missing or not a folder");
+	}
 	setup_rootfs(lc, rootfs);
 	if (sethostname("enclave", 7) < 0)
 		child_die("sethostname");
@@ -567,9 +576,13 @@ static int local_prepare(struct launcher *l, struct err *err)
 		if (fs_write_file_atomic(owner, pid, strlen(pid), 0644, err) < 0)
 			return -1;
 	}
-	/* The enclave's root (an unprivileged uid here) owns its vsock folder, nothing else. */
-	if (chmod(lc->state, 0711) < 0 || mkdir(lc->vdir, 0700) < 0 || mkdir(lc->root, 0700) < 0 ||
-	    chown(lc->vdir, lc->base, lc->base) < 0 || chown(lc->root, lc->base, lc->base) < 0)
+	/* The vsock folder is the host's (it holds the host's listeners, which the enclave may
+	 * connect to): the enclave's root reads it through its group and can create, rename or
+	 * replace nothing in it; others cannot enter. The enclave's root (an unprivileged uid
+	 * here) owns the folder its tmpfs is mounted on, nothing else. */
+	if (chmod(lc->state, 0711) < 0 || mkdir(lc->vdir, 0750) < 0 || mkdir(lc->root, 0700) < 0 ||
+	    chown(lc->vdir, 0, lc->base) < 0 || chmod(lc->vdir, 0750) < 0 ||
+	    chown(lc->root, lc->base, lc->base) < 0)
 		return err_sys(err, "local enclave: %s", lc->state);
 	return vsock_use_emulated(lc->vdir, VSOCK_CID_PARENT, err);
 }
@@ -631,7 +644,7 @@ out:
 static int local_start(struct launcher *l, struct err *err)
 {
 	struct local *lc = l->priv;
-	int sync_pipe[2], report[2];
+	int sync_pipe[2], report[2], nsfd;
 	char *stack, map[64], path[64], msg[1100];
 	ssize_t n;
 
@@ -672,6 +685,15 @@ static int local_start(struct launcher *l, struct err *err)
 	lc->pidfd = (int)syscall(SYS_pidfd_open, lc->pid, 0);
 	if (lc->pidfd < 0) {
 		err_sys(err, "pidfd_open");
+		goto fail;
+	}
+	/* The enclave's listeners are abstract sockets in its network namespace. The child waits
+	 * on the sync pipe and is not reaped, so its pid still names it here. */
+	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)lc->pid);
+	nsfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (nsfd < 0 || vsock_set_peer_netns(nsfd, err) < 0) {
+		if (nsfd < 0)
+			err_sys(err, "%s", path);
 		goto fail;
 	}
 	if (write(sync_pipe[1], "G", 1) != 1) {

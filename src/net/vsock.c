@@ -1,6 +1,17 @@
 /*
  * vsock transports. The emulated one maps CIDs 2 and 3 (host, parent) to one name, "3",
  * as both mean "the parent" to an enclave; a listener on ANY is filed under the process's own CID.
+ *
+ * Where the emulated sockets live is a security boundary: the host (root) connects to the
+ * enclave's listeners, and the enclave is hostile. A path the enclave could create, rename or
+ * replace with a symlink would let it point the host's connect() at any Unix socket of the host
+ * (Docker's, for one). So the parent's listeners are files in the folder, which the host owns
+ * and the enclave can only read, and every other CID's listeners are abstract Unix sockets:
+ * they have no file, follow no link, and live in a network namespace. The host side makes the
+ * sockets it connects with inside the enclave's network namespace (vsock_set_peer_netns), where
+ * only the enclave's own processes can have bound a name. Abstract names carry the folder's
+ * device and inode, so that enclaves sharing a namespace (the nitro-cli development hook) do not
+ * meet.
  */
 #include "net/vsock.h"
 
@@ -8,7 +19,10 @@
 #include <fcntl.h>
 #include <linux/vm_sockets.h>
 #include <poll.h>
+#include <stddef.h>
+#include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -16,11 +30,15 @@
 #include <unistd.h>
 
 static char emu_dir[108];
+static char emu_key[40];
 static uint32_t emu_cid;
 static bool emulated;
+static int peer_netns = -1, own_netns = -1;
 
 int vsock_use_emulated(const char *dir, uint32_t local_cid, struct err *err)
 {
+	struct stat st;
+
 	if (!dir) {
 		emulated = false;
 		return 0;
@@ -28,7 +46,11 @@ int vsock_use_emulated(const char *dir, uint32_t local_cid, struct err *err)
 	/* "<dir>/<cid>.<port>" must fit sun_path with the longest cid and port. */
 	if (strlen(dir) + 1 + 10 + 1 + 10 + 1 > sizeof(emu_dir))
 		return err_set(err, ENAMETOOLONG, "vsock folder %s: path too long for Unix sockets", dir);
+	if (stat(dir, &st) < 0)
+		return err_sys(err, "vsock folder %s", dir);
 	snprintf(emu_dir, sizeof(emu_dir), "%s", dir);
+	snprintf(emu_key, sizeof(emu_key), "%llx.%llx", (unsigned long long)st.st_dev,
+		 (unsigned long long)st.st_ino);
 	emu_cid = local_cid == VSOCK_CID_HOST ? VSOCK_CID_PARENT : local_cid;
 	emulated = true;
 	return 0;
@@ -44,22 +66,78 @@ const char *vsock_emulated_dir(void)
 	return emulated ? emu_dir : NULL;
 }
 
-int vsock_emulated_path(uint32_t cid, uint32_t port, char *out, size_t size, struct err *err)
+int vsock_set_peer_netns(int nsfd, struct err *err)
+{
+	if (own_netns < 0) {
+		own_netns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+		if (own_netns < 0)
+			return err_sys(err, "/proc/self/ns/net");
+	}
+	if (peer_netns >= 0)
+		close(peer_netns);
+	peer_netns = nsfd;
+	return 0;
+}
+
+static uint32_t name_cid(uint32_t cid)
 {
 	if (cid == VSOCK_CID_HOST)
-		cid = VSOCK_CID_PARENT;
-	if (cid == VSOCK_CID_ANY)
-		cid = emu_cid;
+		return VSOCK_CID_PARENT;
+	return cid == VSOCK_CID_ANY ? emu_cid : cid;
+}
+
+int vsock_emulated_path(uint32_t cid, uint32_t port, char *out, size_t size, struct err *err)
+{
+	cid = name_cid(cid);
+	if (cid != VSOCK_CID_PARENT)
+		return err_set(err, EINVAL, "vsock %u:%u: only the parent's ports are files", cid, port);
 	if ((size_t)snprintf(out, size, "%s/%u.%u", emu_dir, cid, port) >= size)
 		return err_set(err, ENAMETOOLONG, "vsock path too long");
 	return 0;
 }
 
-static int unix_addr(uint32_t cid, uint32_t port, struct sockaddr_un *sa, struct err *err)
+/* The parent's ports are files in the folder; an enclave's are abstract names (see the top). */
+static int unix_addr(uint32_t cid, uint32_t port, struct sockaddr_un *sa, socklen_t *len, struct err *err)
 {
 	memset(sa, 0, sizeof(*sa));
 	sa->sun_family = AF_UNIX;
-	return vsock_emulated_path(cid, port, sa->sun_path, sizeof(sa->sun_path), err);
+	cid = name_cid(cid);
+	if (cid == VSOCK_CID_PARENT) {
+		*len = sizeof(*sa);
+		return vsock_emulated_path(cid, port, sa->sun_path, sizeof(sa->sun_path), err);
+	}
+	*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
+			   (size_t)snprintf(sa->sun_path + 1, sizeof(sa->sun_path) - 1, "enclaver-vsock/%s/%u.%u",
+					    emu_key, cid, port));
+	return 0;
+}
+
+/* A socket made in the enclave's network namespace, where its abstract names are. */
+static int peer_socket(uint32_t cid)
+{
+	int fd, e;
+
+	if (peer_netns < 0 || name_cid(cid) == VSOCK_CID_PARENT)
+		return socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (setns(peer_netns, CLONE_NEWNET) < 0)
+		return -1;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	e = errno;
+	/* staying in the enclave's namespace would send every later socket of this thread there */
+	if (setns(own_netns, CLONE_NEWNET) < 0)
+		abort();
+	errno = e;
+	return fd;
+}
+
+int vsock_emulated_socket(uint32_t cid, uint32_t port, struct sockaddr_un *sa, socklen_t *len, struct err *err)
+{
+	int fd;
+
+	if (unix_addr(cid, port, sa, len, err) < 0)
+		return -1;
+	fd = peer_socket(cid);
+	return fd < 0 ? err_sys(err, "socket") : fd;
 }
 
 int vsock_listen(uint32_t port, int backlog, struct err *err)
@@ -68,21 +146,25 @@ int vsock_listen(uint32_t port, int backlog, struct err *err)
 
 	if (emulated) {
 		struct sockaddr_un sa;
+		socklen_t len;
+		bool file = emu_cid == VSOCK_CID_PARENT;
 
-		if (unix_addr(VSOCK_CID_ANY, port, &sa, err) < 0)
+		if (unix_addr(VSOCK_CID_ANY, port, &sa, &len, err) < 0)
 			return -1;
 		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd < 0)
 			return err_sys(err, "socket");
-		unlink(sa.sun_path); /* a stale socket from a previous run of this enclave */
-		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, backlog) < 0) {
-			err_sys(err, "vsock port %u (%s)", port, sa.sun_path);
+		if (file)
+			unlink(sa.sun_path); /* a stale socket from a previous run of this enclave */
+		if (bind(fd, (struct sockaddr *)&sa, len) < 0 || listen(fd, backlog) < 0) {
+			err_sys(err, "vsock port %u", port);
 			close(fd);
 			return -1;
 		}
-		/* Either side may connect (the enclave's root is another uid than the host's): the
-		 * folder, owned by the enclave's root with mode 0700, is what keeps others out. */
-		chmod(sa.sun_path, 0666);
+		/* The enclave's root is another uid than the host's: the folder (root's, readable by
+		 * the enclave's group only) is what keeps others out. */
+		if (file)
+			chmod(sa.sun_path, 0666);
 		return fd;
 	}
 	{
@@ -107,13 +189,12 @@ int vsock_connect(uint32_t cid, uint32_t port, bool *in_progress, struct err *er
 	*in_progress = false;
 	if (emulated) {
 		struct sockaddr_un sa;
+		socklen_t len;
 
-		if (unix_addr(cid, port, &sa, err) < 0)
-			return -1;
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		fd = vsock_emulated_socket(cid, port, &sa, &len, err);
 		if (fd < 0)
-			return err_sys(err, "socket");
-		rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+			return -1;
+		rc = connect(fd, (struct sockaddr *)&sa, len);
 	} else {
 		struct sockaddr_vm sa = { .svm_family = AF_VSOCK, .svm_cid = cid, .svm_port = port };
 

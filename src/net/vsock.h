@@ -1,7 +1,8 @@
 /*
  * vsock addressing with two transports chosen at run time: AF_VSOCK on Nitro, and an emulated
- * one for the local enclave where (cid, port) is a Unix socket "<dir>/<cid>.<port>" in a
- * per-enclave folder. Nothing above this file knows which transport is in use.
+ * one for the local enclave where (cid, port) is a Unix socket: "<dir>/3.<port>" in a
+ * per-enclave folder for the parent's ports, an abstract name for an enclave's. Nothing above
+ * this file knows which transport is in use.
  *
  * The AF_VSOCK path is the few lines in vsock_listen/vsock_connect below; it never runs in tests.
  */
@@ -10,6 +11,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include "base/err.h"
 
@@ -28,6 +31,10 @@ int vsock_use_emulated(const char *dir, uint32_t local_cid, struct err *err);
 bool vsock_is_emulated(void);
 const char *vsock_emulated_dir(void);
 
+/* Host side of a local enclave: the enclave's listeners are in the network namespace nsfd
+ * (taken over; closed by the next call). Call before any thread starts. */
+int vsock_set_peer_netns(int nsfd, struct err *err);
+
 /* A non-blocking, close-on-exec listener on (ANY, port). */
 int vsock_listen(uint32_t port, int backlog, struct err *err);
 /* A non-blocking connect to (cid, port): returns the fd; *in_progress is set when the
@@ -36,7 +43,11 @@ int vsock_connect(uint32_t cid, uint32_t port, bool *in_progress, struct err *er
 /* A blocking connect with a timeout, for simple clients. */
 int vsock_connect_blocking(uint32_t cid, uint32_t port, int timeout_ms, struct err *err);
 
-/* The emulated path of (cid, port); the buffer must hold 108 bytes. */
+/* The emulated path of the parent's port (a file in the folder); the buffer must hold 108
+ * bytes. Other CIDs' ports have no path. */
 int vsock_emulated_path(uint32_t cid, uint32_t port, char *out, size_t size, struct err *err);
+/* An unconnected socket and the address for (cid, port) on the emulated transport, made in the
+ * peer's network namespace when the port is the enclave's. */
+int vsock_emulated_socket(uint32_t cid, uint32_t port, struct sockaddr_un *sa, socklen_t *len, struct err *err);
 
 #endif

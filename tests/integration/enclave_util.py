@@ -113,3 +113,100 @@ def wait_echo(port, timeout=20):
             pass
         time.sleep(0.1)
     raise AssertionError(f"nothing echoes on 127.0.0.1:{port}")
+
+
+# --- a test's own local enclave, found from its enclaver-run's pid (never by looking at the
+# whole machine, so that the suite passes while other enclaves run) ---
+
+import ctypes
+import glob
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_CLONE_NEWNET = 0x40000000
+
+
+def state_dir(run_pid):
+    """The state folder of the local enclave that enclaver-run `run_pid` launched, or None."""
+    for owner in glob.glob("/tmp/enclaver-*/owner"):
+        try:
+            if int(pathlib.Path(owner).read_text()) == run_pid:
+                return pathlib.Path(owner).parent
+        except (OSError, ValueError):
+            pass
+    return None
+
+
+def enclave_init_pid(run_pid):
+    """PID 1 of the enclave: enclaver-run's child."""
+    try:
+        kids = pathlib.Path(f"/proc/{run_pid}/task/{run_pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(kids[0]) if kids else None
+
+
+def _setns(fd):
+    if _libc.setns(fd, _CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), "setns")
+
+
+def vsock_socket(run_pid, port, cid=16):
+    """A connected socket to the enclave's vsock port, as enclaver-run makes one: inside the
+    enclave's network namespace, to the abstract name the emulated transport gives the port."""
+    state, init = state_dir(run_pid), enclave_init_pid(run_pid)
+    if state is None or init is None:
+        raise ConnectionRefusedError(f"no local enclave for enclaver-run {run_pid}")
+    st = os.stat(state / "v")
+    name = f"\0enclaver-vsock/{st.st_dev:x}.{st.st_ino:x}/{cid}.{port}"
+    ns = os.open(f"/proc/{init}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _setns(ns)
+        try:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        finally:
+            _setns(own)
+    finally:
+        os.close(ns)
+        os.close(own)
+    try:
+        s.connect(name)
+    except OSError:
+        s.close()
+        raise
+    return s
+
+
+def wait_vsock(run_pid, port, timeout=15):
+    """Until the enclave listens on its vsock port; returns a connected socket."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            return vsock_socket(run_pid, port)
+        except OSError:
+            if time.time() > deadline:
+                raise AssertionError(f"the enclave of enclaver-run {run_pid} never listened on vsock {port}")
+            time.sleep(0.05)
+
+
+def enclave_id(stderr):
+    """The local enclave's id (its state folder's and cgroups' suffix), from enclaver-run's log."""
+    m = re.search(r"started enclave ID=local-(\w+)", stderr)
+    return m.group(1) if m else None
+
+
+def leftovers(stderr):
+    """What this enclave could have left: its state folder, cgroups, mounts and processes."""
+    eid = enclave_id(stderr)
+    if eid is None:
+        return []
+    tag = f"enclaver-{eid}"
+    out = glob.glob(f"/tmp/{tag}") + glob.glob(f"/sys/fs/cgroup/*/{tag}") + glob.glob(f"/sys/fs/cgroup/{tag}")
+    out += [l for l in open("/proc/mounts") if tag in l]
+    for cg in glob.glob("/proc/[0-9]*/cgroup"):
+        try:
+            if tag in open(cg).read():
+                out.append(cg)
+        except OSError:
+            pass
+    return out

@@ -1,7 +1,6 @@
 """The local enclave end to end: enclaver-run boots an EIF holding odyn and the probe program in
 namespaces, and the tests act as its users do: through published ports, the egress proxy, the
 exit code and the log stream."""
-import glob
 import hashlib
 import http.server
 import os
@@ -36,6 +35,13 @@ class Enclave:
         self.out, self.err = out.decode(errors="replace"), err.decode(errors="replace")
         return self.proc.returncode
 
+    def booted(self, timeout=15):
+        """Until odyn serves this enclave's status port."""
+        eu.wait_vsock(self.proc.pid, 17000, timeout).close()
+
+    def leftovers(self):
+        return eu.leftovers(self.err)
+
     def stop(self, sig=signal.SIGTERM):
         self.proc.send_signal(sig)
         return self.wait()
@@ -50,36 +56,20 @@ class Enclave:
                 self.proc.wait()
 
 
-def wait_booted(timeout=15):
-    """Until odyn serves its status port in some local enclave."""
-    deadline = time.time() + timeout
-    while time.time() < deadline and not glob.glob("/tmp/enclaver-*/v/16.17000"):
-        time.sleep(0.05)
-
-
-def leftovers():
-    """Processes, mounts, cgroups and state folders a local enclave could leave behind."""
-    procs = subprocess.run(["pgrep", "-f", "odyn --config-dir|bin/probe"], capture_output=True, text=True).stdout.split()
-    mounts = [l for l in open("/proc/mounts") if "enclaver-" in l]
-    cgroups = glob.glob("/sys/fs/cgroup/*/enclaver-*") + glob.glob("/sys/fs/cgroup/enclaver-*")
-    states = glob.glob("/tmp/enclaver-*")
-    return procs + mounts + cgroups + states
-
-
 def test_exit_code_and_logs(tmp_path):
     e = Enclave(tmp_path, eu.MANIFEST, ["exit", "3"])
     assert e.wait() == 3, e.err
     assert "probe exiting with 3" in e.out
     assert "odyn: info: Entrypoint exited with 3" in e.out
     assert "LOCAL ENCLAVE" in e.err and "enclave exited with code 3" in e.err
-    assert leftovers() == []
+    assert e.leftovers() == []
 
 
 def test_signal_gives_107(tmp_path):
     e = Enclave(tmp_path, eu.MANIFEST, ["signal", "15"])
     assert e.wait() == 107, e.err
     assert "enclave stopped due to signal 15 (SIGTERM)" in e.err
-    assert leftovers() == []
+    assert e.leftovers() == []
 
 
 def test_odyn_fatal_gives_108_and_stays_readable(tmp_path):
@@ -88,35 +78,77 @@ def test_odyn_fatal_gives_108_and_stays_readable(tmp_path):
                 extra_files={"etc/enclaver/enclaver.yaml": b"version: v1\nname: x\nbogus: 1\n"})
     assert e.wait() == 108, e.err
     assert 'unknown key \\"bogus\\"' in e.err or 'unknown key "bogus"' in e.err
-    assert leftovers() == []
+    assert e.leftovers() == []
 
 
 def test_sigterm_gives_109_and_cleans_up(tmp_path):
     e = Enclave(tmp_path, eu.MANIFEST, ["sleep", "600"])
-    wait_booted()
+    e.booted()
     time.sleep(0.3)
     assert e.stop(signal.SIGTERM) == 109, e.err
-    assert leftovers() == []
+    assert e.leftovers() == []
     (tmp_path / "again").mkdir()
     e = Enclave(tmp_path / "again", eu.MANIFEST, ["sleep", "600"])
     time.sleep(1)
     assert e.stop(signal.SIGINT) == 109
-    assert leftovers() == []
+    assert e.leftovers() == []
 
 
 def test_killed_runs_are_swept_by_the_next(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     e = Enclave(tmp_path / "a", eu.MANIFEST, ["sleep", "600"])
-    time.sleep(1)
+    e.booted()
+    state = eu.state_dir(e.proc.pid)
     e.proc.kill()  # SIGKILL: no cleanup possible; the enclave dies with it (parent-death signal)
-    e.proc.wait()
+    e.wait()
     time.sleep(0.3)
-    assert glob.glob("/tmp/enclaver-*")
+    assert state.exists()
     e2 = Enclave(tmp_path / "b", eu.MANIFEST, ["exit", "0"])
     assert e2.wait() == 0
-    assert "left by an enclaver-run that was killed" in e2.err
-    assert leftovers() == []
+    assert f"removed {state}, left by an enclaver-run that was killed" in e2.err
+    assert not state.exists()
+    assert e2.leftovers() == []
+
+
+def test_enclave_cannot_point_the_host_at_host_sockets(tmp_path):
+    # The attack: replace the vsock name of an ingress port with a symlink to a host socket
+    # (Docker's, say) so that enclaver-run, root on the host, relays ingress clients to it.
+    victim_path = str(tmp_path / "victim.sock")
+    victim = socket.socket(socket.AF_UNIX)
+    victim.bind(victim_path)
+    victim.listen()
+    victim.settimeout(0.5)
+    port = free_port()
+    manifest = eu.MANIFEST + f"ingress:\n  - listen_port: {port}\n"
+    vdir = "/run/enclaver/vsock"
+    e = Enclave(tmp_path, manifest, ["seq", f"plant {victim_path} {vdir}/16.{port}",
+                                     f"plant {victim_path} {vdir}/3.17002", f"fill {vdir}/junk 64",
+                                     "sleep 600"])
+    e.booted()
+    state = eu.state_dir(e.proc.pid)
+    # the folder is the host's: nothing the enclave writes lands in it (nor on the host's disk)
+    assert sorted(os.listdir(state / "v")) == ["dev-root.pem", "nsm.sock"]
+    assert not any(n.startswith("16.") or n == "junk" for n in os.listdir(state / "v"))
+    # even a link that is there (the host's own doing) is never followed for an enclave's port
+    os.symlink(victim_path, state / "v" / f"16.{port}")
+    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+    c.sendall(b"GET /containers/json HTTP/1.0\r\n\r\n")
+    c.settimeout(5)
+    try:
+        c.recv(100)
+    except OSError:
+        pass
+    c.close()
+    with pytest.raises(socket.timeout):
+        victim.accept()
+    victim.close()
+    assert e.stop() == 109
+    for target in (f"16.{port}", "3.17002", "junk"):
+        line = [l for l in e.out.splitlines() if l.startswith(f"plant {vdir}/{target}") or
+                l.startswith(f"fill {vdir}/{target}")]
+        assert line and ("Permission denied" in line[0] or "Read-only file system" in line[0]), (target, e.out)
+    assert e.leftovers() == []
 
 
 def test_app_runs_as_root_in_its_own_world(tmp_path):
@@ -130,6 +162,9 @@ def test_app_runs_as_root_in_its_own_world(tmp_path):
     assert "uid=0 gid=0" in e.out
     # AF_VSOCK is refused: vsock is not namespaced and would reach real peers
     assert "vsock socket: Address family not supported by protocol" in e.out
+    # also with high bits set in the register, which the kernel ignores
+    assert "vsock socket (high bits): Address family not supported by protocol" in e.out
+    assert "vsock socketpair (high bits): Address family not supported by protocol" in e.out
     # the host's processes are invisible: PID 1, odyn, the probe and its child
     count = int(e.out.split("visible processes: ")[1].split()[0])
     assert 2 <= count <= 6, e.out
@@ -143,20 +178,14 @@ def test_memory_limit_kills_and_is_reported(tmp_path):
     code = e.wait()
     assert code == 107, (code, e.err)
     assert "ran out of memory" in e.err
-    assert leftovers() == []
+    assert e.leftovers() == []
 
 
 def test_early_logs_replayed_and_burst_does_not_block(tmp_path):
     e = Enclave(tmp_path, eu.MANIFEST, ["seq", "burst 1048576", "sleep 4"])
-    deadline = time.time() + 15
-    paths = []
-    while time.time() < deadline and not paths:
-        paths = glob.glob("/tmp/enclaver-*/v/16.17001")
-        time.sleep(0.05)
-    assert paths
+    eu.wait_vsock(e.proc.pid, 17001).close()
     time.sleep(1.5)  # the burst is long over: this client joins late
-    sock = socket.socket(socket.AF_UNIX)
-    sock.connect(paths[0])
+    sock = eu.vsock_socket(e.proc.pid, 17001)
     sock.settimeout(2)
     data = b""
     try:
@@ -232,11 +261,9 @@ def test_ingress_5000_concurrent_connections(tmp_path):
         ok += data == want
     # all 5000 open and idle: each proxy holds its two sockets per connection and no pipes
     fds = {}
-    for name, pattern in (("enclaver-run", "enclaver-run --eif-file"), ("odyn", "odyn --config-dir")):
-        pids = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
-        fds[name] = max(len(os.listdir(f"/proc/{p}/fd")) for p in pids)
-        pipes = max(sum(os.readlink(f"/proc/{p}/fd/{f}").startswith("pipe:") for f in os.listdir(f"/proc/{p}/fd"))
-                    for p in pids)
+    for name, p in (("enclaver-run", e.proc.pid), ("odyn", eu.enclave_init_pid(eu.enclave_init_pid(e.proc.pid)))):
+        fds[name] = len(os.listdir(f"/proc/{p}/fd"))
+        pipes = sum(os.readlink(f"/proc/{p}/fd/{f}").startswith("pipe:") for f in os.listdir(f"/proc/{p}/fd"))
         assert pipes < 16, (name, pipes)
     for s in socks:
         s.close()
@@ -383,15 +410,16 @@ def test_file_capabilities_work_inside(tmp_path):
 def test_limits_and_subcommands(tmp_path):
     manifest = eu.MANIFEST.replace("cpu_count: 1", "cpu_count: 3")
     e = Enclave(tmp_path, manifest, ["sleep", "600"], extra_args=["--memory-mb", "200"])
-    wait_booted()
+    e.booted()
+    tag = eu.state_dir(e.proc.pid).name
     v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
     if v2:
-        cpu = open(glob.glob("/sys/fs/cgroup/enclaver-*/cpu.max")[0]).read().split()
-        mem = int(open(glob.glob("/sys/fs/cgroup/enclaver-*/memory.max")[0]).read())
+        cpu = open(f"/sys/fs/cgroup/{tag}/cpu.max").read().split()
+        mem = int(open(f"/sys/fs/cgroup/{tag}/memory.max").read())
         assert cpu == ["300000", "100000"]
     else:
-        quota = int(open(glob.glob("/sys/fs/cgroup/cpu/enclaver-*/cpu.cfs_quota_us")[0]).read())
-        mem = int(open(glob.glob("/sys/fs/cgroup/memory/enclaver-*/memory.limit_in_bytes")[0]).read())
+        quota = int(open(f"/sys/fs/cgroup/cpu/{tag}/cpu.cfs_quota_us").read())
+        mem = int(open(f"/sys/fs/cgroup/memory/{tag}/memory.limit_in_bytes").read())
         assert quota == 300000  # cpu_count from the manifest, 3 CPUs' worth of time
     assert mem == 200 << 20  # --memory-mb overrides the manifest
     assert e.stop() == 109
@@ -411,4 +439,4 @@ def test_limits_and_subcommands(tmp_path):
     r = subprocess.run([str(BUILD / "enclaver-run"), "--eif-file", str(tmp_path / "app.eif"), "--manifest-file",
                         str(tmp_path / "enclaver.yaml"), "--cpu-count", "0"], capture_output=True, text=True)
     assert r.returncode == 1 and "at least 1 CPU is required, got: 0" in r.stderr
-    assert leftovers() == []
+    assert e.leftovers() == []

@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <grp.h>
 #include <sys/xattr.h>
@@ -427,7 +428,21 @@ int main(int argc, char **argv)
 		int fd = socket(40 /* AF_VSOCK */, SOCK_STREAM, 0);
 
 		printf("vsock socket: %s\n", fd < 0 ? strerror(errno) : "OPENED");
-		return fd < 0 ? 0 : 1;
+		if (fd >= 0)
+			return 1;
+		/* the kernel reads an int: high bits set in the 64-bit register must not get past
+		 * the filter, for socket() nor socketpair() (no connection is ever attempted) */
+		fd = (int)syscall(SYS_socket, (1L << 32) | 40, (long)SOCK_STREAM, 0L);
+		printf("vsock socket (high bits): %s\n", fd < 0 ? strerror(errno) : "OPENED");
+		if (fd >= 0)
+			return 1;
+		{
+			int sv[2];
+			long rc = syscall(SYS_socketpair, (0xdeadL << 32) | 40, (long)SOCK_STREAM, 0L, sv);
+
+			printf("vsock socketpair (high bits): %s\n", rc < 0 ? strerror(errno) : "OPENED");
+			return rc < 0 ? 0 : 1;
+		}
 	}
 	if (!strcmp(argv[1], "tcp")) { /* tcp IP PORT: can this enclave reach it? */
 		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[3])) };
@@ -492,6 +507,29 @@ int main(int argc, char **argv)
 			printf("\n=== end\n");
 			free(copy);
 		}
+		return 0;
+	}
+	if (!strcmp(argv[1], "plant") && argc == 4) { /* plant TARGET LINK: a symlink where the host looks */
+		unlink(argv[3]);
+		if (symlink(argv[2], argv[3]) < 0)
+			printf("plant %s: %s\n", argv[3], strerror(errno));
+		else
+			printf("plant %s: planted\n", argv[3]);
+		return 0;
+	}
+	if (!strcmp(argv[1], "fill") && argc == 4) { /* fill PATH MB: write MB MiB into PATH */
+		static char chunk[1 << 20];
+		int fd = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		long mb = atol(argv[3]), done = 0;
+
+		if (fd < 0) {
+			printf("fill %s: %s\n", argv[2], strerror(errno));
+			return 0;
+		}
+		while (done < mb && write(fd, chunk, sizeof(chunk)) == (ssize_t)sizeof(chunk))
+			done++;
+		printf("fill %s: wrote %ld MiB\n", argv[2], done);
+		close(fd);
 		return 0;
 	}
 	if (!strcmp(argv[1], "whoami")) {

@@ -6,9 +6,11 @@
 #include <netinet/in.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "crypto/sha.h"
@@ -80,7 +82,7 @@ static char vdir[64];
 static void test_emulated_vsock(void)
 {
 	struct err err = { 0 };
-	int lfd, cfd, afd;
+	int lfd, cfd, afd, hfd;
 	char path[108], b = 0;
 	bool pending;
 
@@ -90,9 +92,11 @@ static void test_emulated_vsock(void)
 	CHECK(vsock_is_emulated());
 	lfd = vsock_listen(8000, 16, &err);
 	CHECK(lfd >= 0);
-	CHECK_EQ_INT(vsock_emulated_path(16, 8000, path, sizeof(path), &err), 0);
-	CHECK(access(path, F_OK) == 0);
-	/* the parent's CIDs 2 and 3 are one place */
+	/* an enclave's listener is no file: nothing in the folder can stand for it */
+	CHECK(vsock_emulated_path(16, 8000, path, sizeof(path), &err) < 0);
+	snprintf(path, sizeof(path), "%s/16.8000", vdir);
+	CHECK(access(path, F_OK) < 0);
+	/* the parent's CIDs 2 and 3 are one place, a file */
 	CHECK_EQ_INT(vsock_emulated_path(2, 17002, path, sizeof(path), &err), 0);
 	CHECK(strstr(path, "/3.17002") != NULL);
 	cfd = vsock_connect(16, 8000, &pending, &err);
@@ -102,9 +106,22 @@ static void test_emulated_vsock(void)
 	CHECK(write(cfd, "x", 1) == 1 && read(afd, &b, 1) == 1 && b == 'x');
 	close(afd);
 	close(cfd);
-	/* nobody listening: a clear error, not a hang */
+	/* the parent's listener is a file in the folder, reached from the enclave's side */
+	CHECK_EQ_INT(vsock_use_emulated(vdir, 3, &err), 0);
+	hfd = vsock_listen(17002, 16, &err);
+	CHECK(hfd >= 0);
+	snprintf(path, sizeof(path), "%s/3.17002", vdir);
+	CHECK(access(path, F_OK) == 0);
+	CHECK_EQ_INT(vsock_use_emulated(vdir, 16, &err), 0);
+	cfd = vsock_connect(3, 17002, &pending, &err);
+	CHECK(cfd >= 0);
+	close(cfd);
+	close(hfd);
+	unlink(path);
+/* nobody listening: a clear error, not a hang */
 	CHECK(vsock_connect(16, 9999, &pending, &err) < 0);
 	CHECK(strstr(err.msg, "16:9999") != NULL);
+	CHECK_EQ_INT(vsock_use_emulated(vdir, 16, &err), 0);
 	CHECK(vsock_use_emulated("/tmp/a-very-long-folder-name-that-goes-on-and-on-and-on-and-on-and-on-and-on-and-on-xx", 3, &err) < 0);
 	close(lfd);
 }
@@ -197,6 +214,92 @@ static void nonblock(int fd)
 }
 
 /* client <-> [a relay b] <-> server, 64 MiB each way at once, then half-close both ways. */
+/* The attack: the enclave plants "<folder>/16.<port>" as a symlink to a host socket. The host
+ * must never connect through it: an enclave's port is an abstract name, not a path. */
+static void test_emulated_vsock_ignores_planted_symlinks(void)
+{
+	struct err err = { 0 };
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char dir[64], link[128];
+	int victim, cfd, got;
+	bool pending;
+
+	snprintf(dir, sizeof(dir), "/tmp/vsock-XXXXXX");
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/victim.sock", dir);
+	victim = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	CHECK(bind(victim, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(victim, 4) == 0);
+	snprintf(link, sizeof(link), "%s/16.7000", dir);
+	CHECK(symlink(sa.sun_path, link) == 0);
+	CHECK_EQ_INT(vsock_use_emulated(dir, 3, &err), 0);
+	cfd = vsock_connect(16, 7000, &pending, &err);
+	CHECK(cfd < 0);
+	got = accept4(victim, NULL, NULL, SOCK_CLOEXEC);
+	CHECK(got < 0 && errno == EAGAIN);
+	if (cfd >= 0)
+		close(cfd);
+	if (got >= 0)
+		close(got);
+	close(victim);
+	unlink(link);
+	unlink(sa.sun_path);
+	rmdir(dir);
+}
+
+/* The host reaches an enclave's listener inside the enclave's network namespace only. */
+static void test_emulated_vsock_peer_netns(void)
+{
+	struct err err = { 0 };
+	char dir[64], path[64], c;
+	int ready[2], done[2], cfd, nsfd;
+	char before[64], after[64];
+	ssize_t n1, n2;
+	bool pending;
+	pid_t pid;
+
+	n1 = readlink("/proc/self/ns/net", before, sizeof(before));
+	snprintf(dir, sizeof(dir), "/tmp/vsock-XXXXXX");
+	CHECK(mkdtemp(dir) != NULL);
+	CHECK(pipe(ready) == 0 && pipe(done) == 0);
+	pid = fork();
+	if (pid == 0) {
+		int lfd;
+
+		if (unshare(CLONE_NEWNET) < 0)
+			_exit(3); /* not root: nothing to test */
+		if (vsock_use_emulated(dir, 16, &err) < 0 || (lfd = vsock_listen(8100, 4, &err)) < 0)
+			_exit(1);
+		if (write(ready[1], "r", 1) != 1 || read(done[0], &c, 1) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	close(ready[1]);
+	close(done[0]);
+	if (read(ready[0], &c, 1) == 1) {
+		CHECK_EQ_INT(vsock_use_emulated(dir, 3, &err), 0);
+		/* from this namespace the name does not exist */
+		cfd = vsock_connect(16, 8100, &pending, &err);
+		CHECK(cfd < 0);
+		snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
+		nsfd = open(path, O_RDONLY | O_CLOEXEC);
+		CHECK(nsfd >= 0);
+		CHECK_EQ_INT(vsock_set_peer_netns(nsfd, &err), 0);
+		cfd = vsock_connect(16, 8100, &pending, &err);
+		CHECK(cfd >= 0);
+		if (cfd >= 0)
+			close(cfd);
+		/* and this thread is back in its own namespace for every other socket */
+		n2 = readlink("/proc/thread-self/ns/net", after, sizeof(after));
+		CHECK(n1 > 0 && n1 == n2 && !memcmp(before, after, (size_t)n1));
+		vsock_set_peer_netns(-1, &err);
+	}
+	CHECK(write(done[1], "d", 1) == 1);
+	close(done[1]);
+	close(ready[0]);
+	waitpid(pid, NULL, 0);
+	rmdir(dir);
+}
+
 static void test_relay_both_ways_with_half_close(void)
 {
 	struct loop *l;
@@ -397,6 +500,7 @@ static void test_dns_literals_need_no_server(void)
 }
 
 TEST_MAIN(T(test_dns_literals_need_no_server), T(test_timers_fire_in_order), T(test_signals_through_the_loop), T(test_emulated_vsock),
+	  T(test_emulated_vsock_ignores_planted_symlinks), T(test_emulated_vsock_peer_netns),
 	  T(test_relay_both_ways_with_half_close), T(test_relay_half_close_keeps_other_direction),
 	  T(test_relay_idle_timeout_and_no_pipes_when_idle), T(test_relay_peer_reset), T(test_tunnel_frames),
 	  T(cleanup))
