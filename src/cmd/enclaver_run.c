@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,6 +26,7 @@
 #include "host/local_creds.h"
 #include "host/nsm_server.h"
 #include "manifest/manifest.h"
+#include "manifest/policy.h"
 #include "net/dns.h"
 #include "net/vsock.h"
 #include "nitro/devca.h"
@@ -202,6 +204,7 @@ int main(int argc, char **argv)
 	struct err err = { 0 };
 	struct dns *dns = NULL;
 	struct host_egress *egress = NULL;
+	struct policy *policy = NULL;
 	struct host_ingress *ingress = NULL;
 	const struct launcher_ops *ops;
 
@@ -266,6 +269,16 @@ int main(int argc, char **argv)
 			  cpu < 1 ? cpu : mem);
 		goto out;
 	}
+	/* Each relayed connection holds two descriptors, and the enclave's processes inherit the
+	 * limit: the soft limit goes up to the hard one (the bounds are the connection caps). */
+	{
+		struct rlimit rl;
+
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
 	if (!n_maps)
 		for (size_t i = 0; i < m->n_ingress && n_maps < MAX_PUBLISH; i++)
 			maps[n_maps++] = (struct host_port_map){ m->ingress[i].listen_port, m->ingress[i].listen_port };
@@ -328,8 +341,10 @@ int main(int argc, char **argv)
 	}
 	if (m->has_egress) {
 		log_info("starting egress proxy on vsock port 17002");
-		if (dns_new(r.loop, &dns, &err) < 0 ||
-		    host_egress_start(r.loop, dns, local ? local_route : NULL, &routes, &egress, &err) < 0)
+		if (policy_new((const char *const *)m->egress_allow, m->n_egress_allow, (const char *const *)m->egress_deny,
+			       m->n_egress_deny, &policy, &err) < 0 ||
+		    dns_new(r.loop, &dns, &err) < 0 ||
+		    host_egress_start(r.loop, dns, policy, local ? local_route : NULL, &routes, &egress, &err) < 0)
 			goto fail;
 	}
 	if (ops->start(&r.launcher, &err) < 0)
@@ -360,6 +375,7 @@ out:
 		loop_close_all(r.loop);
 	host_ingress_stop(ingress);
 	host_egress_stop(egress);
+	policy_free(policy);
 	nsm_server_stop(nsm);
 	imds_stop(imds);
 	devca_free(ca);

@@ -179,7 +179,7 @@ static void on_tunnel(struct loop *l, struct loop_io *io, uint32_t events)
 	}
 	if (c->state != TUNNEL_REPLY)
 		return;
-	switch (tunnel_frame_recv(c->tfd, c->reply, &c->reply_got)) {
+	switch (tunnel_frame_recv(c->tfd, c->reply, TUNNEL_MAX_FRAME, &c->reply_got)) {
 	case 0:
 		return;
 	case -1:

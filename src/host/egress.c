@@ -1,7 +1,9 @@
 /*
- * Egress tunnel server. Runs in enclaver-run; requests come from the enclave, which is trusted
- * to have applied its policy but not to send well-formed frames: frames are bounded and parsed
- * strictly, and each connection fails on its own.
+ * Egress tunnel server. Runs in enclaver-run; requests come from the enclave, which is not
+ * trusted at all: in a local enclave any app can write frames to this port, and on Nitro an app
+ * can open AF_VSOCK itself. So every request is checked against the manifest's egress policy
+ * here too (the same matcher and manifest odyn uses), frames are small and parsed strictly,
+ * connections are capped, and each fails on its own.
  */
 #include "host/egress.h"
 
@@ -16,6 +18,7 @@
 
 #include "base/buf.h"
 #include "base/log.h"
+#include "net/accept.h"
 #include "net/relay.h"
 #include "net/tunnel.h"
 #include "net/vsock.h"
@@ -33,7 +36,7 @@ struct conn {
 	int vfd, tfd;
 	struct loop_io vio, tio;
 	struct loop_timer timer;
-	uint8_t frame[2 + TUNNEL_MAX_FRAME];
+	uint8_t frame[2 + TUNNEL_MAX_REQUEST];
 	size_t got;
 	char *host;
 	uint16_t port;
@@ -41,15 +44,16 @@ struct conn {
 	size_t next_addr;
 	int last_errno;
 	bool dead_while_resolving;
+	bool relayed; /* the relay now counts against the cap, and releases it */
 };
 
 struct host_egress {
 	struct loop *loop;
 	struct dns *dns;
+	const struct policy *policy;
 	host_egress_route_fn route;
 	void *route_data;
-	struct loop_io lio;
-	int lfd;
+	struct acceptor acc;
 };
 
 static void conn_free(void *p)
@@ -75,6 +79,8 @@ static void conn_end(struct conn *c)
 	if (c->tfd >= 0)
 		close(c->tfd);
 	c->vfd = c->tfd = -1;
+	if (!c->relayed)
+		acceptor_release(&c->e->acc);
 	if (c->state == RESOLVING) {
 		/* the resolver still holds c: it frees it when it answers */
 		c->dead_while_resolving = true;
@@ -105,8 +111,10 @@ static void reply_err(struct conn *c, int code, const char *message)
 
 static void on_relay_done(void *data, const struct relay_stats *st)
 {
-	(void)data;
+	struct host_egress *e = data;
+
 	(void)st;
+	acceptor_release(&e->acc);
 }
 
 static void try_next_addr(struct conn *c);
@@ -139,7 +147,9 @@ static void on_connected(struct loop *l, struct loop_io *io, uint32_t events)
 	tfd = c->tfd;
 	c->vfd = c->tfd = -1;
 	log_debug("egress: connected to %s:%u", c->host, c->port);
-	if (relay_start(l, vfd, tfd, &o, on_relay_done, NULL, NULL, &err) < 0)
+	/* relay_start calls done on every end but a failure to start, which releases here */
+	c->relayed = relay_start(l, vfd, tfd, &o, on_relay_done, c->e, NULL, &err) == 0;
+	if (!c->relayed)
 		log_warn("egress: %s", err.msg);
 	buf_free(&ok);
 	conn_end(c);
@@ -219,8 +229,19 @@ static void handle_request(struct conn *c)
 	struct err err = { 0 };
 	char *routed;
 
+	struct policy_decision d;
+
 	if (tunnel_parse_request(c->frame + 2, c->got - 2, &c->host, &c->port, &err) < 0) {
 		reply_err(c, 0, err.msg);
+		return;
+	}
+	/* The name the enclave asked for, before any rewrite, as odyn judges it: what the manifest
+	 * does not allow is refused whoever sent the frame. */
+	policy_check(c->e->policy, c->host, &d);
+	if (!d.allowed) {
+		log_warn("egress: %s:%u refused: not allowed by the manifest's egress policy (%s%s%s)", c->host, c->port,
+			 d.rule ? "deny rule " : "", d.rule ? d.rule : "", d.rule ? "" : d.reason);
+		reply_err(c, EACCES, "blocked by egress security policy");
 		return;
 	}
 	/* "host" is the parent's own loopback, as upstream. */
@@ -246,11 +267,13 @@ static void on_enclave(struct loop *l, struct loop_io *io, uint32_t events)
 
 	if (c->state != READ_FRAME)
 		return;
-	switch (tunnel_frame_recv(c->vfd, c->frame, &c->got)) {
+	switch (tunnel_frame_recv(c->vfd, c->frame, TUNNEL_MAX_REQUEST, &c->got)) {
 	case 1:
 		handle_request(c);
 		return;
 	case -1:
+		if (c->got >= 2)
+			log_warn("egress: the enclave sent a malformed or oversized request frame");
 		conn_end(c);
 		return;
 	}
@@ -261,48 +284,45 @@ static void close_tracked(struct loop_tracked *t)
 	conn_end((struct conn *)t);
 }
 
-static void on_accept(struct loop *l, struct loop_io *io, uint32_t events)
+static void on_accept(struct acceptor *a, int fd)
 {
-	struct host_egress *e = io->data;
+	struct host_egress *e = a->data;
+	struct loop *l = e->loop;
+	struct conn *c = calloc(1, sizeof(*c));
 
-	for (;;) {
-		int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		struct conn *c;
-
-		if (fd < 0)
-			return;
-		c = calloc(1, sizeof(*c));
-		if (!c)
-			abort();
-		c->e = e;
-		c->vfd = fd;
-		c->tfd = -1;
-		loop_timer_init(&c->timer, on_timeout, c);
-		if (loop_io_add(l, &c->vio, fd, EPOLLIN, on_enclave, c, NULL) < 0) {
-			close(fd);
-			free(c);
-			continue;
-		}
-		loop_track(l, &c->tracked, close_tracked);
-		loop_timer_start(l, &c->timer, FRAME_TIMEOUT_MS);
+	if (!c)
+		abort();
+	c->e = e;
+	c->vfd = fd;
+	c->tfd = -1;
+	loop_timer_init(&c->timer, on_timeout, c);
+	if (loop_io_add(l, &c->vio, fd, EPOLLIN, on_enclave, c, NULL) < 0) {
+		close(fd);
+		free(c);
+		acceptor_release(a);
+		return;
 	}
+	loop_track(l, &c->tracked, close_tracked);
+	loop_timer_start(l, &c->timer, FRAME_TIMEOUT_MS);
 }
 
-int host_egress_start(struct loop *l, struct dns *dns, host_egress_route_fn route, void *route_data,
-		      struct host_egress **out, struct err *err)
+int host_egress_start(struct loop *l, struct dns *dns, const struct policy *policy, host_egress_route_fn route,
+		      void *route_data, struct host_egress **out, struct err *err)
 {
 	struct host_egress *e = calloc(1, sizeof(*e));
+	int lfd;
 
 	if (!e)
 		abort();
 	e->loop = l;
 	e->dns = dns;
+	e->policy = policy;
 	e->route = route;
 	e->route_data = route_data;
-	e->lfd = vsock_listen(EGRESS_PORT, 4096, err);
-	if (e->lfd < 0 || loop_io_add(l, &e->lio, e->lfd, EPOLLIN, on_accept, e, err) < 0) {
-		if (e->lfd >= 0)
-			close(e->lfd);
+	lfd = vsock_listen(EGRESS_PORT, 4096, err);
+	if (lfd < 0 || acceptor_start(l, &e->acc, lfd, "egress tunnel", HOST_EGRESS_MAX_CONNS, on_accept, e, err) < 0) {
+		if (lfd >= 0)
+			close(lfd);
 		free(e);
 		return err_wrap(err, "egress tunnel");
 	}
@@ -314,7 +334,6 @@ void host_egress_stop(struct host_egress *e)
 {
 	if (!e)
 		return;
-	loop_io_del(e->loop, &e->lio);
-	close(e->lfd);
+	acceptor_stop(&e->acc);
 	free(e);
 }

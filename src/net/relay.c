@@ -28,8 +28,8 @@ struct direction {
 	int src, dst;
 	struct pipe_pair pipe; /* rd < 0 when none is held */
 	size_t in_pipe;
-	uint8_t *buf; /* buffer mode */
-	size_t buf_off, buf_len;
+	uint8_t *buf; /* buffer mode, or a prefill */
+	size_t buf_off, buf_len, buf_cap;
 	bool no_splice;
 	bool eof;
 	bool shut;
@@ -98,7 +98,7 @@ static void dir_release(struct direction *d)
 	d->in_pipe = 0;
 	free(d->buf);
 	d->buf = NULL;
-	d->buf_off = d->buf_len = 0;
+	d->buf_off = d->buf_len = d->buf_cap = 0;
 }
 
 static void relay_free(void *p)
@@ -198,10 +198,12 @@ static int pump(struct relay *r, struct direction *d)
 			}
 		}
 		if (d->no_splice) {
-			if (!d->buf) {
+			if (d->buf_cap < BUF_SIZE) { /* none yet, or a prefill's, which was sent */
+				free(d->buf);
 				d->buf = malloc(BUF_SIZE);
 				if (!d->buf)
 					abort();
+				d->buf_cap = BUF_SIZE;
 			}
 			d->buf_off = 0;
 			n = recv(d->src, d->buf, BUF_SIZE, 0);
@@ -309,14 +311,18 @@ int relay_start(struct loop *l, int fd_a, int fd_b, const struct relay_opts *opt
 		return -1;
 	}
 	if (opts && opts->prefill_b_len) {
-		r->ab.buf = malloc(opts->prefill_b_len > BUF_SIZE ? opts->prefill_b_len : BUF_SIZE);
+		/* just the prefill: a peer that never reads holds these bytes, not a whole buffer */
+		r->ab.buf = malloc(opts->prefill_b_len);
+		r->ab.buf_cap = opts->prefill_b_len;
 		if (!r->ab.buf)
 			abort();
 		memcpy(r->ab.buf, opts->prefill_b, opts->prefill_b_len);
 		r->ab.buf_len = opts->prefill_b_len;
 	}
 	if (opts && opts->prefill_a_len) {
-		r->ba.buf = malloc(opts->prefill_a_len > BUF_SIZE ? opts->prefill_a_len : BUF_SIZE);
+		/* just the prefill: a peer that never reads holds these bytes, not a whole buffer */
+		r->ba.buf = malloc(opts->prefill_a_len);
+		r->ba.buf_cap = opts->prefill_a_len;
 		if (!r->ba.buf)
 			abort();
 		memcpy(r->ba.buf, opts->prefill_a, opts->prefill_a_len);

@@ -120,12 +120,14 @@ int tunnel_parse_reply(const uint8_t *json, size_t len, int *os_code, char **mes
 	return rc;
 }
 
-int tunnel_frame_recv(int fd, uint8_t *frame, size_t *got)
+int tunnel_frame_recv(int fd, uint8_t *frame, size_t max, size_t *got)
 {
 	for (;;) {
 		size_t need = *got < 2 ? 2 - *got : 2 + (size_t)(frame[0] | frame[1] << 8) - *got;
 		ssize_t n;
 
+		if (*got >= 2 && (size_t)(frame[0] | frame[1] << 8) > max)
+			return -1;
 		if (*got >= 2 && need == 0)
 			return 1;
 		n = recv(fd, frame + *got, need, 0);

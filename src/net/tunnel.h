@@ -15,6 +15,9 @@
 
 #define TUNNEL_MAX_FRAME 65535
 #define TUNNEL_MAX_HOST 255
+/* The longest request frame's payload: {"host": H, "port": P} with a 255-byte host, every byte
+ * of it escaped as \uXXXX, fits; the host holds no more than this per pending request. */
+#define TUNNEL_MAX_REQUEST 2048
 
 /* Appends a whole frame (length prefix included). */
 int tunnel_put_request(struct buf *out, const char *host, uint16_t port, struct err *err);
@@ -26,11 +29,11 @@ int tunnel_parse_request(const uint8_t *json, size_t len, char **host, uint16_t 
 /* Returns 0 for "Ok"; 1 for an Err reply, with *os_code and *message (caller frees) set. */
 int tunnel_parse_reply(const uint8_t *json, size_t len, int *os_code, char **message, struct err *err);
 
-/* Reads what is missing of one frame from a non-blocking fd into frame (2 + TUNNEL_MAX_FRAME
- * bytes), *got counting the bytes so far; never reads past the frame, whatever follows it being
- * the tunnelled stream. Returns 1 when the frame is whole (payload at frame + 2, *got - 2 bytes),
- * 0 when the fd would block, -1 on EOF or error. */
-int tunnel_frame_recv(int fd, uint8_t *frame, size_t *got);
+/* Reads what is missing of one frame from a non-blocking fd into frame (2 + max bytes), *got
+ * counting the bytes so far; never reads past the frame, whatever follows it being the
+ * tunnelled stream. Returns 1 when the frame is whole (payload at frame + 2, *got - 2 bytes),
+ * 0 when the fd would block, -1 on EOF, error, or a frame longer than max. */
+int tunnel_frame_recv(int fd, uint8_t *frame, size_t max, size_t *got);
 
 /* Reads one frame from a blocking fd, reading no byte past it. payload: caller frees. */
 int tunnel_read_frame(int fd, uint8_t **payload, size_t *len, int timeout_ms, struct err *err);

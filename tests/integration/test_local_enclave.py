@@ -4,6 +4,7 @@ exit code and the log stream."""
 import hashlib
 import http.server
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -149,6 +150,53 @@ def test_enclave_cannot_point_the_host_at_host_sockets(tmp_path):
                 l.startswith(f"fill {vdir}/{target}")]
         assert line and ("Permission denied" in line[0] or "Read-only file system" in line[0]), (target, e.out)
     assert e.leftovers() == []
+
+
+def test_tunnel_frames_from_the_app_are_held_to_the_policy(tmp_path):
+    # An app that skips odyn's proxy and writes tunnel frames to the host's egress port itself
+    # is refused by enclaver-run for what the manifest does not allow, and nothing is dialled.
+    target = socket.socket()
+    target.bind(("127.0.0.1", 0))
+    target.listen()
+    target.settimeout(0.5)
+    tport = target.getsockname()[1]
+    manifest = eu.MANIFEST + "egress:\n  allow:\n    - host\n  deny:\n    - 10.0.0.0/8\n"
+    e = Enclave(tmp_path, manifest, ["seq", f"tunnel 127.0.0.1 {tport}", f"tunnel localhost {tport}",
+                                     f"tunnel 10.1.2.3 {tport}", f"tunnel host {tport}"])
+    assert e.wait() == 0, e.err
+    for h in ("127.0.0.1", "localhost", "10.1.2.3"):
+        assert f"tunnel {h}:{tport}: " in e.out and "blocked by egress security policy" in \
+            e.out.split(f"tunnel {h}:{tport}: ")[1].split("\n")[0], e.out
+        assert f"egress: {h}:{tport} refused: not allowed by the manifest's egress policy" in e.err
+    assert "deny rule 10.0.0.0/8" in e.err
+    # what the manifest allows still goes through ("host" is the parent's loopback)
+    assert f'tunnel host:{tport}: "Ok"' in e.out
+    c, _ = target.accept()  # the one allowed connection, and only that one
+    c.close()
+    with pytest.raises(socket.timeout):
+        target.accept()
+    target.close()
+
+
+def test_tunnel_flood_is_capped_and_host_memory_stays_small(tmp_path):
+    # Thousands of connections to the host's egress port, each holding half a frame: the host
+    # caps them (and says so) and keeps a few KiB per connection, not 64.
+    manifest = eu.MANIFEST + "egress:\n  allow:\n    - host\n"
+    e = Enclave(tmp_path, manifest, ["tunnel-flood", "5000"])
+    deadline = time.time() + 30
+    peak = 0
+    while e.proc.poll() is None and time.time() < deadline:
+        try:
+            status = open(f"/proc/{e.proc.pid}/status").read()
+            peak = max(peak, int(status.split("VmHWM:")[1].split()[0]))
+        except (OSError, IndexError):
+            pass
+        time.sleep(0.1)
+    assert e.wait() == 0, e.err
+    sent, closed = map(int, re.search(r"tunnel-flood: (\d+) sent, (\d+) closed by the host", e.out).groups())
+    assert sent == 5000 and closed == 5000 - 4096, e.out + e.err
+    assert "egress tunnel: 4096 connections open, the limit: refusing new ones" in e.err
+    assert peak < 48 * 1024, f"enclaver-run peaked at {peak} KiB"
 
 
 def test_app_runs_as_root_in_its_own_world(tmp_path):

@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <grp.h>
@@ -281,6 +282,21 @@ static int kms_bench(int count, const char *target, const char *body)
 	return ok == count ? 0 : 1;
 }
 
+/* The host's egress tunnel port, as odyn reaches it (the emulated vsock folder). */
+static int egress_port_fd(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "/run/enclaver/vsock/3.17002");
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		perror("egress port");
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -530,6 +546,49 @@ int main(int argc, char **argv)
 			done++;
 		printf("fill %s: wrote %ld MiB\n", argv[2], done);
 		close(fd);
+		return 0;
+	}
+	if (!strcmp(argv[1], "tunnel") && argc == 4) { /* tunnel HOST PORT: a frame straight to the host's egress port */
+		int fd = egress_port_fd();
+		char json[512], reply[600];
+		uint8_t hdr[2];
+		size_t len;
+		ssize_t n;
+
+		if (fd < 0)
+			return 1;
+		len = (size_t)snprintf(json, sizeof(json), "{\"host\":\"%s\",\"port\":%s}", argv[2], argv[3]);
+		hdr[0] = (uint8_t)len;
+		hdr[1] = (uint8_t)(len >> 8);
+		if (write(fd, hdr, 2) != 2 || write(fd, json, len) != (ssize_t)len)
+			perror("tunnel write");
+		n = read(fd, reply, sizeof(reply) - 1);
+		reply[n > 2 ? n : 2] = 0;
+		printf("tunnel %s:%s: %s\n", argv[2], argv[3], n > 2 ? reply + 2 : "(no reply)");
+		close(fd);
+		return 0;
+	}
+	if (!strcmp(argv[1], "tunnel-flood") && argc == 3) { /* tunnel-flood N: N half-sent frames, held */
+		int n = atoi(argv[2]), open_ok = 0, closed = 0;
+		int *fds = calloc((size_t)n, sizeof(int));
+
+		for (int i = 0; i < n; i++) {
+			fds[i] = egress_port_fd();
+			if (fds[i] >= 0 && write(fds[i], "\xff", 1) == 1)
+				open_ok++;
+		}
+		usleep(500000);
+		for (int i = 0; i < n; i++) { /* the host closed the ones over its cap */
+			char c;
+
+			ssize_t r = fds[i] >= 0 ? recv(fds[i], &c, 1, MSG_DONTWAIT) : 1;
+
+			if (r == 0 || (r < 0 && errno == ECONNRESET)) /* reset: closed with our byte unread */
+				closed++;
+		}
+		printf("tunnel-flood: %d sent, %d closed by the host\n", open_ok, closed);
+		fflush(stdout);
+		sleep(3);
 		return 0;
 	}
 	if (!strcmp(argv[1], "whoami")) {
