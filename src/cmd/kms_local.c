@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <fcntl.h>
@@ -25,6 +26,7 @@
 #include "cmd/cmd.h"
 #include "enclave/tls_relay.h"
 #include "kms/service.h"
+#include "net/accept.h"
 #include "net/http_server.h"
 #include "net/loop.h"
 #include "nitro/attestation.h"
@@ -46,41 +48,46 @@ static void on_request(void *ctx, struct http_conn *c, const struct http_request
 	buf_free_secret(&out);
 }
 
-/* HTTPS for enclaves: TLS ends here and the bytes go on to the HTTP listener. */
+/* HTTPS for enclaves: TLS ends here and the bytes go on to the HTTP listener. Each takes one of
+ * the HTTP server's connections: half of them at most, so that HTTP clients always get through. */
+#define HTTPS_MAX_CONNS (HTTP_SERVER_MAX_CONNS / 2)
 struct tls_front {
 	struct loop *loop;
 	SSL_CTX *ctx;
-	struct loop_io io;
+	struct acceptor acc;
 	int lfd;
 	uint16_t http_port;
 };
 
 static void on_tls_done(void *data)
 {
+	struct tls_front *f = data;
+
+	acceptor_release(&f->acc);
 }
 
-static void on_tls_accept(struct loop *l, struct loop_io *io, uint32_t events)
+static void on_tls_accept(struct acceptor *a, int fd)
 {
-	struct tls_front *f = io->data;
+	struct tls_front *f = a->data;
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(f->http_port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct err err = { 0 };
+	int app;
 
-	for (;;) {
-		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(f->http_port),
-					  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-		int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), app;
-		struct err err = { 0 };
-
-		if (fd < 0)
-			return;
-		/* a loopback connect to our own listener completes in the kernel, without the loop */
-		app = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (app < 0 || connect(app, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-		    fcntl(app, F_SETFL, fcntl(app, F_GETFL) | O_NONBLOCK) < 0 ||
-		    tls_relay_start(l, f->ctx, fd, app, on_tls_done, f, &err) < 0) {
-			log_warn("HTTPS: %s", err.msg[0] ? err.msg : strerror(errno));
-			close(fd);
-			if (app >= 0)
-				close(app);
-		}
+	/* Non-blocking: with the HTTP listener's backlog full a blocking connect would hold the
+	 * loop, which must go on serving (and hearing SIGTERM); the relay waits for it instead. */
+	app = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (app < 0 || (connect(app, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS)) {
+		log_warn("HTTPS: %s", strerror(errno));
+		close(fd);
+		if (app >= 0)
+			close(app);
+		acceptor_release(a);
+		return;
+	}
+	if (tls_relay_start(f->loop, f->ctx, fd, app, on_tls_done, f, &err) < 0) {
+		log_warn("HTTPS: %s", err.msg);
+		acceptor_release(a);
 	}
 }
 
@@ -115,7 +122,7 @@ static int tls_front_start(struct loop *l, const char *state, const char *region
 		err_sys(err, "HTTPS %s:%u", addr, port);
 		goto out;
 	}
-	if (loop_io_add(l, &f->io, f->lfd, EPOLLIN, on_tls_accept, f, err) < 0)
+	if (acceptor_start(l, &f->acc, f->lfd, "HTTPS", HTTPS_MAX_CONNS, on_tls_accept, f, err) < 0)
 		goto out;
 	rc = 0;
 out:
@@ -185,6 +192,38 @@ static int endpoint_path(const char *state, char *out, size_t size)
 	return snprintf(out, size, "%s/kms/endpoint.json", state) >= (int)size ? -1 : 0;
 }
 
+/* One kms-local per state folder: two would each write the key store from their own copy, and
+ * the second would lose keys the first had acknowledged. The lock dies with its holder. */
+static int lock_state(const char *state, int *out, struct err *err)
+{
+	char path[4200], pid[32];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/kms/lock", state);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return err_sys(err, "%s", path);
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+
+		pid[n > 0 ? n : 0] = 0;
+		pid[strcspn(pid, "\n")] = 0;
+		close(fd);
+		if (errno != EWOULDBLOCK)
+			return err_sys(err, "%s", path);
+		return err_set(err, EBUSY,
+			       "another kms-local (pid %s) serves the state folder %s: stop it, or set ENCLAVER_STATE_DIR to another folder",
+			       pid[0] ? pid : "?", state);
+	}
+	snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, strlen(pid), 0) < 0) {
+		close(fd);
+		return err_sys(err, "%s", path);
+	}
+	*out = fd;
+	return 0;
+}
+
 static int cmd_env(const char *state, const char *region)
 {
 	struct local_master m;
@@ -233,7 +272,7 @@ int cmd_kms_local(int argc, char **argv)
 	struct loop *l = NULL;
 	struct http_server *srv = NULL;
 	struct err err = { 0 };
-	int c, rc = 1, sigs[] = { SIGINT, SIGTERM };
+	int c, rc = 1, sigs[] = { SIGINT, SIGTERM }, lock_fd = -1;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
@@ -282,7 +321,7 @@ int cmd_kms_local(int argc, char **argv)
 		tls_port = port ? (uint16_t)(port + 1) : 0;
 	}
 	svc.max_doc_age = max_age;
-	if (local_creds_open(state, region, &svc.master, &err) < 0 ||
+	if (local_creds_open(state, region, &svc.master, &err) < 0 || lock_state(state, &lock_fd, &err) < 0 ||
 	    kms_store_open(state, svc.master.account, svc.master.region, &svc.store, &err) < 0)
 		goto fail;
 	if (region && strcmp(region, svc.master.region))
@@ -321,18 +360,20 @@ fail:
 	log_error("%s", err.msg);
 	rc = 1;
 out:
-	http_server_stop(srv);
-	if (front.lfd >= 0) {
-		loop_io_del(l, &front.io);
-		close(front.lfd);
-	}
-	if (l) {
+	if (l)
 		loop_close_all(l);
+	http_server_stop(srv);
+	if (front.acc.loop)
+		acceptor_stop(&front.acc);
+	else if (front.lfd >= 0)
+		close(front.lfd);
+	if (l)
 		loop_free(l);
-	}
 	SSL_CTX_free(front.ctx);
 	X509_free(svc.root);
 	kms_store_free(svc.store);
+	if (lock_fd >= 0)
+		close(lock_fd);
 	explicit_bzero(&svc.master, sizeof(svc.master));
 	return rc;
 }

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -11,6 +12,7 @@
 
 #include "base/log.h"
 #include "enclave/tls_relay.h"
+#include "net/accept.h"
 #include "net/relay.h"
 #include "net/vsock.h"
 
@@ -18,8 +20,8 @@
 
 struct listener {
 	struct ingress *in;
-	struct loop_io io;
-	int fd;
+	struct acceptor acc;
+	char name[32];
 	uint16_t port;
 	SSL_CTX *tls;
 };
@@ -120,46 +122,40 @@ static void on_connect_timeout(struct loop *l, void *data)
 	pending_end(p, false);
 }
 
-static void on_accept(struct loop *l, struct loop_io *io, uint32_t events)
+static void on_accept(struct acceptor *a, int vfd)
 {
-	struct listener *ls = io->data;
+	struct listener *ls = a->data;
 	struct ingress *in = ls->in;
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(ls->port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int tfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	struct pending *p;
 
-	for (;;) {
-		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(ls->port),
-					  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-		int vfd = accept4(ls->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), tfd;
-		struct pending *p;
-
-		if (vfd < 0)
-			return;
-		tfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (tfd < 0) {
-			log_warn("ingress: socket: %s", strerror(errno));
-			close(vfd);
-			continue;
-		}
-		if (connect(tfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS) {
-			log_warn("ingress: port %u: the app is not accepting on 127.0.0.1:%u: %s", ls->port, ls->port,
-				 strerror(errno));
-			close(vfd);
-			close(tfd);
-			continue;
-		}
-		p = calloc(1, sizeof(*p));
-		if (!p)
-			abort();
-		*p = (struct pending){ .in = in, .vfd = vfd, .tfd = tfd, .port = ls->port, .tls = ls->tls };
-		loop_timer_init(&p->timer, on_connect_timeout, p);
-		if (loop_io_add(l, &p->io, tfd, EPOLLOUT, on_connected, p, NULL) < 0) {
-			close(vfd);
-			close(tfd);
-			free(p);
-			continue;
-		}
-		in->active++;
-		loop_timer_start(l, &p->timer, CONNECT_TIMEOUT_MS);
+	if (tfd < 0) {
+		log_warn("ingress: socket: %s", strerror(errno));
+		close(vfd);
+		return;
 	}
+	if (connect(tfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS) {
+		log_warn("ingress: port %u: the app is not accepting on 127.0.0.1:%u: %s", ls->port, ls->port,
+			 strerror(errno));
+		close(vfd);
+		close(tfd);
+		return;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		abort();
+	*p = (struct pending){ .in = in, .vfd = vfd, .tfd = tfd, .port = ls->port, .tls = ls->tls };
+	loop_timer_init(&p->timer, on_connect_timeout, p);
+	if (loop_io_add(in->loop, &p->io, tfd, EPOLLOUT, on_connected, p, NULL) < 0) {
+		close(vfd);
+		close(tfd);
+		free(p);
+		return;
+	}
+	in->active++;
+	loop_timer_start(in->loop, &p->timer, CONNECT_TIMEOUT_MS);
 }
 
 int ingress_start(struct loop *l, const struct ingress_port *ports, size_t n, struct ingress **out,
@@ -175,14 +171,16 @@ int ingress_start(struct loop *l, const struct ingress_port *ports, size_t n, st
 		abort();
 	for (size_t i = 0; i < n; i++) {
 		struct listener *ls = &in->listeners[i];
+		int fd;
 
 		ls->in = in;
 		ls->port = ports[i].port;
 		ls->tls = ports[i].tls;
-		ls->fd = vsock_listen(ports[i].port, 4096, err);
-		if (ls->fd < 0 || loop_io_add(l, &ls->io, ls->fd, EPOLLIN, on_accept, ls, err) < 0) {
-			if (ls->fd >= 0)
-				close(ls->fd);
+		snprintf(ls->name, sizeof(ls->name), "ingress port %u", ls->port);
+		fd = vsock_listen(ports[i].port, 4096, err);
+		if (fd < 0 || acceptor_start(l, &ls->acc, fd, ls->name, 0, on_accept, ls, err) < 0) {
+			if (fd >= 0)
+				close(fd);
 			in->n = i;
 			ingress_stop(in, NULL, NULL);
 			return err_wrap(err, "ingress port %u", ports[i].port);
@@ -195,10 +193,8 @@ int ingress_start(struct loop *l, const struct ingress_port *ports, size_t n, st
 
 void ingress_stop(struct ingress *in, void (*drained)(void *data), void *data)
 {
-	for (size_t i = 0; i < in->n; i++) {
-		loop_io_del(in->loop, &in->listeners[i].io);
-		close(in->listeners[i].fd);
-	}
+	for (size_t i = 0; i < in->n; i++)
+		acceptor_stop(&in->listeners[i].acc);
 	in->n = 0;
 	in->stopping = true;
 	in->drained = drained;

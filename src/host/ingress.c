@@ -5,12 +5,14 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "base/log.h"
+#include "net/accept.h"
 #include "net/relay.h"
 #include "net/vsock.h"
 
@@ -19,8 +21,8 @@
 
 struct listener {
 	struct host_ingress *h;
-	struct loop_io io;
-	int fd;
+	struct acceptor acc;
+	char name[32];
 	struct host_port_map map;
 };
 
@@ -125,32 +127,24 @@ static void close_tracked(struct loop_tracked *t)
 	give_up((struct pending *)t, "enclaver-run is stopping");
 }
 
-static void on_accept(struct loop *l, struct loop_io *io, uint32_t events)
+static void on_accept(struct acceptor *a, int fd)
 {
-	struct listener *ls = io->data;
+	struct listener *ls = a->data;
+	struct pending *p;
+	int one = 1;
 
-	for (;;) {
-		int fd = accept4(ls->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), one = 1;
-		struct pending *p;
-
-		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE)
-				log_warn("ingress: port %u: out of file descriptors", ls->map.host_port);
-			return;
-		}
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		p = calloc(1, sizeof(*p));
-		if (!p)
-			abort();
-		p->loop = l;
-		p->cid = ls->h->cid;
-		p->map = ls->map;
-		p->cfd = fd;
-		p->vfd = -1;
-		loop_timer_init(&p->timer, try_connect, p);
-		loop_track(l, &p->tracked, close_tracked);
-		try_connect(l, p);
-	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		abort();
+	p->loop = ls->h->loop;
+	p->cid = ls->h->cid;
+	p->map = ls->map;
+	p->cfd = fd;
+	p->vfd = -1;
+	loop_timer_init(&p->timer, try_connect, p);
+	loop_track(p->loop, &p->tracked, close_tracked);
+	try_connect(p->loop, p);
 }
 
 int host_ingress_start(struct loop *l, uint32_t cid, const struct host_port_map *maps, size_t n,
@@ -169,23 +163,24 @@ int host_ingress_start(struct loop *l, uint32_t cid, const struct host_port_map 
 		struct listener *ls = &h->ls[i];
 		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(maps[i].host_port),
 					  .sin_addr.s_addr = htonl(INADDR_ANY) };
-		int one = 1;
+		int one = 1, fd;
 
 		ls->h = h;
 		ls->map = maps[i];
-		ls->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (ls->fd < 0) {
+		snprintf(ls->name, sizeof(ls->name), "ingress: port %u", maps[i].host_port);
+		fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
 			err_sys(err, "ingress: socket");
 			goto fail;
 		}
-		setsockopt(ls->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (bind(ls->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(ls->fd, 4096) < 0) {
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4096) < 0) {
 			err_sys(err, "ingress: cannot listen on 0.0.0.0:%u", maps[i].host_port);
-			close(ls->fd);
+			close(fd);
 			goto fail;
 		}
-		if (loop_io_add(l, &ls->io, ls->fd, EPOLLIN, on_accept, ls, err) < 0) {
-			close(ls->fd);
+		if (acceptor_start(l, &ls->acc, fd, ls->name, 0, on_accept, ls, err) < 0) {
+			close(fd);
 			goto fail;
 		}
 		h->n = i + 1;
@@ -201,10 +196,8 @@ void host_ingress_stop(struct host_ingress *h)
 {
 	if (!h)
 		return;
-	for (size_t i = 0; i < h->n; i++) {
-		loop_io_del(h->loop, &h->ls[i].io);
-		close(h->ls[i].fd);
-	}
+	for (size_t i = 0; i < h->n; i++)
+		acceptor_stop(&h->ls[i].acc);
 	free(h->ls);
 	free(h);
 }

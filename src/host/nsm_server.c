@@ -11,6 +11,7 @@
 
 #include "base/buf.h"
 #include "base/log.h"
+#include "net/accept.h"
 #include "nitro/nsm.h"
 
 struct nsm_conn {
@@ -25,11 +26,13 @@ struct nsm_conn {
 	bool ended;
 };
 
+/* An enclave needs one or two; the cap keeps a hostile one from costing the host memory. */
+#define NSM_SERVER_MAX_CONNS 64
+
 struct nsm_server {
 	struct loop *loop;
 	struct nsm_emu *emu;
-	struct loop_io lio;
-	int lfd;
+	struct acceptor acc;
 	char path[108];
 };
 
@@ -51,6 +54,7 @@ static void conn_end(struct nsm_conn *c)
 	loop_untrack(l, &c->tracked);
 	loop_io_del(l, &c->io);
 	close(c->fd);
+	acceptor_release(&c->s->acc);
 	explicit_bzero(c->in, sizeof(c->in));
 	loop_defer_free(l, c, conn_free);
 }
@@ -138,28 +142,22 @@ static void on_conn(struct loop *l, struct loop_io *io, uint32_t events)
 	}
 }
 
-static void on_accept(struct loop *l, struct loop_io *io, uint32_t events)
+static void on_accept(struct acceptor *a, int fd)
 {
-	struct nsm_server *s = io->data;
+	struct nsm_server *s = a->data;
+	struct nsm_conn *c = calloc(1, sizeof(*c));
 
-	for (;;) {
-		int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		struct nsm_conn *c;
-
-		if (fd < 0)
-			return;
-		c = calloc(1, sizeof(*c));
-		if (!c)
-			abort();
-		c->s = s;
-		c->fd = fd;
-		if (loop_io_add(l, &c->io, fd, EPOLLIN, on_conn, c, NULL) < 0) {
-			close(fd);
-			free(c);
-			continue;
-		}
-		loop_track(l, &c->tracked, close_tracked);
+	if (!c)
+		abort();
+	c->s = s;
+	c->fd = fd;
+	if (loop_io_add(s->loop, &c->io, fd, EPOLLIN, on_conn, c, NULL) < 0) {
+		close(fd);
+		free(c);
+		acceptor_release(a);
+		return;
 	}
+	loop_track(s->loop, &c->tracked, close_tracked);
 }
 
 int nsm_server_start(struct loop *l, const char *path, struct nsm_emu *emu, struct nsm_server **out,
@@ -167,6 +165,7 @@ int nsm_server_start(struct loop *l, const char *path, struct nsm_emu *emu, stru
 {
 	struct nsm_server *s = calloc(1, sizeof(*s));
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int lfd;
 
 	if (!s)
 		abort();
@@ -179,13 +178,14 @@ int nsm_server_start(struct loop *l, const char *path, struct nsm_emu *emu, stru
 	snprintf(s->path, sizeof(s->path), "%s", path);
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	unlink(path);
-	s->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (s->lfd < 0 || bind(s->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0666) < 0 ||
-	    listen(s->lfd, 64) < 0 || loop_io_add(l, &s->lio, s->lfd, EPOLLIN, on_accept, s, err) < 0) {
+	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0666) < 0 ||
+	    listen(lfd, 64) < 0 ||
+	    acceptor_start(l, &s->acc, lfd, "NSM emulator", NSM_SERVER_MAX_CONNS, on_accept, s, err) < 0) {
 		if (!err->msg[0])
 			err_sys(err, "NSM socket %s", path);
-		if (s->lfd >= 0)
-			close(s->lfd);
+		if (lfd >= 0)
+			close(lfd);
 		free(s);
 		return -1;
 	}
@@ -197,8 +197,7 @@ void nsm_server_stop(struct nsm_server *s)
 {
 	if (!s)
 		return;
-	loop_io_del(s->loop, &s->lio);
-	close(s->lfd);
+	acceptor_stop(&s->acc);
 	unlink(s->path);
 	free(s);
 }

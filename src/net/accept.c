@@ -64,7 +64,8 @@ static void on_listener(struct loop *l, struct loop_io *io, uint32_t events)
 			a->said_full = true;
 			continue;
 		}
-		a->live++;
+		if (a->max)
+			a->live++;
 		a->fn(a, fd);
 	}
 }

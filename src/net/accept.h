@@ -39,8 +39,9 @@ struct acceptor {
 	unsigned long refused;
 };
 
-/* Watches the listener lfd (taken over: closed by acceptor_stop). max 0: no cap. name: for the
- * log ("ingress port 8080"), kept by reference. */
+/* Watches the listener lfd (taken over: closed by acceptor_stop). max 0: no cap, nothing is
+ * counted, and acceptor_release only resumes a paused listener early. name: for the log
+ * ("ingress port 8080"), kept by reference. */
 int acceptor_start(struct loop *l, struct acceptor *a, int lfd, const char *name, size_t max, acceptor_fn fn,
 		   void *data, struct err *err);
 void acceptor_stop(struct acceptor *a);

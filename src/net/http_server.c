@@ -13,6 +13,7 @@
 
 #include "base/buf.h"
 #include "base/log.h"
+#include "net/accept.h"
 
 #define IDLE_TIMEOUT_MS 120000
 
@@ -36,7 +37,7 @@ struct http_conn {
 
 struct http_server {
 	struct loop *loop;
-	struct loop_io lio;
+	struct acceptor acc;
 	int lfd;
 	size_t max_body;
 	http_handler_fn fn;
@@ -70,6 +71,7 @@ static void conn_close(struct http_conn *c)
 		loop_io_del(l, &c->io);
 		close(c->fd);
 		c->fd = -1;
+		acceptor_release(&c->s->acc);
 	}
 	if (c->state == HANDLING) {
 		c->dead = true; /* http_respond frees it */
@@ -247,36 +249,31 @@ static void on_timeout(struct loop *l, void *data)
 	conn_close(data);
 }
 
-static void on_accept(struct loop *l, struct loop_io *io, uint32_t events)
+static void on_accept(struct acceptor *a, int fd)
 {
-	struct http_server *s = io->data;
+	struct http_server *s = a->data;
+	struct loop *l = s->loop;
+	struct http_conn *c = calloc(1, sizeof(*c));
 
-	for (;;) {
-		int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		struct http_conn *c;
-
-		if (fd < 0)
-			return;
-		c = calloc(1, sizeof(*c));
-		if (!c)
-			abort();
-		c->s = s;
-		c->loop = l;
-		c->fd = fd;
-		c->state = READING;
-		loop_timer_init(&c->timer, on_timeout, c);
-		if (loop_io_add(l, &c->io, fd, EPOLLIN, on_io, c, NULL) < 0) {
-			close(fd);
-			free(c);
-			continue;
-		}
-		loop_track(l, &c->tracked, close_tracked);
-		loop_timer_start(l, &c->timer, IDLE_TIMEOUT_MS);
-		c->next = s->conns;
-		if (c->next)
-			c->next->prev = c;
-		s->conns = c;
+	if (!c)
+		abort();
+	c->s = s;
+	c->loop = l;
+	c->fd = fd;
+	c->state = READING;
+	loop_timer_init(&c->timer, on_timeout, c);
+	if (loop_io_add(l, &c->io, fd, EPOLLIN, on_io, c, NULL) < 0) {
+		close(fd);
+		free(c);
+		acceptor_release(a);
+		return;
 	}
+	loop_track(l, &c->tracked, close_tracked);
+	loop_timer_start(l, &c->timer, IDLE_TIMEOUT_MS);
+	c->next = s->conns;
+	if (c->next)
+		c->next->prev = c;
+	s->conns = c;
 }
 
 int http_server_start(struct loop *l, uint16_t port, size_t max_body, http_handler_fn fn, void *ctx,
@@ -318,7 +315,7 @@ int http_server_start_at(struct loop *l, const char *addr, uint16_t port, size_t
 		free(s);
 		return -1;
 	}
-	if (loop_io_add(l, &s->lio, s->lfd, EPOLLIN, on_accept, s, err) < 0) {
+	if (acceptor_start(l, &s->acc, s->lfd, "HTTP server", HTTP_SERVER_MAX_CONNS, on_accept, s, err) < 0) {
 		close(s->lfd);
 		free(s);
 		return -1;
@@ -335,7 +332,6 @@ void http_server_stop(struct http_server *s)
 	 * answer, which must then not need the server: handlers end before their server does */
 	while (s->conns)
 		conn_close(s->conns);
-	loop_io_del(s->loop, &s->lio);
-	close(s->lfd);
+	acceptor_stop(&s->acc);
 	free(s);
 }

@@ -1,7 +1,7 @@
 /*
  * A small HTTP/1.1 server for odyn's API and KMS proxy (on the enclave's loopback) and for
- * kms-local and the IMDS stand-in (on the host's). Requests come from clients and are bounded: a head of HTTP_MAX_HEAD, a body of max_body with a
- * Content-Length (no chunked uploads), one request at a time per connection, kept alive. A
+ * kms-local and the IMDS stand-in (on the host's). Requests come from clients and are bounded:
+ * a head of HTTP_MAX_HEAD, a body of max_body with a Content-Length (no chunked uploads), one request at a time per connection, kept alive. A
  * handler answers at once or later (it may wait on the network); a connection that closes
  * meanwhile is freed when the answer comes.
  */
@@ -14,6 +14,9 @@
 #include "base/err.h"
 #include "codec/http.h"
 #include "net/loop.h"
+
+/* Connections at once; idle ones close after two minutes. */
+#define HTTP_SERVER_MAX_CONNS 1024
 
 struct http_server;
 struct http_conn;

@@ -8,6 +8,7 @@ import json
 import os
 import pathlib
 import signal
+import socket
 import subprocess
 import time
 
@@ -234,3 +235,43 @@ def test_recipient_and_pcr0_policy(tmp_path):
         assert not dk.get("Plaintext") and dk["CiphertextBlob"] and dk["CiphertextForRecipient"]
     finally:
         kms.stop()
+
+
+def test_idle_https_connections_neither_hang_it_nor_outlive_sigterm(kms):
+    # Thousands of HTTPS connections that never say a word: kms-local caps them, keeps serving,
+    # and SIGTERM still ends it at once.
+    ep = json.loads((kms.state / "kms" / "endpoint.json").read_text())
+    host, port = ep["https"].rsplit(":", 1)
+    idle = []
+    for _ in range(2000):
+        idle.append(socket.create_connection((host, int(port)), timeout=5))
+    assert len(kms.call("GenerateRandom", {"NumberOfBytes": 16})["Plaintext"]) > 0
+    code, err = kms.stop()
+    for s in idle:
+        s.close()
+    assert code == 0, err
+    assert "HTTPS: 512 connections open, the limit: refusing new ones until some close" in err
+
+
+def test_a_second_instance_on_one_state_folder_refuses_to_start(kms, tmp_path):
+    # Two kms-local on one folder would each save the key store from their own copy and lose
+    # keys the other had acknowledged: the second stops at once, naming the first.
+    key = kms.aws("create-key")["KeyMetadata"]["KeyId"]
+    p = subprocess.run([str(BUILD / "enclaver"), "kms-local", "--listen", f"127.0.0.1:{free_port()}"],
+                       env=kms.env, capture_output=True, text=True, timeout=10)
+    assert p.returncode == 1
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"another kms-local (pid {kms.proc.pid}) serves the state folder" in lines[0], p.stderr
+    key2 = kms.aws("create-key")["KeyMetadata"]["KeyId"]
+    code, _ = kms.stop()
+    again = KmsLocal(kms.state)
+    try:
+        ids = {k["KeyId"] for k in again.aws("list-keys")["Keys"]}
+        assert {key, key2} <= ids
+    finally:
+        again.stop()
+
+
+def test_env_names_the_running_instances_port(kms):
+    exports = run("kms-local", "env", env=kms.env).out
+    assert f"export AWS_ENDPOINT_URL_KMS=http://127.0.0.1:{kms.port}\n" in exports
