@@ -30,8 +30,14 @@ for b in "$BUILD" "$ASAN_BUILD"; do
   echo "== unit tests ($b)"
   for t in "$b"/tests/test_*; do
     [ -f "$t" ] && [ -x "$t" ] || continue
-    line=$("$t" 2>&1 | tee /dev/stderr | grep -E '^.*: [0-9]+ passed, [0-9]+ failed$' | tail -1)
-    status=${PIPESTATUS[0]}
+    # the output goes to this script's stdout whole (tee /dev/stderr would truncate a caller's
+    # log file at each opening)
+    tout=$(mktemp)
+    "$t" >"$tout" 2>&1
+    status=$?
+    cat "$tout"
+    line=$(grep -E '^.*: [0-9]+ passed, [0-9]+ failed$' "$tout" | tail -1)
+    rm -f "$tout"
     p=$(echo "$line" | grep -Eo '[0-9]+ passed' | grep -Eo '[0-9]+' || echo 0)
     f=$(echo "$line" | grep -Eo '[0-9]+ failed' | grep -Eo '[0-9]+' || echo 0)
     passed=$((passed + p))

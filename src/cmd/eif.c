@@ -251,7 +251,7 @@ static int eif_describe_cmd(int argc, char **argv)
 	struct err err = { 0 };
 	bool as_json = false;
 	json_t *o, *secs, *md = NULL;
-	int c;
+	int c, rc;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
@@ -274,6 +274,14 @@ static int eif_describe_cmd(int argc, char **argv)
 	}
 	if (eif_read(argv[optind], &in, &err) < 0) {
 		log_error("%s", err.msg);
+		return 1;
+	}
+	/* Measurements of a truncated or corrupt file are not the image's: print none of them, as
+	 * they would be easy to copy into a key policy. */
+	if (in->structure_error[0] || !in->crc_ok) {
+		eif_info_check(in, argv[optind], &err);
+		log_error("%s", err.msg);
+		eif_info_free(in);
 		return 1;
 	}
 	if (in->metadata) {
@@ -339,13 +347,12 @@ static int eif_describe_cmd(int argc, char **argv)
 			printf("  %-2zu %-10s %-15llu %llu\n", i, eif_section_name(in->sections[i].type),
 			       (unsigned long long)in->sections[i].offset, (unsigned long long)in->sections[i].size);
 	}
-	if (in->structure_error[0])
-		log_error("%s: invalid EIF: %s", argv[optind], in->structure_error);
-	else if (!in->crc_ok)
-		log_warn("%s: CRC mismatch: the file is corrupt", argv[optind]);
+	rc = eif_info_check(in, argv[optind], &err) < 0 ? 1 : 0; /* what is left: the signature */
+	if (rc)
+		log_error("%s", err.msg);
 	json_decref(md);
 	eif_info_free(in);
-	return 0;
+	return rc;
 }
 
 static int eif_pcr_cmd(int argc, char **argv)

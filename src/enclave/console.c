@@ -16,9 +16,12 @@
 
 #include "base/buf.h"
 #include "base/log.h"
+#include "net/accept.h"
 #include "net/vsock.h"
 
-#define MAX_CLIENTS 64
+#define MAX_CLIENTS 64	     /* peers in the enclave: refused when all are taken */
+#define MAX_PARENT_CLIENTS 8 /* the parent (the launcher): a new one replaces the oldest */
+#define ALL_CLIENTS (MAX_CLIENTS + MAX_PARENT_CLIENTS)
 #define STDIO_PIPE_SIZE (1 << 20)
 
 struct client {
@@ -28,15 +31,18 @@ struct client {
 	uint64_t cursor;    /* log clients */
 	struct buf pending; /* status clients: unsent bytes */
 	bool active;
+	uint64_t seq;
 };
 
 struct console {
 	struct loop *loop;
-	struct loop_io status_io, log_io, pipe_io;
-	int status_fd, log_fd, pipe_rd;
+	struct acceptor status_acc, log_acc;
+	struct loop_io pipe_io;
+	int pipe_rd;
 	struct log_ring ring;
 	char status[1100];
-	struct client *clients[MAX_CLIENTS];
+	struct client *clients[ALL_CLIENTS];
+	uint64_t seq;
 };
 
 void log_ring_write(struct log_ring *r, const void *data, size_t len)
@@ -102,7 +108,7 @@ static void client_drop(struct client *cl)
 	cl->active = false;
 	loop_io_del(c->loop, &cl->io);
 	close(cl->io.fd);
-	for (int i = 0; i < MAX_CLIENTS; i++)
+	for (int i = 0; i < ALL_CLIENTS; i++)
 		if (c->clients[i] == cl)
 			c->clients[i] = NULL;
 	loop_defer_free(c->loop, cl, client_free);
@@ -167,51 +173,61 @@ static void on_client(struct loop *l, struct loop_io *io, uint32_t events)
 		client_flush(cl);
 }
 
-static void on_accept(struct loop *l, struct loop_io *io, uint32_t events)
+/* Who may take a slot: anyone in the enclave may connect to these ports (an app can hold them
+ * all), so the parent, which the launcher's status and log connections come from and which no
+ * process in the enclave can pose as, has slots of its own, where the newest replaces the
+ * oldest: the launcher always gets through. */
+static int pick_slot(struct console *c, bool parent, bool is_log)
 {
-	struct console *c = io->data;
-	bool is_log = io == &c->log_io;
+	int from = parent ? MAX_CLIENTS : 0, to = parent ? ALL_CLIENTS : MAX_CLIENTS, oldest = -1;
 
-	for (;;) {
-		int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		struct client *cl;
-		int slot = -1;
-
-		if (fd < 0)
-			return;
-		for (int i = 0; i < MAX_CLIENTS; i++)
-			if (!c->clients[i]) {
-				slot = i;
-				break;
-			}
-		if (slot < 0) {
-			log_warn("console: too many clients, refusing one");
-			close(fd);
-			continue;
-		}
-		cl = calloc(1, sizeof(*cl));
-		if (!cl)
-			abort();
-		cl->c = c;
-		cl->is_log = is_log;
-		cl->active = true;
-		cl->cursor = log_ring_oldest(&c->ring); /* the whole backlog first */
-		if (loop_io_add(l, &cl->io, fd, EPOLLIN, on_client, cl, NULL) < 0) {
-			close(fd);
-			free(cl);
-			continue;
-		}
-		c->clients[slot] = cl;
-		if (!is_log)
-			buf_append_str(&cl->pending, c->status);
-		client_flush(cl);
+	for (int i = from; i < to; i++) {
+		if (!c->clients[i])
+			return i;
+		if (c->clients[i]->is_log == is_log && (oldest < 0 || c->clients[i]->seq < c->clients[oldest]->seq))
+			oldest = i;
 	}
+	if (!parent || oldest < 0)
+		return -1;
+	client_drop(c->clients[oldest]);
+	return oldest;
+}
+
+static void on_accept(struct acceptor *a, int fd)
+{
+	struct console *c = a->data;
+	bool is_log = a == &c->log_acc;
+	struct client *cl;
+	int slot = pick_slot(c, vsock_peer_is_parent(fd), is_log);
+
+	if (slot < 0) {
+		log_warn("console: too many clients, refusing one");
+		close(fd);
+		return;
+	}
+	cl = calloc(1, sizeof(*cl));
+	if (!cl)
+		abort();
+	cl->c = c;
+	cl->is_log = is_log;
+	cl->active = true;
+	cl->seq = ++c->seq;
+	cl->cursor = log_ring_oldest(&c->ring); /* the whole backlog first */
+	if (loop_io_add(c->loop, &cl->io, fd, EPOLLIN, on_client, cl, NULL) < 0) {
+		close(fd);
+		free(cl);
+		return;
+	}
+	c->clients[slot] = cl;
+	if (!is_log)
+		buf_append_str(&cl->pending, c->status);
+	client_flush(cl);
 }
 
 void console_log_write(struct console *c, const void *data, size_t len)
 {
 	log_ring_write(&c->ring, data, len);
-	for (int i = 0; i < MAX_CLIENTS; i++)
+	for (int i = 0; i < ALL_CLIENTS; i++)
 		if (c->clients[i] && c->clients[i]->is_log && !(c->clients[i]->io.events & EPOLLOUT))
 			client_flush(c->clients[i]);
 }
@@ -238,7 +254,7 @@ static void on_pipe(struct loop *l, struct loop_io *io, uint32_t events)
 static void set_status(struct console *c, const char *line)
 {
 	snprintf(c->status, sizeof(c->status), "%s\n", line);
-	for (int i = 0; i < MAX_CLIENTS; i++)
+	for (int i = 0; i < ALL_CLIENTS; i++)
 		if (c->clients[i] && !c->clients[i]->is_log) {
 			buf_append_str(&c->clients[i]->pending, c->status);
 			client_flush(c->clients[i]);
@@ -291,16 +307,19 @@ const char *console_status_line(const struct console *c)
 int console_new(struct loop *l, bool capture, struct console **out, struct err *err)
 {
 	struct console *c = calloc(1, sizeof(*c));
-	int p[2];
+	int p[2], fd;
 
 	if (!c)
 		abort();
 	c->loop = l;
-	c->status_fd = c->log_fd = c->pipe_rd = -1;
+	c->pipe_rd = -1;
 	console_status_running(c);
-	c->status_fd = vsock_listen(CONSOLE_STATUS_PORT, 64, err);
-	if (c->status_fd < 0 || loop_io_add(l, &c->status_io, c->status_fd, EPOLLIN, on_accept, c, err) < 0)
+	fd = vsock_listen(CONSOLE_STATUS_PORT, 64, err);
+	if (fd < 0 || acceptor_start(l, &c->status_acc, fd, "console: status port", 0, on_accept, c, err) < 0) {
+		if (fd >= 0)
+			close(fd);
 		goto fail;
+	}
 	if (capture) {
 		if (pipe2(p, O_CLOEXEC) < 0) {
 			err_sys(err, "pipe");
@@ -322,9 +341,12 @@ int console_new(struct loop *l, bool capture, struct console **out, struct err *
 		/* odyn's own lines go straight into the ring: writing them into a pipe that odyn
 		 * itself drains could block it. */
 		log_set_sink(log_sink, c);
-		c->log_fd = vsock_listen(CONSOLE_LOG_PORT, 64, err);
-		if (c->log_fd < 0 || loop_io_add(l, &c->log_io, c->log_fd, EPOLLIN, on_accept, c, err) < 0)
+		fd = vsock_listen(CONSOLE_LOG_PORT, 64, err);
+		if (fd < 0 || acceptor_start(l, &c->log_acc, fd, "console: log port", 0, on_accept, c, err) < 0) {
+			if (fd >= 0)
+				close(fd);
 			goto fail;
+		}
 	}
 	*out = c;
 	return 0;
@@ -338,16 +360,12 @@ void console_free(struct console *c)
 	if (!c)
 		return;
 	log_set_sink(NULL, NULL);
-	for (int i = 0; i < MAX_CLIENTS; i++)
+	for (int i = 0; i < ALL_CLIENTS; i++)
 		if (c->clients[i])
 			client_drop(c->clients[i]);
-	loop_io_del(c->loop, &c->status_io);
-	loop_io_del(c->loop, &c->log_io);
+	acceptor_stop(&c->status_acc);
+	acceptor_stop(&c->log_acc);
 	loop_io_del(c->loop, &c->pipe_io);
-	if (c->status_fd >= 0)
-		close(c->status_fd);
-	if (c->log_fd >= 0)
-		close(c->log_fd);
 	if (c->pipe_rd >= 0)
 		close(c->pipe_rd);
 	free(c);

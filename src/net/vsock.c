@@ -240,3 +240,22 @@ done:
 		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	return fd;
 }
+
+bool vsock_peer_is_parent(int fd)
+{
+	if (emulated) {
+		struct ucred cred;
+		socklen_t len = sizeof(cred);
+
+		/* The kernel reports pid 0 for a peer outside this PID namespace: in a local enclave,
+		 * the host. No process inside can be such a peer. */
+		return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.pid == 0;
+	}
+	{
+		struct sockaddr_vm sa;
+		socklen_t len = sizeof(sa);
+
+		return getpeername(fd, (struct sockaddr *)&sa, &len) == 0 && sa.svm_family == AF_VSOCK &&
+		       (sa.svm_cid == VSOCK_CID_HOST || sa.svm_cid == VSOCK_CID_PARENT);
+	}
+}

@@ -43,6 +43,10 @@ int vsock_connect(uint32_t cid, uint32_t port, bool *in_progress, struct err *er
 /* A blocking connect with a timeout, for simple clients. */
 int vsock_connect_blocking(uint32_t cid, uint32_t port, int timeout_ms, struct err *err);
 
+/* Whether an accepted connection comes from the parent (the host): on AF_VSOCK its CID, on the
+ * emulated transport a peer outside this process's PID namespace. */
+bool vsock_peer_is_parent(int fd);
+
 /* The emulated path of the parent's port (a file in the folder); the buffer must hold 108
  * bytes. Other CIDs' ports have no path. */
 int vsock_emulated_path(uint32_t cid, uint32_t port, char *out, size_t size, struct err *err);

@@ -7,7 +7,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD = pathlib.Path(os.environ.get("ENCLAVER_BUILD_DIR", ROOT / "build"))
-VECTORS = pathlib.Path(os.environ.get("ENCLAVER_VECTORS", ROOT.parent / "shared" / "vectors"))
+VECTORS = pathlib.Path(os.environ.get("ENCLAVER_VECTORS", ROOT / "tests" / "data" / "vectors"))
 
 # Local enclaves keep their development CA in a state folder: the tests' own, not the user's.
 os.environ.setdefault("ENCLAVER_STATE_DIR", tempfile.mkdtemp(prefix="test-state-of-enclaver-"))

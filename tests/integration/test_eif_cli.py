@@ -143,9 +143,11 @@ def test_flipped_byte_is_reported_and_refused(t9, where):
            "ramdisk1-last-byte": len(data) - 1, "crc-field": 545}[where]
     data[pos] ^= 0x40
     (t9 / "bad.eif").write_bytes(data)
-    r = run("eif", "describe", "--json", t9 / "bad.eif")
-    assert r.code == 0, r
-    assert json.loads(r.out)["CheckCRC"] is False
+    # a damaged image is an error, and none of its measurements are printed to be copied
+    for args in (["--json"], []):
+        r = run("eif", "describe", *args, t9 / "bad.eif")
+        assert r.code == 1 and r.out == "", r
+        assert len(r.err.strip().splitlines()) == 1, r.err
     r = run("eif", "extract", t9 / "bad.eif", "--kernel", "-o", t9 / "k.out")
     assert r.code == 1
     assert len(r.err.strip().splitlines()) == 1, r.err
@@ -194,6 +196,18 @@ def test_signed_image_verifies(t9, curve, alg, hashalg, siglen):
     assert j["IsSigned"] is True and j["SignatureCheck"] is True and j["CheckCRC"] is True
     assert j["Measurements"]["PCR8"] == meas["PCR8"]
     assert run("eif", "extract", t9 / "t9.eif", "--kernel", "-o", t9 / "k").code == 0
+
+
+@pytest.mark.parametrize("keep", [100, 3000, -1])
+def test_truncated_image_is_an_error(t9, keep):
+    assert build_t9(t9).code == 0
+    data = (t9 / "t9.eif").read_bytes()
+    (t9 / "short.eif").write_bytes(data[:keep])
+    for args in (["--json"], []):
+        r = run("eif", "describe", *args, t9 / "short.eif")
+        assert r.code == 1 and r.out == "", r
+        assert len(r.err.strip().splitlines()) == 1 and "short.eif" in r.err, r.err
+        assert "PCR" not in r.err
 
 
 def test_signature_fails_when_pcr0_changes(t9):

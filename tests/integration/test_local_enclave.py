@@ -199,6 +199,29 @@ def test_tunnel_flood_is_capped_and_host_memory_stays_small(tmp_path):
     assert peak < 48 * 1024, f"enclaver-run peaked at {peak} KiB"
 
 
+def test_an_app_holding_every_console_slot_cannot_hide_its_exit(tmp_path):
+    # The app fills odyn's status slots; the launcher (the parent) still gets through, both the
+    # enclaver-run that waits for the exit code and any new connection from the host.
+    e = Enclave(tmp_path, eu.MANIFEST, ["hold-console", "80", "3", "5"])
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        try:
+            if "hold-console" in open(f"/proc/{eu.enclave_init_pid(eu.enclave_init_pid(e.proc.pid)) or 0}/cmdline").read():
+                break
+        except OSError:
+            pass
+        time.sleep(0.05)
+    time.sleep(1)  # the slots are taken now
+    s = eu.vsock_socket(e.proc.pid, 17000)
+    s.settimeout(5)
+    assert s.recv(1024) == b'{ "status": "running" }\n'
+    s.close()
+    assert e.wait() == 5, e.err
+    assert "hold-console: holding 64" in e.out
+    assert "console: too many clients, refusing one" in e.out
+    assert "enclave exited with code 5" in e.err
+
+
 def test_app_runs_as_root_in_its_own_world(tmp_path):
     host_port = free_port()
     srv = socket.socket()

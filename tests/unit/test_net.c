@@ -8,12 +8,14 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "crypto/sha.h"
+#include "net/accept.h"
 #include "net/dns.h"
 #include "net/loop.h"
 #include "net/relay.h"
@@ -300,6 +302,121 @@ static void test_emulated_vsock_peer_netns(void)
 	rmdir(dir);
 }
 
+static int accepted_fd = -1;
+
+static void take_conn(struct acceptor *a, int fd)
+{
+	(void)a;
+	accepted_fd = fd;
+}
+
+/* Out of descriptors, a listener must not wake the loop again and again: the acceptor pauses
+ * it, and takes the waiting connection once a descriptor is free. */
+static void test_acceptor_backs_off_on_emfile(void)
+{
+	struct loop *l;
+	struct err err = { 0 };
+	struct acceptor a;
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+	struct rlimit old, low;
+	int lfd, cfd, spare[64], n_spare = 0;
+
+	CHECK_EQ_INT(loop_new(&l, &err), 0);
+	lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	CHECK(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(lfd, 16) == 0);
+	getsockname(lfd, (struct sockaddr *)&sa, &len);
+	CHECK_EQ_INT(acceptor_start(l, &a, lfd, "test listener", 0, take_conn, NULL, &err), 0);
+	cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(connect(cfd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	/* use up every descriptor */
+	getrlimit(RLIMIT_NOFILE, &old);
+	low = old;
+	low.rlim_cur = 64;
+	CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
+	while (n_spare < 64) {
+		int fd = dup(0);
+
+		if (fd < 0)
+			break;
+		spare[n_spare++] = fd;
+	}
+	accepted_fd = -1;
+	for (int i = 0; i < 20; i++)
+		loop_run_once(l, 5, &err);
+	CHECK(a.paused);
+	CHECK(!a.io.in_epoll); /* out of epoll: no busy loop while descriptors are short */
+	CHECK_EQ_INT(accepted_fd, -1);
+	/* descriptors come free: the owner says so and the waiting connection is taken (accept
+	 * takes a descriptor before it looks at the queue: two are needed not to pause again) */
+	close(spare[--n_spare]);
+	close(spare[--n_spare]);
+	acceptor_release(&a);
+	for (int i = 0; i < 20 && accepted_fd < 0; i++)
+		loop_run_once(l, 5, &err);
+	CHECK(accepted_fd >= 0);
+	CHECK(!a.paused);
+	while (n_spare)
+		close(spare[--n_spare]);
+	setrlimit(RLIMIT_NOFILE, &old);
+	if (accepted_fd >= 0)
+		close(accepted_fd);
+	close(cfd);
+	acceptor_stop(&a);
+	loop_free(l);
+}
+
+static int cap_fds[8], n_cap;
+
+static void keep_conn(struct acceptor *a, int fd)
+{
+	(void)a;
+	cap_fds[n_cap++] = fd;
+}
+
+/* Past the cap a connection is accepted and closed at once; room comes back on release. */
+static void test_acceptor_caps_connections(void)
+{
+	struct loop *l;
+	struct err err = { 0 };
+	struct acceptor a;
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+	int lfd, c[4];
+	char b;
+
+	CHECK_EQ_INT(loop_new(&l, &err), 0);
+	lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	CHECK(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(lfd, 16) == 0);
+	getsockname(lfd, (struct sockaddr *)&sa, &len);
+	n_cap = 0;
+	CHECK_EQ_INT(acceptor_start(l, &a, lfd, "capped", 2, keep_conn, NULL, &err), 0);
+	for (int i = 0; i < 3; i++) {
+		c[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		CHECK(connect(c[i], (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	}
+	for (int i = 0; i < 10; i++)
+		loop_run_once(l, 5, &err);
+	CHECK_EQ_INT(n_cap, 2);
+	CHECK_EQ_INT(a.live, 2);
+	CHECK(a.said_full);
+	CHECK(recv(c[2], &b, 1, 0) == 0); /* the third was closed */
+	close(cap_fds[0]);
+	acceptor_release(&a);
+	CHECK(!a.said_full);
+	c[3] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(connect(c[3], (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	for (int i = 0; i < 10 && n_cap < 3; i++)
+		loop_run_once(l, 5, &err);
+	CHECK_EQ_INT(n_cap, 3);
+	for (int i = 0; i < 4; i++)
+		close(c[i]);
+	close(cap_fds[1]);
+	close(cap_fds[2]);
+	acceptor_stop(&a);
+	loop_free(l);
+}
+
 static void test_relay_both_ways_with_half_close(void)
 {
 	struct loop *l;
@@ -501,6 +618,7 @@ static void test_dns_literals_need_no_server(void)
 
 TEST_MAIN(T(test_dns_literals_need_no_server), T(test_timers_fire_in_order), T(test_signals_through_the_loop), T(test_emulated_vsock),
 	  T(test_emulated_vsock_ignores_planted_symlinks), T(test_emulated_vsock_peer_netns),
+	  T(test_acceptor_backs_off_on_emfile), T(test_acceptor_caps_connections),
 	  T(test_relay_both_ways_with_half_close), T(test_relay_half_close_keeps_other_direction),
 	  T(test_relay_idle_timeout_and_no_pipes_when_idle), T(test_relay_peer_reset), T(test_tunnel_frames),
 	  T(cleanup))
