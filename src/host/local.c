@@ -383,6 +383,15 @@ static int write_file(const char *path, const char *data, struct err *err)
 	return 0;
 }
 
+/* A fork bomb is bounded by this, not only by memory: 4 processes or threads per MiB, at
+ * least 256 (docs/local-development.md). */
+static long local_pids_max(int memory_mb)
+{
+	long n = (long)memory_mb * 4;
+
+	return n < 256 ? 256 : n;
+}
+
 static bool cgroup_v2(void)
 {
 	return access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0;
@@ -437,6 +446,7 @@ static int setup_cgroups(struct local *lc, struct err *err)
 	char v[64], path[300];
 	long long mem = (long long)lc->spec->memory_mb << 20;
 	long quota = (long)lc->spec->cpu_count * 100000;
+	long pids = local_pids_max(lc->spec->memory_mb);
 
 	if (cgroup_v2()) {
 		snprintf(lc->cgroups[0], sizeof(lc->cgroups[0]), "/sys/fs/cgroup/enclaver-%s", id);
@@ -457,6 +467,10 @@ static int setup_cgroups(struct local *lc, struct err *err)
 		snprintf(v, sizeof(v), "%ld 100000", quota);
 		if (write_file(path, v, err) < 0)
 			return -1;
+		snprintf(path, sizeof(path), "%s/pids.max", lc->cgroups[0]);
+		snprintf(v, sizeof(v), "%ld", pids);
+		if (write_file(path, v, err) < 0)
+			return err_wrap(err, "the enclave's process limit");
 		snprintf(path, sizeof(path), "%s/cgroup.procs", lc->cgroups[0]);
 		snprintf(v, sizeof(v), "%d", (int)lc->pid);
 		return write_file(path, v, err);
@@ -487,6 +501,11 @@ static int setup_cgroups(struct local *lc, struct err *err)
 				snprintf(v, sizeof(v), "%ld", quota);
 				if (write_file(path, v, err) < 0)
 					return -1;
+			} else {
+				snprintf(path, sizeof(path), "%s/pids.max", cg);
+				snprintf(v, sizeof(v), "%ld", pids);
+				if (write_file(path, v, err) < 0)
+					return err_wrap(err, "the enclave's process limit");
 			}
 			snprintf(path, sizeof(path), "%s/cgroup.procs", cg);
 			snprintf(v, sizeof(v), "%d", (int)lc->pid);

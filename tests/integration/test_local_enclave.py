@@ -222,6 +222,16 @@ def test_an_app_holding_every_console_slot_cannot_hide_its_exit(tmp_path):
     assert "enclave exited with code 5" in e.err
 
 
+def test_fork_bomb_stops_at_the_process_limit(tmp_path):
+    # 256 MiB: 1024 processes or threads in the whole enclave (odyn and init among them)
+    e = Enclave(tmp_path, eu.MANIFEST, ["forkbomb"])
+    assert e.wait() == 107  # the probe ends itself and its children with SIGKILL
+    m = re.search(r"forkbomb: (\d+) children, then: (.*)", e.out)
+    assert m, e.out + e.err
+    assert 900 < int(m.group(1)) < 1024 and m.group(2) == "Resource temporarily unavailable", m.group(0)
+    assert e.leftovers() == []
+
+
 def test_app_runs_as_root_in_its_own_world(tmp_path):
     host_port = free_port()
     srv = socket.socket()

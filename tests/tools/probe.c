@@ -620,6 +620,28 @@ int main(int argc, char **argv)
 		sleep((unsigned)atoi(argv[3]));
 		return atoi(argv[4]);
 	}
+	if (!strcmp(argv[1], "forkbomb")) { /* fork until the kernel says no, then report */
+		int n = 0, e = 0;
+
+		for (;;) {
+			pid_t p = fork();
+
+			if (p == 0) {
+				pause();
+				_exit(0);
+			}
+			if (p < 0) {
+				e = errno;
+				break;
+			}
+			if (++n >= 100000)
+				break;
+		}
+		printf("forkbomb: %d children, then: %s\n", n, e ? strerror(e) : "no limit");
+		fflush(stdout);
+		kill(0, SIGKILL); /* the probe's process group: the children and itself */
+		return 0;
+	}
 	if (!strcmp(argv[1], "whoami")) {
 		printf("uid=%d gid=%d pid=%d\n", (int)getuid(), (int)getgid(), (int)getpid());
 		return 0;
