@@ -335,7 +335,7 @@ static void test_acceptor_backs_off_on_emfile(void)
 	low.rlim_cur = 64;
 	CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
 	while (n_spare < 64) {
-		int fd = dup(0);
+		int fd = open("/dev/null", O_RDONLY | O_CLOEXEC); /* not dup(0): stdin may be closed */
 
 		if (fd < 0)
 			break;
