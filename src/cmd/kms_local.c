@@ -122,8 +122,10 @@ static int tls_front_start(struct loop *l, const char *state, const char *region
 		err_sys(err, "HTTPS %s:%u", addr, port);
 		goto out;
 	}
-	if (acceptor_start(l, &f->acc, f->lfd, "HTTPS", HTTPS_MAX_CONNS, on_tls_accept, f, err) < 0)
+	if (acceptor_start(l, &f->acc, f->lfd, "HTTPS", HTTPS_MAX_CONNS, on_tls_accept, f, err) < 0) {
+		f->lfd = -1; /* closed by the acceptor */
 		goto out;
+	}
 	rc = 0;
 out:
 	X509_free(cert);

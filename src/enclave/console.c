@@ -307,19 +307,16 @@ const char *console_status_line(const struct console *c)
 int console_new(struct loop *l, bool capture, struct console **out, struct err *err)
 {
 	struct console *c = calloc(1, sizeof(*c));
-	int p[2], fd;
+	int p[2];
 
 	if (!c)
 		abort();
 	c->loop = l;
 	c->pipe_rd = -1;
 	console_status_running(c);
-	fd = vsock_listen(CONSOLE_STATUS_PORT, 64, err);
-	if (fd < 0 || acceptor_start(l, &c->status_acc, fd, "console: status port", 0, on_accept, c, err) < 0) {
-		if (fd >= 0)
-			close(fd);
+	if (acceptor_start(l, &c->status_acc, vsock_listen(CONSOLE_STATUS_PORT, 64, err), "console: status port", 0,
+			   on_accept, c, err) < 0)
 		goto fail;
-	}
 	if (capture) {
 		if (pipe2(p, O_CLOEXEC) < 0) {
 			err_sys(err, "pipe");
@@ -341,12 +338,9 @@ int console_new(struct loop *l, bool capture, struct console **out, struct err *
 		/* odyn's own lines go straight into the ring: writing them into a pipe that odyn
 		 * itself drains could block it. */
 		log_set_sink(log_sink, c);
-		fd = vsock_listen(CONSOLE_LOG_PORT, 64, err);
-		if (fd < 0 || acceptor_start(l, &c->log_acc, fd, "console: log port", 0, on_accept, c, err) < 0) {
-			if (fd >= 0)
-				close(fd);
+		if (acceptor_start(l, &c->log_acc, vsock_listen(CONSOLE_LOG_PORT, 64, err), "console: log port", 0,
+				   on_accept, c, err) < 0)
 			goto fail;
-		}
 	}
 	*out = c;
 	return 0;

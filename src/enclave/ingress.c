@@ -171,16 +171,13 @@ int ingress_start(struct loop *l, const struct ingress_port *ports, size_t n, st
 		abort();
 	for (size_t i = 0; i < n; i++) {
 		struct listener *ls = &in->listeners[i];
-		int fd;
 
 		ls->in = in;
 		ls->port = ports[i].port;
 		ls->tls = ports[i].tls;
 		snprintf(ls->name, sizeof(ls->name), "ingress port %u", ls->port);
-		fd = vsock_listen(ports[i].port, 4096, err);
-		if (fd < 0 || acceptor_start(l, &ls->acc, fd, ls->name, 0, on_accept, ls, err) < 0) {
-			if (fd >= 0)
-				close(fd);
+		if (acceptor_start(l, &ls->acc, vsock_listen(ports[i].port, 4096, err), ls->name, 0, on_accept, ls,
+				   err) < 0) {
 			in->n = i;
 			ingress_stop(in, NULL, NULL);
 			return err_wrap(err, "ingress port %u", ports[i].port);

@@ -228,7 +228,6 @@ static void handle_request(struct conn *c)
 {
 	struct err err = { 0 };
 	char *routed;
-
 	struct policy_decision d;
 
 	if (tunnel_parse_request(c->frame + 2, c->got - 2, &c->host, &c->port, &err) < 0) {
@@ -310,7 +309,6 @@ int host_egress_start(struct loop *l, struct dns *dns, const struct policy *poli
 		      void *route_data, struct host_egress **out, struct err *err)
 {
 	struct host_egress *e = calloc(1, sizeof(*e));
-	int lfd;
 
 	if (!e)
 		abort();
@@ -319,10 +317,8 @@ int host_egress_start(struct loop *l, struct dns *dns, const struct policy *poli
 	e->policy = policy;
 	e->route = route;
 	e->route_data = route_data;
-	lfd = vsock_listen(EGRESS_PORT, 4096, err);
-	if (lfd < 0 || acceptor_start(l, &e->acc, lfd, "egress tunnel", HOST_EGRESS_MAX_CONNS, on_accept, e, err) < 0) {
-		if (lfd >= 0)
-			close(lfd);
+	if (acceptor_start(l, &e->acc, vsock_listen(EGRESS_PORT, 4096, err), "egress tunnel", HOST_EGRESS_MAX_CONNS,
+			   on_accept, e, err) < 0) {
 		free(e);
 		return err_wrap(err, "egress tunnel");
 	}

@@ -179,10 +179,8 @@ int host_ingress_start(struct loop *l, uint32_t cid, const struct host_port_map 
 			close(fd);
 			goto fail;
 		}
-		if (acceptor_start(l, &ls->acc, fd, ls->name, 0, on_accept, ls, err) < 0) {
-			close(fd);
+		if (acceptor_start(l, &ls->acc, fd, ls->name, 0, on_accept, ls, err) < 0)
 			goto fail;
-		}
 		h->n = i + 1;
 	}
 	*out = h;

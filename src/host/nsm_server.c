@@ -179,13 +179,13 @@ int nsm_server_start(struct loop *l, const char *path, struct nsm_emu *emu, stru
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	unlink(path);
 	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0666) < 0 ||
-	    listen(lfd, 64) < 0 ||
-	    acceptor_start(l, &s->acc, lfd, "NSM emulator", NSM_SERVER_MAX_CONNS, on_accept, s, err) < 0) {
-		if (!err->msg[0])
-			err_sys(err, "NSM socket %s", path);
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0666) < 0 || listen(lfd, 64) < 0) {
+		err_sys(err, "NSM socket %s", path);
 		if (lfd >= 0)
 			close(lfd);
+		lfd = -1;
+	}
+	if (acceptor_start(l, &s->acc, lfd, "NSM emulator", NSM_SERVER_MAX_CONNS, on_accept, s, err) < 0) {
 		free(s);
 		return -1;
 	}

@@ -73,10 +73,15 @@ static void on_listener(struct loop *l, struct loop_io *io, uint32_t events)
 int acceptor_start(struct loop *l, struct acceptor *a, int lfd, const char *name, size_t max, acceptor_fn fn,
 		   void *data, struct err *err)
 {
-	*a = (struct acceptor){ .loop = l, .name = name, .fn = fn, .data = data, .max = max };
+	*a = (struct acceptor){ .name = name, .fn = fn, .data = data, .max = max };
 	loop_timer_init(&a->retry, on_retry, a);
-	if (loop_io_add(l, &a->io, lfd, EPOLLIN, on_listener, a, err) < 0)
+	if (lfd < 0)
 		return -1;
+	if (loop_io_add(l, &a->io, lfd, EPOLLIN, on_listener, a, err) < 0) {
+		close(lfd);
+		return -1;
+	}
+	a->loop = l;
 	return 0;
 }
 

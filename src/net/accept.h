@@ -39,7 +39,8 @@ struct acceptor {
 	unsigned long refused;
 };
 
-/* Watches the listener lfd (taken over: closed by acceptor_stop). max 0: no cap, nothing is
+/* Watches the listener lfd, taken over even on failure (closed by acceptor_stop, or at once
+ * when this fails); lfd < 0 is a failure its maker has reported in err. max 0: no cap, nothing is
  * counted, and acceptor_release only resumes a paused listener early. name: for the log
  * ("ingress port 8080"), kept by reference. */
 int acceptor_start(struct loop *l, struct acceptor *a, int lfd, const char *name, size_t max, acceptor_fn fn,

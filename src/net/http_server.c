@@ -316,7 +316,6 @@ int http_server_start_at(struct loop *l, const char *addr, uint16_t port, size_t
 		return -1;
 	}
 	if (acceptor_start(l, &s->acc, s->lfd, "HTTP server", HTTP_SERVER_MAX_CONNS, on_accept, s, err) < 0) {
-		close(s->lfd);
 		free(s);
 		return -1;
 	}

@@ -130,7 +130,9 @@ static int peer_socket(uint32_t cid)
 	return fd;
 }
 
-int vsock_emulated_socket(uint32_t cid, uint32_t port, struct sockaddr_un *sa, socklen_t *len, struct err *err)
+/* An unconnected socket and the address for (cid, port), in the enclave's namespace when the
+ * port is the enclave's. */
+static int emulated_socket(uint32_t cid, uint32_t port, struct sockaddr_un *sa, socklen_t *len, struct err *err)
 {
 	int fd;
 
@@ -191,7 +193,7 @@ int vsock_connect(uint32_t cid, uint32_t port, bool *in_progress, struct err *er
 		struct sockaddr_un sa;
 		socklen_t len;
 
-		fd = vsock_emulated_socket(cid, port, &sa, &len, err);
+		fd = emulated_socket(cid, port, &sa, &len, err);
 		if (fd < 0)
 			return -1;
 		rc = connect(fd, (struct sockaddr *)&sa, len);

@@ -11,8 +11,6 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 
 #include "base/err.h"
 
@@ -50,8 +48,5 @@ bool vsock_peer_is_parent(int fd);
 /* The emulated path of the parent's port (a file in the folder); the buffer must hold 108
  * bytes. Other CIDs' ports have no path. */
 int vsock_emulated_path(uint32_t cid, uint32_t port, char *out, size_t size, struct err *err);
-/* An unconnected socket and the address for (cid, port) on the emulated transport, made in the
- * peer's network namespace when the port is the enclave's. */
-int vsock_emulated_socket(uint32_t cid, uint32_t port, struct sockaddr_un *sa, socklen_t *len, struct err *err);
 
 #endif
