@@ -17,6 +17,8 @@
 #define MANIFEST_DEFAULT_PROXY_PORT 10000
 #define MANIFEST_MIN_MEMORY_MB 64
 #define MANIFEST_MAX_SIZE (1 << 20)
+/* Mappings and sequences inside one another; a manifest needs four. */
+#define MANIFEST_MAX_DEPTH 32
 
 /* Vsock ports enclaver itself uses; ingress ports may not take them. */
 #define PORT_STATUS 17000

@@ -93,3 +93,18 @@ def test_version_and_usage():
     assert r.code == 0 and r.out.startswith("enclaver ")
     r = run("frobnicate")
     assert r.code == 2 and r.err.strip() == 'enclaver: error: unknown command "frobnicate"; see \'enclaver --help\''
+
+
+def test_deep_nesting_is_refused_at_once_with_a_position(tmp_path):
+    # libyaml's cost grows with the square of the depth (50,000 "[": seconds; a 1 MiB one:
+    # minutes): the depth is refused at the first level too deep, with where it is.
+    (tmp_path / "flow.yaml").write_text("[" * 50000 + "\n")
+    (tmp_path / "mixed.yaml").write_text("version: v1\ningress:\n  - " + "{a: " * 100000 + "\n")
+    for name, where in (("flow.yaml", "1:33"), ("mixed.yaml", "3:125")):
+        r = run("manifest", "-f", tmp_path / name)
+        assert r.code == 1 and r.out == ""
+        assert r.err.strip().splitlines() == [
+            f"enclaver: error: {tmp_path}/{name}:{where}: nested more than 32 levels deep (a manifest needs 4)"]
+    # four levels, the most a manifest has, still load
+    ok = "version: v1\nname: x\ntarget: t\nsources: {app: a}\ningress:\n  - listen_port: 8443\n    tls: {key_file: k, cert_file: c}\n"
+    assert run("manifest", "-f", "-", input=ok).code == 0
