@@ -74,6 +74,7 @@ static void *logs_thread(void *arg)
 }
 
 #define CONTAINER_STATE_DIR "/var/lib/enclaver"
+#define RELEASE_EIF "/enclave/application.eif"
 
 /* -p: the first "digits:digits" anywhere in the spec, as upstream's unanchored regex. */
 static int parse_publish(const char *spec, json_t *exposed, json_t *bindings, char norm[40])
@@ -107,7 +108,7 @@ static int run_container(const char *image, char **publish, size_t n_publish, bo
 	json_t *body, *hc, *exposed = json_object(), *bindings = json_object();
 	struct err err = { 0 };
 	pthread_t sig_t, log_t;
-	bool have_logs = false;
+	bool have_logs = false, is_release = false, local = false;
 	int code = 1, rc;
 
 	char norms[MAX_ARGS][40];
@@ -136,7 +137,7 @@ static int run_container(const char *image, char **publish, size_t n_publish, bo
 		char state[4096], bind[4200];
 		json_t *cmd = json_array();
 
-		log_warn("no /dev/nitro_enclaves here: %s will run in a local enclave, which is not confidential", image);
+		local = true;
 		json_decref(exposed);
 		json_decref(bindings);
 		devca_state_dir(state, sizeof(state));
@@ -176,6 +177,20 @@ static int run_container(const char *image, char **publish, size_t n_publish, bo
 	}
 	if (rc < 0)
 		goto fail;
+	/* Only a release image runs here: an app image would start bare, with every capability
+	 * and the host's network, in place of an enclave. */
+	if (docker_container_has_path(cr.d, cr.id, RELEASE_EIF, &is_release, &err) < 0)
+		goto fail_remove;
+	if (!is_release) {
+		docker_container_do(cr.d, cr.id, "remove", &err);
+		log_error("%s is not a release image (it has no %s): run enclaver build and run the image it names as "
+			  "target, or run an EIF with --eif",
+			  image, RELEASE_EIF);
+		code = 1;
+		goto out;
+	}
+	if (local)
+		log_warn("no /dev/nitro_enclaves here: %s will run in a local enclave, which is not confidential", image);
 	if (atomic_load(&cr.stops)) {
 		docker_container_do(cr.d, cr.id, "remove", &err);
 		code = 130;

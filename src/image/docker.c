@@ -359,6 +359,25 @@ int docker_container_do(struct docker *d, const char *id, const char *action, st
 	return docker_json(d, !strcmp(action, "remove") ? "DELETE" : "POST", path, NULL, NULL, err);
 }
 
+int docker_container_has_path(struct docker *d, const char *id, const char *path, bool *has, struct err *err)
+{
+	char url[300];
+	struct hc_req r = { .method = "HEAD" };
+	struct hc_resp resp = { 0 };
+	int rc = 0;
+
+	/* the path is ours (a constant): it needs no escaping in the query */
+	snprintf(url, sizeof(url), "/containers/%s/archive?path=%s", id, path);
+	if (docker_raw(d, url, &r, &resp, err) < 0)
+		return -1;
+	if (resp.status == 200 || resp.status == 404)
+		*has = resp.status == 200;
+	else
+		rc = err_set(err, EIO, "%s: the Docker daemon answered %ld", url, resp.status);
+	hc_resp_free(&resp);
+	return rc;
+}
+
 int docker_container_wait(struct docker *d, const char *id, int *code, struct err *err)
 {
 	char path[200];

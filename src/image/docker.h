@@ -56,6 +56,8 @@ int docker_stream_message(const char *what, const char *line, size_t len, struct
 int docker_container_create(struct docker *d, json_t *body, char id[80], struct err *err);
 /* action: "start", "stop", "kill" or "remove" (forced). */
 int docker_container_do(struct docker *d, const char *id, const char *action, struct err *err);
+/* Whether the (created) container's file system holds path: HEAD /containers/{id}/archive. */
+int docker_container_has_path(struct docker *d, const char *id, const char *path, bool *has, struct err *err);
 /* Blocks until the container exits; *code is its exit code. */
 int docker_container_wait(struct docker *d, const char *id, int *code, struct err *err);
 /* Follows the container's output to our stdout and stderr until it ends. */

@@ -234,6 +234,13 @@ def test_daemon_source_and_output_and_docker_run(tmp_path, dockerd):
         assert r.code == 2 and "both an image name and a manifest file were specified" in r.err
         r = run("run", "-p", "80", target)
         assert r.code == 2 and "'80' does not match the format 'host_port:container_port'" in r.err
+        # the app image itself is refused, and nothing of it runs (it would run bare, with every
+        # capability and the host's network)
+        r = run("run", tag)
+        assert r.code == 1 and r.out == "", r
+        assert f"{tag} is not a release image (it has no /enclave/application.eif): run enclaver build" in r.err
+        assert "probe" not in r.err and "local enclave" not in r.err.lower()
+        assert set(docker("ps", "-aq").stdout.split()) == before
     finally:
         docker("rmi", "-f", tag, target)
 
