@@ -40,7 +40,7 @@
 /* The local enclave's route table: AWS's addresses to the stand-ins on this machine. */
 struct routes {
 	char state[4096];
-	uint16_t imds_port;
+	char imds_sock[4200]; /* "unix:PATH" */
 	char kms_host[128];
 };
 
@@ -48,10 +48,8 @@ static char *local_route(void *data, const char *host, uint16_t *port)
 {
 	struct routes *r = data;
 
-	if (!strcmp(host, "169.254.169.254") && *port == 80 && r->imds_port) {
-		*port = r->imds_port;
-		return strdup("127.0.0.1");
-	}
+	if (!strcmp(host, "169.254.169.254") && *port == 80 && r->imds_sock[0])
+		return strdup(r->imds_sock);
 	if (!strcmp(host, r->kms_host) && *port == 443) {
 		/* read at each connection: kms-local may start after the enclave */
 		char path[4200], *colon;
@@ -81,9 +79,14 @@ struct run {
 	struct loop_io watch_io;
 	struct log_client *logs;
 	struct status_client *status;
+	struct loop_timer log_wait;
 	int exit_code;
 	bool finished;
+	bool log_done; /* the log ended after the app's final status: all of it is out */
 };
+
+/* How long the app's last output may take to arrive after its exit status. */
+#define LOG_END_WAIT_MS 5000
 
 static void usage(FILE *f)
 {
@@ -104,6 +107,23 @@ static void finish(struct run *r, int code)
 	loop_stop(r->loop);
 }
 
+static void on_log_end(void *data)
+{
+	struct run *r = data;
+
+	loop_timer_stop(r->loop, &r->log_wait);
+	r->log_done = true;
+	loop_stop(r->loop);
+}
+
+static void on_log_wait_timeout(struct loop *l, void *data)
+{
+	(void)data;
+	log_warn("the enclave's log did not end within %d ms of its exit status: its last lines may be missing",
+		 LOG_END_WAIT_MS);
+	loop_stop(l);
+}
+
 static void on_status(void *data, const struct app_status *st)
 {
 	struct run *r = data;
@@ -121,7 +141,17 @@ static void on_status(void *data, const struct app_status *st)
 	default:
 		break;
 	}
-	finish(r, app_status_exit_code(st));
+	if (r->finished)
+		return;
+	/* Every line the app wrote before it ended comes first: odyn ends the log after it. */
+	r->finished = true;
+	r->exit_code = app_status_exit_code(st);
+	if (!r->logs) {
+		loop_stop(r->loop);
+		return;
+	}
+	loop_timer_start(r->loop, &r->log_wait, LOG_END_WAIT_MS);
+	log_client_await_end(r->logs, on_log_end, r);
 }
 
 static void on_enclave_end(struct loop *l, struct loop_io *io, uint32_t events)
@@ -192,7 +222,7 @@ int main(int argc, char **argv)
 	struct nsm_emu emu;
 	struct nsm_server *nsm = NULL;
 	struct imds *imds = NULL;
-	struct routes routes = { .imds_port = 0 };
+	struct routes routes = { .imds_sock = "" };
 	bool local = false;
 	struct host_port_map maps[MAX_PUBLISH];
 	size_t n_maps = 0;
@@ -291,6 +321,7 @@ int main(int argc, char **argv)
 	if (ops == &launcher_local)
 		log_warn("LOCAL ENCLAVE: this runs on this machine's kernel with no Nitro isolation. Nothing in it is "
 			 "confidential; attestation is signed by a development CA that no real KMS trusts.");
+	loop_timer_init(&r.log_wait, on_log_wait_timeout, &r);
 	r.launcher = (struct launcher){ .ops = ops, .watch_fd = -1,
 					.spec = { eif_path, eif, cpu, mem, debug } };
 	if (loop_new(&r.loop, &err) < 0 || loop_signals(r.loop, sigs, 2, on_signal, &r, &err) < 0 ||
@@ -320,14 +351,18 @@ int main(int argc, char **argv)
 			struct local_master lm;
 			char iid[32], root[4200], copy[4200];
 			struct buf pem = BUF_INIT;
+			const char *vdir = vsock_emulated_dir(), *slash = strrchr(vdir, '/');
 
 			snprintf(iid, sizeof(iid), "%.*s", (int)(strstr(emu.module_id, "-enc") - emu.module_id), emu.module_id);
-			if (local_creds_open(state, NULL, &lm, &err) < 0 || imds_start(r.loop, &lm, iid, &imds, &err) < 0)
+			/* beside the vsock folder, not in it: the enclave reaches it through egress only */
+			snprintf(sock, sizeof(sock), "%.*s/imds.sock", (int)(slash ? slash - vdir : 0), vdir);
+			snprintf(routes.imds_sock, sizeof(routes.imds_sock), "unix:%s", sock);
+			if (local_creds_open(state, NULL, &lm, &err) < 0 ||
+			    imds_start(r.loop, &lm, iid, sock, &imds, &err) < 0)
 				goto fail;
 			explicit_bzero(&lm, sizeof(lm));
 			snprintf(routes.state, sizeof(routes.state), "%s", state);
 			snprintf(routes.kms_host, sizeof(routes.kms_host), "kms.%s.amazonaws.com", imds_region(imds));
-			routes.imds_port = imds_port(imds);
 			devca_root_path(state, root, sizeof(root));
 			snprintf(copy, sizeof(copy), "%s/%s", vsock_emulated_dir(), DEV_ROOT_NAME);
 			if (fs_read_file(root, 1 << 20, &pem, &err) < 0 ||
@@ -364,9 +399,11 @@ fail:
 	log_error("%s", err.msg);
 	r.exit_code = 1;
 out:
-	/* Give the log stream a moment to deliver the app's last lines. */
+	if (r.loop)
+		loop_timer_stop(r.loop, &r.log_wait);
+	/* Stopped another way (a signal, the enclave's end): give the log a moment to deliver. */
 	if (r.logs) {
-		for (int i = 0; i < 20 && loop_run_once(r.loop, 10, &err) == 0; i++)
+		for (int i = 0; i < 20 && !r.log_done && loop_run_once(r.loop, 10, &err) == 0; i++)
 			;
 		log_client_stop(r.logs);
 	}

@@ -31,6 +31,7 @@ struct client {
 	uint64_t cursor;    /* log clients */
 	struct buf pending; /* status clients: unsent bytes */
 	bool active;
+	bool shut; /* log clients: told the log has ended */
 	uint64_t seq;
 };
 
@@ -43,6 +44,7 @@ struct console {
 	char status[1100];
 	struct client *clients[ALL_CLIENTS];
 	uint64_t seq;
+	bool log_ended; /* the app's final status is out: log clients get EOF once they have it all */
 };
 
 void log_ring_write(struct log_ring *r, const void *data, size_t len)
@@ -152,6 +154,11 @@ static void client_flush(struct client *cl)
 			return;
 		}
 	}
+	/* All of the log, up to the app's end, is sent: EOF says so, and the host stops waiting. */
+	if (cl->is_log && c->log_ended && !cl->shut) {
+		shutdown(cl->io.fd, SHUT_WR);
+		cl->shut = true;
+	}
 	loop_io_mod(c->loop, &cl->io, EPOLLIN);
 }
 
@@ -237,22 +244,44 @@ static void log_sink(const char *line, size_t len, void *data)
 	console_log_write(data, line, len);
 }
 
-static void on_pipe(struct loop *l, struct loop_io *io, uint32_t events)
+/* Moves up to max_reads chunks of the app's output into the ring (0: until the pipe is empty). */
+static void read_pipe(struct console *c, int max_reads)
 {
-	struct console *c = io->data;
 	uint8_t chunk[16384];
 
-	for (int i = 0; i < 64; i++) {
-		ssize_t n = read(io->fd, chunk, sizeof(chunk));
+	for (int i = 0; (max_reads == 0 || i < max_reads) && c->pipe_rd >= 0; i++) {
+		ssize_t n = read(c->pipe_rd, chunk, sizeof(chunk));
 
+		if (n < 0 && errno == EINTR)
+			continue;
 		if (n <= 0)
 			return;
 		console_log_write(c, chunk, (size_t)n);
 	}
 }
 
-static void set_status(struct console *c, const char *line)
+static void on_pipe(struct loop *l, struct loop_io *io, uint32_t events)
 {
+	read_pipe(io->data, 64); /* a bounded batch: the loop has other work */
+}
+
+/* The app has ended: what it wrote before is in the pipe now, and goes into the log before
+ * anyone is told it ended; log clients then get EOF once they have read it all. */
+static void end_log(struct console *c)
+{
+	if (c->log_ended)
+		return;
+	read_pipe(c, 0);
+	c->log_ended = true;
+	for (int i = 0; i < ALL_CLIENTS; i++)
+		if (c->clients[i] && c->clients[i]->is_log)
+			client_flush(c->clients[i]);
+}
+
+static void set_status(struct console *c, const char *line, bool final)
+{
+	if (final)
+		end_log(c);
 	snprintf(c->status, sizeof(c->status), "%s\n", line);
 	for (int i = 0; i < ALL_CLIENTS; i++)
 		if (c->clients[i] && !c->clients[i]->is_log) {
@@ -263,7 +292,7 @@ static void set_status(struct console *c, const char *line)
 
 void console_status_running(struct console *c)
 {
-	set_status(c, "{ \"status\": \"running\" }");
+	set_status(c, "{ \"status\": \"running\" }", false);
 }
 
 void console_status_exited(struct console *c, int code)
@@ -271,7 +300,7 @@ void console_status_exited(struct console *c, int code)
 	char line[64];
 
 	snprintf(line, sizeof(line), "{ \"status\": \"exited\", \"code\": %d }", code);
-	set_status(c, line);
+	set_status(c, line, true);
 }
 
 void console_status_signaled(struct console *c, int sig)
@@ -283,7 +312,7 @@ void console_status_signaled(struct console *c, int sig)
 		snprintf(line, sizeof(line), "{ \"status\": \"signaled\", \"signal\": \"SIG%s\" }", abbrev);
 	else
 		snprintf(line, sizeof(line), "{ \"status\": \"signaled\", \"signal\": %d }", sig);
-	set_status(c, line);
+	set_status(c, line, true);
 }
 
 void console_status_fatal(struct console *c, const char *error)
@@ -296,7 +325,7 @@ void console_status_fatal(struct console *c, const char *error)
 	snprintf(line, sizeof(line), "{ \"status\": \"fatal\", \"error\": %s }", esc ? esc : "\"\"");
 	free(esc);
 	json_decref(s);
-	set_status(c, line);
+	set_status(c, line, true);
 }
 
 const char *console_status_line(const struct console *c)

@@ -99,6 +99,8 @@ struct line_client {
 	bool skipping; /* inside a line that was too long */
 	int attempts;
 	int max_attempts; /* 0: forever */
+	bool eof;	  /* the last connection ended with EOF, and no new one is up yet */
+	void (*on_eof)(struct line_client *lc); /* instead of reconnecting, when set */
 	void (*on_line)(struct line_client *lc, const char *line, size_t len);
 	void (*on_give_up)(struct line_client *lc);
 	size_t max_line;
@@ -125,6 +127,11 @@ static void lc_drain(struct line_client *lc, bool blocking_ok)
 			return;
 		if (n <= 0) {
 			lc_close(lc);
+			lc->eof = n == 0;
+			if (lc->eof && lc->on_eof) {
+				lc->on_eof(lc);
+				return;
+			}
 			/* the stream ended: reconnect, like upstream */
 			if (!blocking_ok)
 				loop_timer_start(lc->loop, &lc->timer, RETRY_MS);
@@ -173,6 +180,7 @@ static void lc_connect(struct loop *l, void *data)
 	}
 	lc->len = 0;
 	lc->skipping = false;
+	lc->eof = false;
 	if (loop_io_add(l, &lc->io, lc->fd, EPOLLIN, lc_on_io, lc, &err) < 0) {
 		close(lc->fd);
 		lc->fd = -1;
@@ -191,9 +199,36 @@ static void lc_init(struct line_client *lc, struct loop *l, uint32_t cid, uint32
 }
 
 struct log_client {
-	struct line_client lc;
+	struct line_client lc; /* first */
 	FILE *out;
+	void (*on_end)(void *data);
+	void *end_data;
 };
+
+static void log_ended(struct line_client *lc)
+{
+	struct log_client *c = (struct log_client *)lc;
+
+	loop_timer_stop(lc->loop, &lc->timer);
+	lc->on_eof = NULL;
+	c->on_end(c->end_data);
+}
+
+void log_client_await_end(struct log_client *c, void (*fn)(void *data), void *data)
+{
+	c->on_end = fn;
+	c->end_data = data;
+	/* An EOF just before the status came is the end; a reconnect would replay the log. */
+	if (c->lc.eof) {
+		log_ended(&c->lc);
+		return;
+	}
+	c->lc.on_eof = log_ended;
+	if (c->lc.fd < 0) {
+		loop_timer_stop(c->lc.loop, &c->lc.timer);
+		lc_connect(c->lc.loop, &c->lc);
+	}
+}
 
 static void log_line(struct line_client *lc, const char *line, size_t len)
 {

@@ -33,6 +33,9 @@ int app_status_exit_code(const struct app_status *st);
 struct log_client;
 /* Connects every 250 ms until it succeeds, then writes each line received to out. */
 int log_client_start(struct loop *l, uint32_t cid, FILE *out, struct log_client **res, struct err *err);
+/* After the app's final status: calls fn once the log has ended (odyn closes it once it has
+ * sent all of it), at once if it already has; connects now if it is between attempts. */
+void log_client_await_end(struct log_client *c, void (*fn)(void *data), void *data);
 /* Reads what is left to read without blocking, writes a last partial line, and frees. */
 void log_client_stop(struct log_client *c);
 

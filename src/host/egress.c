@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "base/buf.h"
@@ -256,6 +257,18 @@ static void handle_request(struct conn *c)
 	}
 	loop_timer_stop(c->e->loop, &c->timer);
 	loop_io_del(c->e->loop, &c->vio);
+	if (!strncmp(c->host, "unix:", 5)) { /* a route to a stand-in of ours: no name to resolve */
+		struct sockaddr_un *sa = (struct sockaddr_un *)&c->addrs.addrs[0];
+
+		*sa = (struct sockaddr_un){ .sun_family = AF_UNIX };
+		snprintf(sa->sun_path, sizeof(sa->sun_path), "%s", c->host + 5);
+		c->addrs.lens[0] = sizeof(*sa);
+		c->addrs.n = 1;
+		c->next_addr = 0;
+		c->state = CONNECTING;
+		try_next_addr(c);
+		return;
+	}
 	c->state = RESOLVING;
 	dns_resolve(c->e->dns, c->host, c->port, on_resolved, c);
 }

@@ -17,7 +17,8 @@
 struct host_egress;
 
 /* Optional rewrite of (host, port) before resolution: the local enclave's route table for its
- * AWS stand-ins. Returns a malloc'd host and may change *port, or NULL to keep them. */
+ * AWS stand-ins. Returns a malloc'd host ("unix:PATH" for a Unix socket) and may change *port,
+ * or NULL to keep them. */
 typedef char *(*host_egress_route_fn)(void *data, const char *host, uint16_t *port);
 
 /* policy: the manifest's egress policy, borrowed; every request is checked against it. */

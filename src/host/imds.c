@@ -140,8 +140,8 @@ static void handle(void *ctx, struct http_conn *c, const struct http_request *re
 	}
 }
 
-int imds_start(struct loop *l, const struct local_master *mm, const char *instance_id, struct imds **out,
-	       struct err *err)
+int imds_start(struct loop *l, const struct local_master *mm, const char *instance_id, const char *path,
+	       struct imds **out, struct err *err)
 {
 	struct imds *m = calloc(1, sizeof(*m));
 	const char *d = getenv("ENCLAVER_IMDS_CREDENTIAL_SECONDS");
@@ -151,17 +151,12 @@ int imds_start(struct loop *l, const struct local_master *mm, const char *instan
 	m->m = *mm;
 	m->duration = d && atol(d) >= 30 ? atol(d) : 3600;
 	snprintf(m->instance_id, sizeof(m->instance_id), "%s", instance_id);
-	if (http_server_start(l, 0, 4096, handle, m, &m->srv, err) < 0) {
+	if (http_server_start_unix(l, path, 4096, handle, m, &m->srv, err) < 0) {
 		free(m);
 		return err_wrap(err, "IMDS stand-in");
 	}
 	*out = m;
 	return 0;
-}
-
-uint16_t imds_port(const struct imds *m)
-{
-	return http_server_port(m->srv);
 }
 
 const char *imds_region(const struct imds *m)

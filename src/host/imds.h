@@ -1,6 +1,7 @@
 /*
- * The local enclave's IMDSv2 stand-in, served by enclaver-run on the host's loopback and
- * reached by the enclave at 169.254.169.254:80 through the egress route table: session tokens,
+ * The local enclave's IMDSv2 stand-in, served by enclaver-run on a Unix socket only root may
+ * connect to (the role's credentials are the enclave's, not every local user's), and reached
+ * by the enclave at 169.254.169.254:80 through the egress route table: session tokens,
  * the region, the instance id, and role credentials derived from the local KMS credentials in
  * the state folder, expiring (ENCLAVER_IMDS_CREDENTIAL_SECONDS, default 3600) so that clients
  * refresh them. Requests come from inside the enclave. Not active on Nitro.
@@ -16,9 +17,9 @@
 
 struct imds;
 
-int imds_start(struct loop *l, const struct local_master *m, const char *instance_id, struct imds **out,
-	       struct err *err);
-uint16_t imds_port(const struct imds *i);
+/* Serves on the Unix socket path (mode 0600). */
+int imds_start(struct loop *l, const struct local_master *m, const char *instance_id, const char *path,
+	       struct imds **out, struct err *err);
 const char *imds_region(const struct imds *i);
 void imds_stop(struct imds *i);
 

@@ -5,10 +5,13 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "base/buf.h"
@@ -276,6 +279,17 @@ static void on_accept(struct acceptor *a, int fd)
 	s->conns = c;
 }
 
+/* Serves on s->lfd (< 0: failed, reported in err); frees s on failure. */
+static int serve(struct http_server *s, struct http_server **out, struct err *err)
+{
+	if (acceptor_start(s->loop, &s->acc, s->lfd, "HTTP server", HTTP_SERVER_MAX_CONNS, on_accept, s, err) < 0) {
+		free(s);
+		return -1;
+	}
+	*out = s;
+	return 0;
+}
+
 int http_server_start(struct loop *l, uint16_t port, size_t max_body, http_handler_fn fn, void *ctx,
 		      struct http_server **out, struct err *err)
 {
@@ -312,15 +326,41 @@ int http_server_start_at(struct loop *l, const char *addr, uint16_t port, size_t
 		err_sys(err, "%s:%u", addr, port);
 		if (s->lfd >= 0)
 			close(s->lfd);
-		free(s);
-		return -1;
+		s->lfd = -1;
 	}
-	if (acceptor_start(l, &s->acc, s->lfd, "HTTP server", HTTP_SERVER_MAX_CONNS, on_accept, s, err) < 0) {
+	return serve(s, out, err);
+}
+
+int http_server_start_unix(struct loop *l, const char *path, size_t max_body, http_handler_fn fn, void *ctx,
+			   struct http_server **out, struct err *err)
+{
+	struct http_server *s = calloc(1, sizeof(*s));
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	mode_t old_mask;
+	int rc;
+
+	if (!s)
+		abort();
+	if (strlen(path) >= sizeof(sa.sun_path)) {
 		free(s);
-		return -1;
+		return err_set(err, ENAMETOOLONG, "%s: too long for a Unix socket", path);
 	}
-	*out = s;
-	return 0;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	*s = (struct http_server){ .loop = l, .max_body = max_body, .fn = fn, .ctx = ctx };
+	unlink(path);
+	s->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	/* Created with the owner's rights only (connect() needs write permission on the socket),
+	 * by the umask: a chmod after bind would leave a moment in which anyone could connect. */
+	old_mask = umask(0177);
+	rc = s->lfd < 0 ? -1 : bind(s->lfd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old_mask);
+	if (rc < 0 || listen(s->lfd, 512) < 0) {
+		err_sys(err, "%s", path);
+		if (s->lfd >= 0)
+			close(s->lfd);
+		s->lfd = -1;
+	}
+	return serve(s, out, err);
 }
 
 void http_server_stop(struct http_server *s)

@@ -30,6 +30,9 @@ int http_server_start(struct loop *l, uint16_t port, size_t max_body, http_handl
 /* Listens on an IPv4 address "a.b.c.d" and port (0: any free port). */
 int http_server_start_at(struct loop *l, const char *addr, uint16_t port, size_t max_body, http_handler_fn fn,
 			 void *ctx, struct http_server **out, struct err *err);
+/* Listens on a Unix socket at path, which only its owner may connect to (mode 0600). */
+int http_server_start_unix(struct loop *l, const char *path, size_t max_body, http_handler_fn fn, void *ctx,
+			   struct http_server **out, struct err *err);
 /* The port it listens on. */
 uint16_t http_server_port(const struct http_server *s);
 

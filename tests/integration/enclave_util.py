@@ -145,6 +145,26 @@ def enclave_init_pid(run_pid):
     return int(kids[0]) if kids else None
 
 
+def wait_app_step(run_pid, word, timeout=30):
+    """Until the app (odyn's child) or the step it runs (its child, for the probe's seq) runs
+    with arguments that start with `word`: the enclave's processes, found from enclaver-run's pid."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        pid = enclave_init_pid(run_pid)
+        for _ in range(4):  # init, odyn, the app, the app's step
+            if pid is None:
+                break
+            try:
+                args = pathlib.Path(f"/proc/{pid}/cmdline").read_text().split("\0")[1:-1]
+                if args[:len(word.split())] == word.split():
+                    return
+            except OSError:
+                break
+            pid = enclave_init_pid(pid)
+        time.sleep(0.05)
+    raise AssertionError(f"the enclave of enclaver-run {run_pid} never ran {word!r}")
+
+
 def _setns(fd):
     if _libc.setns(fd, _CLONE_NEWNET) != 0:
         raise OSError(ctypes.get_errno(), "setns")

@@ -109,3 +109,32 @@ def test_credentials_refresh_and_proxy_errors(tmp_path):
     got = answers(p.stdout)
     assert got and got[0]["__type"] == "KMSProxyNetworkException", p.stdout
     assert "no kms-local runs with the state folder" in p.stderr
+
+
+def test_role_credentials_are_served_to_the_enclave_only(tmp_path):
+    # The IMDS stand-in hands out the enclave role's credentials: it listens on no TCP port any
+    # local user could reach, only on a Unix socket that root alone may connect to.
+    import stat
+    eif = eu.make_eif(tmp_path, MANIFEST, ["sleep", "600"])
+    p = subprocess.Popen([str(BUILD / "enclaver-run"), "--eif-file", str(eif), "--manifest-file",
+                          str(tmp_path / "enclaver.yaml")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        eu.wait_vsock(p.pid, 17000).close()
+        sock = eu.state_dir(p.pid) / "imds.sock"
+        st = os.stat(sock)
+        assert stat.S_ISSOCK(st.st_mode) and st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o600
+        inodes = {os.readlink(f"/proc/{p.pid}/fd/{f}") for f in os.listdir(f"/proc/{p.pid}/fd")}
+        listening = set()
+        for table in ("tcp", "tcp6"):
+            for line in open(f"/proc/{p.pid}/net/{table}").read().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A":  # LISTEN
+                    listening.add(f"socket:[{fields[9]}]")
+        assert not (inodes & listening), "enclaver-run listens on TCP with no ingress port in the manifest"
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c",
+                            f"import socket; socket.socket(socket.AF_UNIX).connect({str(sock)!r})"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode != 0 and "PermissionError" in r.stderr, r.stderr
+    finally:
+        p.terminate()
+        p.communicate(timeout=30)

@@ -126,7 +126,7 @@ def test_enclave_cannot_point_the_host_at_host_sockets(tmp_path):
     e = Enclave(tmp_path, manifest, ["seq", f"plant {victim_path} {vdir}/16.{port}",
                                      f"plant {victim_path} {vdir}/3.17002", f"fill {vdir}/junk 64",
                                      "sleep 600"])
-    e.booted()
+    eu.wait_app_step(e.proc.pid, "sleep 600")  # the app's own attempts are over
     state = eu.state_dir(e.proc.pid)
     # the folder is the host's: nothing the enclave writes lands in it (nor on the host's disk)
     assert sorted(os.listdir(state / "v")) == ["dev-root.pem", "nsm.sock"]
@@ -203,14 +203,7 @@ def test_an_app_holding_every_console_slot_cannot_hide_its_exit(tmp_path):
     # The app fills odyn's status slots; the launcher (the parent) still gets through, both the
     # enclaver-run that waits for the exit code and any new connection from the host.
     e = Enclave(tmp_path, eu.MANIFEST, ["hold-console", "80", "3", "5"])
-    deadline = time.time() + 15
-    while time.time() < deadline:
-        try:
-            if "hold-console" in open(f"/proc/{eu.enclave_init_pid(eu.enclave_init_pid(e.proc.pid)) or 0}/cmdline").read():
-                break
-        except OSError:
-            pass
-        time.sleep(0.05)
+    eu.wait_app_step(e.proc.pid, "hold-console")
     time.sleep(1)  # the slots are taken now
     s = eu.vsock_socket(e.proc.pid, 17000)
     s.settimeout(5)

@@ -1,7 +1,13 @@
 /* odyn's log ring and the host's status-line parser. */
 #include "harness.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "net/loop.h"
+#include "net/vsock.h"
 
 #include "enclave/console.h"
 #include "host/console.h"
@@ -65,4 +71,69 @@ static void test_status_lines(void)
 	CHECK(app_status_parse(l, strlen(l), &st, &err) < 0);
 }
 
-TEST_MAIN(T(test_ring_keeps_the_newest), T(test_status_lines))
+static int ended;
+
+static void on_end(void *data)
+{
+	(void)data;
+	ended++;
+}
+
+static size_t count(const char *hay, const char *needle)
+{
+	size_t n = 0;
+
+	for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
+		n++;
+	return n;
+}
+
+/* The app prints its last line and ends at once, while the host's log client is between two
+ * connection attempts: the host must still print the line, once, before it exits. Both sides
+ * run here, odyn's console capturing this process's stdout as it captures the app's. */
+static void test_last_lines_reach_the_host(void)
+{
+	char dir[64] = "/tmp/console-XXXXXX", out_text[4096] = "";
+	struct err err = { 0 };
+	struct loop *l;
+	struct console *c = NULL;
+	struct log_client *lc = NULL;
+	FILE *out = tmpfile();
+	int saved_out = dup(1), saved_err = dup(2), end_at_once;
+	size_t n;
+
+	CHECK(mkdtemp(dir) != NULL);
+	CHECK_EQ_INT(loop_new(&l, &err), 0);
+	CHECK_EQ_INT(vsock_use_emulated(dir, 16, &err), 0);
+	/* the host's client first: nothing listens yet, its next attempt is 250 ms away */
+	CHECK_EQ_INT(log_client_start(l, 16, out, &lc, &err), 0);
+	CHECK_EQ_INT(console_new(l, true, &c, &err), 0);
+	if (write(1, "last words\n", 11) != 11)
+		abort();
+	console_status_exited(c, 3); /* what odyn does when the app is reaped */
+	ended = 0;
+	log_client_await_end(lc, on_end, NULL);
+	for (int i = 0; i < 100 && !ended; i++)
+		loop_run_once(l, 10, &err);
+	/* the stream has ended: awaiting again (a status after the EOF) ends at once, no replay */
+	end_at_once = ended;
+	log_client_await_end(lc, on_end, NULL);
+	end_at_once = ended - end_at_once;
+	console_free(c);
+	dup2(saved_out, 1);
+	dup2(saved_err, 2);
+	close(saved_out);
+	close(saved_err);
+	log_client_stop(lc);
+	rewind(out);
+	n = fread(out_text, 1, sizeof(out_text) - 1, out);
+	out_text[n] = 0;
+	fclose(out);
+	loop_free(l);
+	rmdir(dir);
+	CHECK_EQ_INT(ended, 2);
+	CHECK_EQ_INT(end_at_once, 1);
+	CHECK_EQ_INT(count(out_text, "last words\n"), 1);
+}
+
+TEST_MAIN(T(test_ring_keeps_the_newest), T(test_status_lines), T(test_last_lines_reach_the_host))
