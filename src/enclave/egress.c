@@ -1,6 +1,8 @@
 /*
  * Egress proxy. Runs in odyn; requests come from the app, which may be hostile: the head is
- * bounded, parsed strictly, and the policy decides before any byte leaves the enclave.
+ * bounded, parsed strictly, and the policy decides before any byte leaves the enclave. A
+ * connection holds memory for what it has received only (an idle one a few hundred bytes), at
+ * most EGRESS_MAX_CONNS are open at once, and one that sends no request is closed.
  */
 #include "enclave/egress.h"
 
@@ -17,13 +19,16 @@
 #include "base/buf.h"
 #include "base/log.h"
 #include "codec/http.h"
+#include "net/accept.h"
 #include "net/relay.h"
 #include "net/tunnel.h"
 #include "net/vsock.h"
 
 #define HEAD_TIMEOUT_MS 30000
 #define TUNNEL_TIMEOUT_MS 60000
-#define MAX_CONNS 8192
+/* As many as the host's side of the tunnel takes from one enclave. */
+#define EGRESS_MAX_CONNS 4096
+#define HEAD_CHUNK 4096
 
 enum state { READ_HEAD, TUNNEL_CONNECT, TUNNEL_REPLY, DONE };
 
@@ -33,9 +38,8 @@ struct conn {
 	int cfd, tfd;
 	struct loop_io cio, tio;
 	struct loop_timer timer;
-	char head[HTTP_MAX_HEAD + 1];
-	size_t head_len;
-	uint8_t reply[2 + TUNNEL_MAX_FRAME];
+	struct buf head; /* as received: grows to HTTP_MAX_HEAD at most */
+	uint8_t *reply;	 /* 2 + TUNNEL_MAX_REPLY bytes, while the host's answer is awaited */
 	size_t reply_got;
 	struct buf to_upstream; /* rewritten head + early body bytes */
 	struct buf to_client;   /* "200" for CONNECT */
@@ -44,20 +48,19 @@ struct conn {
 	char *host;
 	int port;
 	bool is_connect;
+	bool relayed; /* its count passed to the relay */
 };
 
 struct egress {
 	struct loop *loop;
-	struct loop_io lio;
-	int lfd;
+	struct acceptor acc; /* counts connections and relays */
 	const struct policy *policy;
-	unsigned active;
 	bool stopping; /* freed when the last connection ends */
 };
 
 static void egress_maybe_free(struct egress *e)
 {
-	if (e->stopping && e->active == 0)
+	if (e->stopping && e->acc.live == 0)
 		free(e);
 }
 
@@ -65,6 +68,8 @@ static void conn_free(void *p)
 {
 	struct conn *c = p;
 
+	buf_free(&c->head);
+	free(c->reply);
 	buf_free(&c->to_upstream);
 	buf_free(&c->to_client);
 	buf_free(&c->frame);
@@ -86,7 +91,8 @@ static void conn_end(struct conn *c)
 		close(c->cfd);
 	if (c->tfd >= 0)
 		close(c->tfd);
-	c->eg->active--;
+	if (!c->relayed)
+		acceptor_release(&c->eg->acc);
 	egress_maybe_free(c->eg);
 	loop_defer_free(l, c, conn_free);
 }
@@ -109,7 +115,7 @@ static void on_relay_done(void *data, const struct relay_stats *st)
 {
 	struct egress *eg = data;
 
-	eg->active--;
+	acceptor_release(&eg->acc);
 	egress_maybe_free(eg);
 }
 
@@ -127,11 +133,10 @@ static void go_relay(struct conn *c)
 	o.prefill_a = c->to_client.data;
 	o.prefill_a_len = c->to_client.len;
 	c->cfd = c->tfd = -1;
-	c->eg->active++; /* the relay's own count; conn_end drops the conn's */
-	if (relay_start(c->eg->loop, cfd, tfd, &o, on_relay_done, c->eg, NULL, &err) < 0) {
+	/* relay_start calls done on every end but a failure to start, which conn_end counts */
+	c->relayed = relay_start(c->eg->loop, cfd, tfd, &o, on_relay_done, c->eg, NULL, &err) == 0;
+	if (!c->relayed)
 		log_warn("egress: %s", err.msg);
-		c->eg->active--;
-	}
 	conn_end(c);
 }
 
@@ -179,7 +184,12 @@ static void on_tunnel(struct loop *l, struct loop_io *io, uint32_t events)
 	}
 	if (c->state != TUNNEL_REPLY)
 		return;
-	switch (tunnel_frame_recv(c->tfd, c->reply, TUNNEL_MAX_FRAME, &c->reply_got)) {
+	if (!c->reply) {
+		c->reply = malloc(2 + TUNNEL_MAX_REPLY);
+		if (!c->reply)
+			abort();
+	}
+	switch (tunnel_frame_recv(c->tfd, c->reply, TUNNEL_MAX_REPLY, &c->reply_got)) {
 	case 0:
 		return;
 	case -1:
@@ -287,7 +297,7 @@ static void handle_head(struct conn *c, struct http_request *req)
 		return;
 	}
 	/* Bytes the app sent after the head go upstream first. */
-	buf_append(&c->to_upstream, c->head + req->head_len, c->head_len - req->head_len);
+	buf_append(&c->to_upstream, c->head.data + req->head_len, c->head.len - req->head_len);
 	open_tunnel(c);
 }
 
@@ -295,22 +305,32 @@ static void on_client(struct loop *l, struct loop_io *io, uint32_t events)
 {
 	struct conn *c = io->data;
 	struct http_request req;
-	char parse_copy[HTTP_MAX_HEAD + 1];
+	char chunk[HEAD_CHUNK], *parse_copy;
+	size_t room = HTTP_MAX_HEAD - c->head.len;
+	enum http_parse_result r;
 	ssize_t n;
 
 	if (c->state != READ_HEAD)
 		return;
-	n = recv(c->cfd, c->head + c->head_len, HTTP_MAX_HEAD - c->head_len, 0);
+	n = recv(c->cfd, chunk, room < sizeof(chunk) ? room : sizeof(chunk), 0);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n <= 0) {
 		conn_end(c);
 		return;
 	}
-	c->head_len += (size_t)n;
+	buf_append(&c->head, chunk, (size_t)n);
 	/* The parser writes NULs into what it parses: work on a copy, keep the raw bytes. */
-	memcpy(parse_copy, c->head, c->head_len);
-	switch (http_parse_request(parse_copy, c->head_len, &req)) {
+	parse_copy = malloc(c->head.len + 1);
+	if (!parse_copy)
+		abort();
+	memcpy(parse_copy, c->head.data, c->head.len);
+	parse_copy[c->head.len] = 0;
+	r = http_parse_request(parse_copy, c->head.len, &req);
+	if (r == HTTP_OK)
+		handle_head(c, &req);
+	free(parse_copy);
+	switch (r) {
 	case HTTP_INCOMPLETE:
 		return;
 	case HTTP_TOO_LARGE:
@@ -320,40 +340,28 @@ static void on_client(struct loop *l, struct loop_io *io, uint32_t events)
 		reply_error(c, 400, "malformed request");
 		return;
 	case HTTP_OK:
-		handle_head(c, &req);
 		return;
 	}
 }
 
-static void on_accept(struct loop *l, struct loop_io *io, uint32_t events)
+static void on_accept(struct acceptor *a, int fd)
 {
-	struct egress *eg = io->data;
+	struct egress *eg = a->data;
+	struct conn *c = calloc(1, sizeof(*c));
 
-	for (;;) {
-		int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		struct conn *c;
-
-		if (fd < 0)
-			return;
-		if (eg->active >= MAX_CONNS) {
-			close(fd);
-			continue;
-		}
-		c = calloc(1, sizeof(*c));
-		if (!c)
-			abort();
-		c->eg = eg;
-		c->cfd = fd;
-		c->tfd = -1;
-		loop_timer_init(&c->timer, on_timeout, c);
-		if (loop_io_add(l, &c->cio, fd, EPOLLIN, on_client, c, NULL) < 0) {
-			close(fd);
-			free(c);
-			continue;
-		}
-		eg->active++;
-		loop_timer_start(l, &c->timer, HEAD_TIMEOUT_MS);
+	if (!c)
+		abort();
+	c->eg = eg;
+	c->cfd = fd;
+	c->tfd = -1;
+	loop_timer_init(&c->timer, on_timeout, c);
+	if (loop_io_add(eg->loop, &c->cio, fd, EPOLLIN, on_client, c, NULL) < 0) {
+		close(fd);
+		free(c);
+		acceptor_release(a);
+		return;
 	}
+	loop_timer_start(eg->loop, &c->timer, HEAD_TIMEOUT_MS);
 }
 
 int egress_start(struct loop *l, uint16_t port, const struct policy *policy, struct egress **out,
@@ -362,22 +370,25 @@ int egress_start(struct loop *l, uint16_t port, const struct policy *policy, str
 	struct egress *e = calloc(1, sizeof(*e));
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
 				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	int one = 1;
+	int one = 1, lfd;
 
 	if (!e)
 		abort();
 	e->loop = l;
 	e->policy = policy;
-	e->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (e->lfd < 0) {
+	lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (lfd < 0) {
 		free(e);
 		return err_sys(err, "egress: socket");
 	}
-	setsockopt(e->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(e->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(e->lfd, 1024) < 0 ||
-	    loop_io_add(l, &e->lio, e->lfd, EPOLLIN, on_accept, e, err) < 0) {
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 1024) < 0) {
 		err_sys(err, "egress proxy on 127.0.0.1:%u", port);
-		close(e->lfd);
+		close(lfd);
+		free(e);
+		return -1;
+	}
+	if (acceptor_start(l, &e->acc, lfd, "egress proxy", EGRESS_MAX_CONNS, on_accept, e, err) < 0) {
 		free(e);
 		return -1;
 	}
@@ -389,8 +400,7 @@ void egress_stop(struct egress *e)
 {
 	if (!e)
 		return;
-	loop_io_del(e->loop, &e->lio);
-	close(e->lfd);
+	acceptor_stop(&e->acc);
 	/* Open connections finish on their own; the struct goes with the last of them. */
 	e->stopping = true;
 	egress_maybe_free(e);
@@ -398,5 +408,5 @@ void egress_stop(struct egress *e)
 
 unsigned egress_active(const struct egress *e)
 {
-	return e->active;
+	return (unsigned)e->acc.live;
 }

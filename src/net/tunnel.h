@@ -18,6 +18,8 @@
 /* The longest request frame's payload: {"host": H, "port": P} with a 255-byte host, every byte
  * of it escaped as \uXXXX, fits; the host holds no more than this per pending request. */
 #define TUNNEL_MAX_REQUEST 2048
+/* The longest reply frame odyn reads: "Ok", or an Err with an OS error's message. */
+#define TUNNEL_MAX_REPLY 4096
 
 /* Appends a whole frame (length prefix included). */
 int tunnel_put_request(struct buf *out, const char *host, uint16_t port, struct err *err);

@@ -225,6 +225,28 @@ def test_fork_bomb_stops_at_the_process_limit(tmp_path):
     assert e.leftovers() == []
 
 
+def test_idle_clients_of_the_egress_proxy_cost_odyn_little(tmp_path):
+    # 5,000 connections to odyn's egress proxy that never send a request: odyn caps them at
+    # 4,096 and holds a few hundred bytes for each (it used to take 128 KiB each, and 5,000 of
+    # them were more than a 256 MiB enclave has).
+    manifest = eu.MANIFEST + "egress:\n  allow:\n    - host\n"
+    e = Enclave(tmp_path, manifest, ["idle-conns", "10000", "5000", "4"])
+    eu.wait_app_step(e.proc.pid, "idle-conns")
+    odyn = eu.enclave_init_pid(eu.enclave_init_pid(e.proc.pid))
+    peak = 0
+    while e.proc.poll() is None:
+        try:
+            peak = max(peak, int(open(f"/proc/{odyn}/status").read().split("VmHWM:")[1].split()[0]))
+        except (OSError, IndexError):
+            pass
+        time.sleep(0.1)
+    assert e.wait() == 0, e.err
+    ok, closed = map(int, re.search(r"idle-conns: (\d+) connected, (\d+) closed by the proxy", e.out).groups())
+    assert ok == 5000 and closed == 5000 - 4096, e.out
+    assert "egress proxy: 4096 connections open, the limit: refusing new ones" in e.out
+    assert peak < 24 * 1024, f"odyn peaked at {peak} KiB"
+
+
 def test_app_runs_as_root_in_its_own_world(tmp_path):
     host_port = free_port()
     srv = socket.socket()

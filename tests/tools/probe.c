@@ -642,6 +642,29 @@ int main(int argc, char **argv)
 		kill(0, SIGKILL); /* the probe's process group: the children and itself */
 		return 0;
 	}
+	if (!strcmp(argv[1], "idle-conns") && argc == 5) { /* idle-conns PORT N SECONDS: connect, say nothing */
+		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[2])),
+					  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		int n = atoi(argv[3]), ok = 0, closed = 0;
+		int *fds = calloc((size_t)n, sizeof(int));
+
+		for (int i = 0; i < n; i++) {
+			fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+			if (fds[i] >= 0 && connect(fds[i], (struct sockaddr *)&sa, sizeof(sa)) == 0)
+				ok++;
+		}
+		usleep(500000);
+		for (int i = 0; i < n; i++) { /* those over the proxy's cap were closed at once */
+			char c;
+
+			if (fds[i] >= 0 && recv(fds[i], &c, 1, MSG_DONTWAIT) == 0)
+				closed++;
+		}
+		printf("idle-conns: %d connected, %d closed by the proxy\n", ok, closed);
+		fflush(stdout);
+		sleep((unsigned)atoi(argv[4]));
+		return 0;
+	}
 	if (!strcmp(argv[1], "whoami")) {
 		printf("uid=%d gid=%d pid=%d\n", (int)getuid(), (int)getgid(), (int)getpid());
 		return 0;
