@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
@@ -55,6 +56,7 @@ struct local {
 	/* handed to the child */
 	const struct launch_spec *spec;
 	int sync_rd, report_wr;
+	int sync_wr, report_rd; /* the parent's ends: the child closes its copies at once */
 	int eif_fd; /* opened by the host: the enclave's root may not reach the file's folder */
 };
 
@@ -290,14 +292,30 @@ static int child_main(void *arg)
 	sigset_t none;
 	struct stat st;
 
+	/* Whatever instant enclaver-run dies at, this process must follow: the parent-death signal
+	 * from the start, and the parent's ends of the pipes closed here, so that a parent that
+	 * died before setting the signal up shows as EOF on the sync pipe instead of a read that
+	 * waits for ever on a pipe this process holds both ends of. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	close(lc->sync_wr);
+	close(lc->report_rd);
 	report_fd = lc->report_wr;
 	if (read(lc->sync_rd, &c, 1) != 1)
 		child_die("the launcher went away");
-	close(lc->sync_rd);
 	if (setgroups(0, NULL) < 0 || setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
 		child_die("become root of the enclave's user namespace");
-	/* after the credential change, which clears it: enclaver-run gone, the enclave goes too */
+	/* again after the credential change, which clears it; the parent holds the sync pipe open
+	 * until the enclave runs, so a hang-up now means it died before the signal was set again */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	{
+		struct pollfd pf = { .fd = lc->sync_rd, .events = POLLIN };
+
+		if (poll(&pf, 1, 0) != 0) {
+			errno = 0;
+			child_die("the launcher went away");
+		}
+	}
+	close(lc->sync_rd);
 	if (unshare(CLONE_NEWCGROUP) < 0)
 		child_die("cgroup namespace");
 	xmount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
@@ -677,7 +695,9 @@ static int local_start(struct launcher *l, struct err *err)
 	if (pipe2(sync_pipe, O_CLOEXEC) < 0 || pipe2(report, O_CLOEXEC) < 0)
 		return err_sys(err, "pipe");
 	lc->sync_rd = sync_pipe[0];
+	lc->sync_wr = sync_pipe[1];
 	lc->report_wr = report[1];
+	lc->report_rd = report[0];
 	stack = malloc(STACK_SIZE);
 	if (!stack)
 		abort();
@@ -719,11 +739,11 @@ static int local_start(struct launcher *l, struct err *err)
 		err_sys(err, "start the enclave");
 		goto fail;
 	}
-	close(sync_pipe[1]);
-	sync_pipe[1] = -1;
 	n = read(report[0], msg, sizeof(msg) - 1);
 	close(report[0]);
 	report[0] = -1;
+	close(sync_pipe[1]); /* after the child's last look at it (see child_main) */
+	sync_pipe[1] = -1;
 	if (n != 1 || msg[0] != 'R') {
 		msg[n > 0 ? n : 0] = 0;
 		err_set(err, EIO, "local enclave failed to boot: %s", n > 0 ? msg : "it exited during setup");

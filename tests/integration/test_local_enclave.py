@@ -1,6 +1,7 @@
 """The local enclave end to end: enclaver-run boots an EIF holding odyn and the probe program in
 namespaces, and the tests act as its users do: through published ports, the egress proxy, the
 exit code and the log stream."""
+import glob
 import hashlib
 import http.server
 import os
@@ -245,6 +246,46 @@ def test_idle_clients_of_the_egress_proxy_cost_odyn_little(tmp_path):
     assert ok == 5000 and closed == 5000 - 4096, e.out
     assert "egress proxy: 4096 connections open, the limit: refusing new ones" in e.out
     assert peak < 24 * 1024, f"odyn peaked at {peak} KiB"
+
+
+def _processes_of(marker):
+    """Processes whose command line holds marker (a path only this test uses)."""
+    out = []
+    for cmdline in glob.glob("/proc/[0-9]*/cmdline"):
+        try:
+            if marker in open(cmdline, "rb").read().decode(errors="replace"):
+                out.append(cmdline)
+        except OSError:
+            pass
+    return out
+
+
+def test_sigkill_at_any_instant_of_start_leaves_nothing_running(tmp_path):
+    # enclaver-run killed at every stage of a start: before, during and after the namespaces,
+    # the cgroups and the boot. The enclave's PID 1 (a clone of enclaver-run, which holds its
+    # command line) and everything in its cgroups die with it; the next run removes the rest.
+    killed = []
+    for i, delay in enumerate([0, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.15, 0.3, 0.6]):
+        d = tmp_path / f"k{i}"
+        d.mkdir()
+        e = Enclave(d, eu.MANIFEST, ["sleep", "600"])
+        time.sleep(delay)
+        state = eu.state_dir(e.proc.pid)
+        e.proc.kill()
+        e.wait()
+        killed.append((e.proc.pid, state, str(e.eif)))
+    time.sleep(0.5)
+    for pid, state, eif in killed:
+        assert _processes_of(eif) == [], (pid, state)
+        if state is not None:
+            tag = state.name
+            assert not [c for c in glob.glob("/proc/[0-9]*/cgroup") if tag in open(c).read()], tag
+    (tmp_path / "next").mkdir()
+    e = Enclave(tmp_path / "next", eu.MANIFEST, ["exit", "0"])
+    assert e.wait() == 0, e.err
+    for pid, state, eif in killed:
+        assert state is None or not state.exists(), state
+    assert e.leftovers() == []
 
 
 def test_app_runs_as_root_in_its_own_world(tmp_path):
