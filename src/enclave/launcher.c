@@ -40,6 +40,18 @@ pid_t launcher_start(char *const *argv, struct err *err)
 		for (int s = 1; s < NSIG; s++)
 			signal(s, SIG_DFL);
 		setpgid(0, 0);
+		/* Out of memory, the app (and what it starts) goes first, never odyn: odyn must live
+		 * to report how the app ended. Raising one's own score needs no privilege. */
+		{
+			int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+
+			if (fd >= 0) {
+				if (write(fd, "1000", 4) != 4) {
+					/* best effort: an enclave without /proc still runs */
+				}
+				close(fd);
+			}
+		}
 		execvp(argv[0], argv);
 		child_errno = errno;
 		if (write(p[1], &child_errno, sizeof(child_errno)) < 0) {

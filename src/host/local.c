@@ -721,6 +721,15 @@ static int local_start(struct launcher *l, struct err *err)
 	snprintf(path, sizeof(path), "/proc/%d/gid_map", (int)lc->pid);
 	if (write_file(path, map, err) < 0 || setup_cgroups(lc, err) < 0)
 		goto fail;
+	/* The enclave's PID 1 and odyn (which inherits it) are the OOM killer's last choice; odyn
+	 * gives the app the first place. Lowering a score needs CAP_SYS_RESOURCE, which a container
+	 * may lack: then they keep the default, still behind the app. */
+	snprintf(path, sizeof(path), "/proc/%d/oom_score_adj", (int)lc->pid);
+	{
+		struct err ignored = { 0 };
+
+		write_file(path, "-1000", &ignored);
+	}
 	lc->pidfd = (int)syscall(SYS_pidfd_open, lc->pid, 0);
 	if (lc->pidfd < 0) {
 		err_sys(err, "pidfd_open");

@@ -248,14 +248,14 @@ def test_idle_clients_of_the_egress_proxy_cost_odyn_little(tmp_path):
     assert peak < 24 * 1024, f"odyn peaked at {peak} KiB"
 
 
-def _processes_of(marker):
-    """Processes whose command line holds marker (a path only this test uses)."""
+def _processes_of(marker, what="cmdline"):
+    """Processes whose command line (or cgroup) holds marker, a name only this test uses."""
     out = []
-    for cmdline in glob.glob("/proc/[0-9]*/cmdline"):
+    for f in glob.glob(f"/proc/[0-9]*/{what}"):
         try:
-            if marker in open(cmdline, "rb").read().decode(errors="replace"):
-                out.append(cmdline)
-        except OSError:
+            if marker in open(f, "rb").read().decode(errors="replace"):
+                out.append(f)
+        except OSError:  # gone meanwhile
             pass
     return out
 
@@ -278,8 +278,7 @@ def test_sigkill_at_any_instant_of_start_leaves_nothing_running(tmp_path):
     for pid, state, eif in killed:
         assert _processes_of(eif) == [], (pid, state)
         if state is not None:
-            tag = state.name
-            assert not [c for c in glob.glob("/proc/[0-9]*/cgroup") if tag in open(c).read()], tag
+            assert _processes_of(state.name, "cgroup") == [], state
     (tmp_path / "next").mkdir()
     e = Enclave(tmp_path / "next", eu.MANIFEST, ["exit", "0"])
     assert e.wait() == 0, e.err
@@ -315,6 +314,19 @@ def test_memory_limit_kills_and_is_reported(tmp_path):
     code = e.wait()
     assert code == 107, (code, e.err)
     assert "ran out of memory" in e.err
+    assert e.leftovers() == []
+
+
+def test_filling_the_enclaves_memory_with_files_kills_the_writer_not_odyn(tmp_path):
+    # The app writes into the enclave's tmpfs past memory_mb: the OOM killer takes the writer,
+    # and odyn lives to report it (107, killed), not a failure of the enclave itself.
+    manifest = eu.MANIFEST.replace("memory_mb: 256", "memory_mb: 96")
+    e = Enclave(tmp_path, manifest, ["fill", "/tmp/big", "400"])
+    code = e.wait()
+    assert code == 107, (code, e.out, e.err)
+    assert "Entrypoint terminated by SIGKILL" in e.out
+    assert "enclave stopped due to signal 9 (SIGKILL)" in e.err
+    assert "the enclave stopped before its app finished" not in e.err
     assert e.leftovers() == []
 
 
