@@ -1,13 +1,16 @@
 /* File helpers. */
 #include "base/fs.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "base/mem.h"
@@ -122,6 +125,92 @@ int fs_read_regular(const char *path, size_t max, struct buf *out, struct err *e
 	return read_fd(fd, path, max, out, err);
 }
 
+/* --- partial outputs, removed on interruption ---
+ * The handler may run at any instant, also in another thread: the table holds copies of the
+ * paths in static storage (nothing the handler reads is ever freed), and a slot's flag is set
+ * only once its path is written. The removal uses only async-signal-safe calls. */
+
+#define PARTIAL_SLOTS 16
+#define PARTIAL_DEPTH 16
+
+static char partial_paths[PARTIAL_SLOTS][4096];
+static volatile sig_atomic_t partial_used[PARTIAL_SLOTS];
+
+int fs_partial_add(const char *path)
+{
+	if (strlen(path) >= sizeof(partial_paths[0]))
+		return 0;
+	for (int i = 0; i < PARTIAL_SLOTS; i++)
+		if (!partial_used[i]) {
+			memcpy(partial_paths[i], path, strlen(path) + 1);
+			__atomic_signal_fence(__ATOMIC_SEQ_CST);
+			partial_used[i] = 1;
+			return i + 1;
+		}
+	return 0;
+}
+
+void fs_partial_remove(int handle)
+{
+	if (handle > 0 && handle <= PARTIAL_SLOTS)
+		partial_used[handle - 1] = 0;
+}
+
+/* unlinkat, or for a folder its contents first (getdents64: no allocation). */
+static void remove_raw(int dirfd, const char *name, int depth)
+{
+	char buf[4096];
+	int fd;
+	long n;
+
+	if (unlinkat(dirfd, name, 0) == 0 || (errno != EISDIR && errno != EPERM) || depth > PARTIAL_DEPTH)
+		return;
+	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	while ((n = syscall(SYS_getdents64, fd, buf, sizeof(buf))) > 0) {
+		for (long off = 0; off < n;) {
+			struct linux_dirent64 {
+				uint64_t d_ino;
+				int64_t d_off;
+				unsigned short d_reclen;
+				unsigned char d_type;
+				char d_name[];
+			} *d = (void *)(buf + off);
+
+			if (strcmp(d->d_name, ".") && strcmp(d->d_name, ".."))
+				remove_raw(fd, d->d_name, depth + 1);
+			off += d->d_reclen;
+		}
+		/* entries were removed under the cursor: read the folder from its start again */
+		lseek(fd, 0, SEEK_SET);
+	}
+	close(fd);
+	unlinkat(dirfd, name, AT_REMOVEDIR);
+}
+
+static void on_interrupt(int sig)
+{
+	for (int i = 0; i < PARTIAL_SLOTS; i++)
+		if (partial_used[i])
+			remove_raw(AT_FDCWD, partial_paths[i], 0);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+void fs_cleanup_on_signals(void)
+{
+	struct sigaction sa = { .sa_handler = on_interrupt };
+
+	sigemptyset(&sa.sa_mask);
+	sigaddset(&sa.sa_mask, SIGINT);
+	sigaddset(&sa.sa_mask, SIGTERM);
+	sigaddset(&sa.sa_mask, SIGHUP);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
 int atomic_file_open(struct atomic_file *af, const char *path, mode_t mode, struct err *err)
 {
 	size_t n = strlen(path) + 16;
@@ -133,7 +222,10 @@ int atomic_file_open(struct atomic_file *af, const char *path, mode_t mode, stru
 		abort();
 	/* Same directory as the target so that rename() stays atomic. */
 	snprintf(af->tmp, n, "%s.tmpXXXXXX", path);
+	af->partial = 0;
 	af->fd = mkostemp(af->tmp, O_CLOEXEC);
+	if (af->fd >= 0)
+		af->partial = fs_partial_add(af->tmp);
 	if (af->fd < 0) {
 		int e = errno;
 
@@ -164,6 +256,8 @@ int atomic_file_commit(struct atomic_file *af, struct err *err)
 	af->fd = -1;
 	if (rc == 0 && rename(af->tmp, af->path) < 0)
 		rc = err_sys(err, "%s: rename", af->path);
+	fs_partial_remove(af->partial); /* renamed: a complete output now, or removed below */
+	af->partial = 0;
 	if (rc == 0) {
 		free(af->tmp);
 		af->tmp = NULL;
@@ -179,6 +273,8 @@ void atomic_file_abort(struct atomic_file *af)
 	af->fd = -1;
 	if (af->tmp)
 		unlink(af->tmp);
+	fs_partial_remove(af->partial);
+	af->partial = 0;
 	free(af->tmp);
 	free(af->path);
 	af->tmp = NULL;

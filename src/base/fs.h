@@ -24,6 +24,7 @@ struct atomic_file {
 	int fd;
 	char *path;
 	char *tmp;
+	int partial; /* fs_partial_add's handle, 0 when none */
 };
 
 int atomic_file_open(struct atomic_file *af, const char *path, mode_t mode, struct err *err);
@@ -33,6 +34,14 @@ int atomic_file_commit(struct atomic_file *af, struct err *err);
 void atomic_file_abort(struct atomic_file *af);
 /* Writes data to path atomically. */
 int fs_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, struct err *err);
+
+/* Partial outputs (temporary files and folders) that an interrupted command must not leave:
+ * after fs_cleanup_on_signals, SIGINT, SIGTERM or SIGHUP remove every one still registered
+ * (folders with what is in them), then end the process as the signal would. Returns a handle
+ * (> 0), or 0 when all slots are taken (the path is then not cleaned up). */
+int fs_partial_add(const char *path);
+void fs_partial_remove(int handle);
+void fs_cleanup_on_signals(void);
 
 /* Removes path and everything below it, never following symlinks. */
 int fs_remove_tree(const char *path, struct err *err);

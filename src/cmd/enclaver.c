@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/fs.h"
 #include "base/log.h"
 #include "cmd/cmd.h"
 
@@ -33,6 +34,8 @@ int main(int argc, char **argv)
 	int i = 1;
 
 	log_init("enclaver", LOG_INFO);
+	/* Ctrl-C or SIGTERM in the middle of a build leaves no partial output behind. */
+	fs_cleanup_on_signals();
 	while (i < argc && argv[i][0] == '-') {
 		if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose")) {
 			log_set_level(LOG_DEBUG);

@@ -400,7 +400,7 @@ int registry_open(struct image *img, const char *ref, const struct image_opts *o
 	struct buf body = BUF_INIT;
 	char digest[72], dir[4096], path[4200], *mt = NULL;
 	json_t *man = NULL, *index = NULL;
-	int rc = -1;
+	int rc = -1, partial = 0;
 
 	(void)o; /* a registry is always read afresh */
 	snprintf(dir, sizeof(dir), "%s/enclaver-pull-XXXXXX", fs_tmp_dir());
@@ -410,6 +410,7 @@ int registry_open(struct image *img, const char *ref, const struct image_opts *o
 		err_sys(err, "temporary folder %s", dir);
 		goto free_reg;
 	}
+	partial = fs_partial_add(dir);
 	snprintf(path, sizeof(path), "%s/blobs/sha256", dir);
 	if (fs_mkdir_p(path, 0755, err) < 0)
 		goto out;
@@ -477,6 +478,7 @@ out:
 		struct err e2 = { 0 };
 
 		fs_remove_tree(dir, &e2); /* the layers stay open in img */
+		fs_partial_remove(partial);
 	}
 free_reg:
 	json_decref(man);

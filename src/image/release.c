@@ -275,7 +275,7 @@ int release_write_oci(const struct release_inputs *in, const char *out, char ima
 	uint8_t d[32];
 	struct parts p;
 	json_t *j;
-	int rc = -1;
+	int rc = -1, partial = 0;
 	bool have_tmp = false;
 
 	if (tag && strchr(tag, '/'))
@@ -289,6 +289,7 @@ int release_write_oci(const struct release_inputs *in, const char *out, char ima
 		goto out;
 	}
 	have_tmp = true;
+	partial = fs_partial_add(tmp);
 	snprintf(path, sizeof(path), "%s/blobs/sha256", tmp);
 	if (fs_mkdir_p(path, 0755, err) < 0)
 		goto out;
@@ -337,6 +338,7 @@ int release_write_oci(const struct release_inputs *in, const char *out, char ima
 		rename(old, out);
 		goto out;
 	}
+	fs_partial_remove(partial);
 	have_tmp = false;
 	{
 		struct err e2 = { 0 };
@@ -349,6 +351,7 @@ out:
 		struct err e2 = { 0 };
 
 		fs_remove_tree(tmp, &e2);
+		fs_partial_remove(partial);
 	}
 	parts_free(&p);
 	free(manifest);

@@ -314,3 +314,29 @@ def test_sign_existing_image(t9):
     (t9 / "bad.eif").write_bytes(data)
     r = run("eif", "sign", t9 / "bad.eif", "--signing-certificate", cert, "--private-key", key)
     assert r.code == 1 and "CRC mismatch" in r.err
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_interrupted_build_leaves_no_partial_output(tmp_path, sig):
+    # A build stopped by Ctrl-C or SIGTERM while it writes a large EIF removes its partial
+    # output and ends as the signal says; nothing named after the output is left.
+    import signal
+    import time
+    from conftest import BUILD
+    (tmp_path / "kernel").write_bytes(b"k" * 1024)
+    with open(tmp_path / "big.cpio", "wb") as f:
+        block = os.urandom(1 << 20)
+        for _ in range(1024):
+            f.write(block)
+    (tmp_path / "out").mkdir()
+    p = subprocess.Popen([str(BUILD / "enclaver"), "eif", "build", "--kernel", str(tmp_path / "kernel"), "--cmdline",
+                          "x", "--ramdisk", str(tmp_path / "big.cpio"), "-o", str(tmp_path / "out" / "app.eif")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 30
+    while not list((tmp_path / "out").iterdir()):  # the partial output exists: the build is under way
+        assert time.time() < deadline and p.poll() is None, p.communicate()
+        time.sleep(0.01)
+    p.send_signal(getattr(signal, sig))
+    p.communicate(timeout=60)
+    assert p.returncode == -getattr(signal, sig)
+    assert list((tmp_path / "out").iterdir()) == []
