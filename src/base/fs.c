@@ -214,6 +214,7 @@ void fs_cleanup_on_signals(void)
 int atomic_file_open(struct atomic_file *af, const char *path, mode_t mode, struct err *err)
 {
 	size_t n = strlen(path) + 16;
+	sigset_t stop, old;
 
 	af->fd = -1;
 	af->path = strdup(path);
@@ -223,9 +224,16 @@ int atomic_file_open(struct atomic_file *af, const char *path, mode_t mode, stru
 	/* Same directory as the target so that rename() stays atomic. */
 	snprintf(af->tmp, n, "%s.tmpXXXXXX", path);
 	af->partial = 0;
+	/* created and registered with the cleanup signals held: none can fall in between */
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGINT);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &stop, &old);
 	af->fd = mkostemp(af->tmp, O_CLOEXEC);
 	if (af->fd >= 0)
 		af->partial = fs_partial_add(af->tmp);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (af->fd < 0) {
 		int e = errno;
 

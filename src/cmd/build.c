@@ -72,13 +72,27 @@ static int pick_bootkit(const char *kernel, struct bootkit *bk, struct err *err)
 	return 0;
 }
 
+/* Nitro refuses an enclave whose memory is less than 4 times its EIF (spec/nitro.md §4), and a
+ * local enclave unpacks the ramdisks into memory_mb. Past the EIF size memory_mb allows, nothing
+ * more is written (a small archive can expand without bound): the rest is only counted, to say
+ * how much memory the image needs. */
+#define EIF_MEMORY_FACTOR 4
+
 struct sink_ctx {
 	struct eif_writer *w;
+	uint64_t limit; /* the largest EIF memory_mb allows */
+	uint64_t over;	/* bytes counted, not written, past the limit */
 };
 
 static int eif_sink(void *ctx, const void *data, size_t len, struct err *err)
 {
-	return eif_writer_write(((struct sink_ctx *)ctx)->w, data, len, err);
+	struct sink_ctx *s = ctx;
+
+	if (s->over || eif_writer_size(s->w) + len > s->limit) {
+		s->over += len;
+		return 0;
+	}
+	return eif_writer_write(s->w, data, len, err);
 }
 
 int cmd_build(int argc, char **argv)
@@ -200,6 +214,7 @@ int cmd_build(int argc, char **argv)
 		else
 			snprintf(eif_tmp, sizeof(eif_tmp), "%s/enclaver-%d.eif", fs_tmp_dir(), (int)getpid());
 		eif_only = eif_tmp;
+		fs_partial_add(eif_tmp); /* an intermediate file: never left behind */
 	}
 	if (!odyn) {
 		fs_beside_self("odyn", odyn_default, sizeof(odyn_default));
@@ -229,7 +244,7 @@ int cmd_build(int argc, char **argv)
 	    eif_writer_add_bytes(w, EIF_SEC_CMDLINE, bk.cmdline.data, bk.cmdline.len, &err) < 0 ||
 	    eif_writer_add_bytes(w, EIF_SEC_METADATA, md_json, strlen(md_json), &err) < 0)
 		goto fail;
-	sink.w = w;
+	sink = (struct sink_ctx){ w, (uint64_t)m->memory_mb * (1 << 20) / EIF_MEMORY_FACTOR, 0 };
 	/* both ramdisks are streamed into the EIF as they are written, hashed on the way */
 	cpio_writer_init(&cw, eif_sink, &sink);
 	if (eif_writer_begin(w, EIF_SEC_RAMDISK, &err) < 0 ||
@@ -240,6 +255,16 @@ int cmd_build(int argc, char **argv)
 	if (eif_writer_begin(w, EIF_SEC_RAMDISK, &err) < 0 || ramdisk_write_customer(&cw, &ri, &err) < 0 ||
 	    eif_writer_end(w, &err) < 0)
 		goto fail;
+	if (sink.over) {
+		uint64_t need = (eif_writer_size(w) + sink.over) * EIF_MEMORY_FACTOR;
+
+		err_set(&err, EFBIG,
+			"%s: defaults.memory_mb = %d is too small for this image: its EIF would be %llu MiB, and an enclave "
+			"needs %d times that: set memory_mb to at least %llu",
+			m->path, m->memory_mb, (unsigned long long)((eif_writer_size(w) + sink.over) >> 20),
+			EIF_MEMORY_FACTOR, (unsigned long long)((need + (1 << 20) - 1) >> 20));
+		goto fail;
+	}
 	rc = eif_writer_finish(w, m->has_signature ? m->signature_certificate : NULL,
 			       m->has_signature ? m->signature_key : NULL, &meas, &err);
 	w = NULL;
@@ -266,6 +291,7 @@ int cmd_build(int argc, char **argv)
 		} else {
 			snprintf(archive_tmp, sizeof(archive_tmp), "%s/enclaver-release-%d.tar", fs_tmp_dir(),
 				 (int)getpid());
+			fs_partial_add(archive_tmp);
 			rc = release_write_docker_archive(&rel, archive_tmp, image_id, &err);
 			if (rc == 0)
 				rc = docker_image_load(dk, archive_tmp, &err);

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -137,6 +138,8 @@ void eif_writer_abort(struct eif_writer *w)
 
 int eif_writer_open(struct eif_writer **out, const char *path, uint16_t flags, struct err *err)
 {
+	sigset_t all, old;
+	bool started;
 	struct eif_writer *w = calloc(1, sizeof(*w));
 	uint8_t hdr[EIF_HDR_LEN] = { 0 };
 
@@ -165,7 +168,12 @@ int eif_writer_open(struct eif_writer **out, const char *path, uint16_t flags, s
 	w->pos = EIF_HDR_LEN;
 	pthread_mutex_init(&w->helper.mu, NULL);
 	pthread_cond_init(&w->helper.cv, NULL);
-	if (pthread_create(&w->helper.thread, NULL, helper_main, &w->helper) != 0) {
+	/* the helper takes no signals: the main thread's handlers clean up (fs_cleanup_on_signals) */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	started = pthread_create(&w->helper.thread, NULL, helper_main, &w->helper) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!started) {
 		err_set(err, EAGAIN, "cannot start the hashing thread");
 		eif_writer_abort(w);
 		return -1;
@@ -233,6 +241,11 @@ int eif_writer_begin(struct eif_writer *w, enum eif_section_type type, struct er
 	else if (type == EIF_SEC_RAMDISK)
 		w->helper.sha = &w->h2;
 	return 0;
+}
+
+uint64_t eif_writer_size(const struct eif_writer *w)
+{
+	return w->pos + w->buf_len;
 }
 
 int eif_writer_write(struct eif_writer *w, const void *data, size_t len, struct err *err)

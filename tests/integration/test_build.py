@@ -4,6 +4,7 @@ import gzip
 import hashlib
 import io
 import json
+import re
 import os
 import subprocess
 import sys
@@ -218,3 +219,26 @@ def test_json_build_summary(tmp_path):
     assert summary["Image"]["Name"] == "app:enclave" and summary["Image"]["ID"].startswith("sha256:")
     assert summary["Sources"]["App"]["ID"].startswith("sha256:")
     assert sorted(summary["Measurements"]) == ["PCR0", "PCR1", "PCR2"]
+
+
+def test_image_too_large_for_memory_mb_is_refused_without_writing_it(tmp_path):
+    # A small archive that expands to 300 MiB (zeros compress well), for an enclave of 256 MiB:
+    # Nitro wants 4 times the EIF's size, so the build stops writing at 64 MiB, removes what it
+    # wrote, and says how much memory the image needs.
+    big = layer([("data", "d", b"", 0o755), ("data/zeros", "f", bytes(300 << 20), 0o644)])
+    d = tmp_path / "oci"
+    oci_layout(d, app_layers() + [big])
+    assert sum(f.stat().st_size for f in (d / "blobs" / "sha256").iterdir()) < 2 << 20
+    write_manifest(tmp_path, f"oci:{d}:v1")
+    r = build(tmp_path)
+    assert r.code == 1, r
+    errors = [l for l in r.err.splitlines() if "error:" in l]
+    assert len(errors) == 1, r.err
+    m = re.search(r"defaults\.memory_mb = 256 is too small for this image: its EIF would be (\d+) MiB, and an "
+                  r"enclave needs 4 times that: set memory_mb to at least (\d+)", errors[0])
+    assert m and 300 <= int(m.group(1)) < 320 and int(m.group(2)) >= 4 * 300, errors[0]
+    assert not (tmp_path / "app.eif").exists() and not list(tmp_path.glob("app.eif.tmp*"))
+    # with the memory it asked for, the same image builds
+    (tmp_path / "enclaver.yaml").write_text((tmp_path / "enclaver.yaml").read_text().replace(
+        "memory_mb: 256", f"memory_mb: {m.group(2)}"))
+    assert build(tmp_path).code == 0
