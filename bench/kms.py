@@ -38,7 +38,7 @@ def main():
         kms = subprocess.Popen([str(build / "enclaver"), "kms-local", "--listen", f"127.0.0.1:{port}", "--tls-listen",
                                 f"127.0.0.1:{tls}"], env=env, stderr=subprocess.DEVNULL)
         try:
-            while not (d / "state" / "kms" / "endpoint.json").exists():
+            while not (d / "state" / "endpoints" / "kms.json").exists():
                 time.sleep(0.05)
             creds = dict(l[7:].split("=", 1) for l in run("kms-local", "env", env=env).out.splitlines()
                          if l.startswith("export "))

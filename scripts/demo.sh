@@ -73,7 +73,7 @@ step "a local KMS (enclaver kms-local) and a state store on the host (what Consu
 kms=$!
 /usr/bin/python3 examples/kms-https/store.py "$work/store" 18500 &
 store=$!
-for _ in $(seq 50); do [ -s "$ENCLAVER_STATE_DIR/kms/endpoint.json" ] && break; sleep 0.1; done
+for _ in $(seq 50); do [ -s "$ENCLAVER_STATE_DIR/endpoints/kms.json" ] && break; sleep 0.1; done
 eval "$("$B/enclaver" kms-local env)"
 key=$("${aws[@]}" kms create-key --description "TLS key of kms-https" --query KeyMetadata.KeyId)
 echo "KMS key $key"

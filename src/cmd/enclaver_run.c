@@ -57,7 +57,7 @@ static char *local_route(void *data, const char *host, uint16_t *port)
 		const char *https;
 		char *out = NULL;
 
-		snprintf(path, sizeof(path), "%s/kms/endpoint.json", r->state);
+		snprintf(path, sizeof(path), "%s/" KMS_LOCAL_ENDPOINT, r->state);
 		ep = json_load_file(path, 0, NULL);
 		https = json_string_value(json_object_get(ep, "https"));
 		if (https && (colon = strrchr(https, ':')) != NULL) {

@@ -1,7 +1,7 @@
 /*
  * enclaver kms-local: a local stand-in for AWS KMS, for development and tests. Keys, policies
  * and credentials live in the state folder ($ENCLAVER_STATE_DIR/kms); the address it serves
- * on is written to kms/endpoint.json there, where local enclaves started with the same state
+ * on is written to endpoints/kms.json there, where local enclaves started with the same state
  * folder find it.
  */
 #include <arpa/inet.h>
@@ -191,7 +191,7 @@ static X509 *load_root(const char *which, const char *state, struct err *err)
 
 static int endpoint_path(const char *state, char *out, size_t size)
 {
-	return snprintf(out, size, "%s/kms/endpoint.json", state) >= (int)size ? -1 : 0;
+	return snprintf(out, size, "%s/" KMS_LOCAL_ENDPOINT, state) >= (int)size ? -1 : 0;
 }
 
 /* One kms-local per state folder: two would each write the key store from their own copy, and
@@ -347,8 +347,11 @@ int cmd_kms_local(int argc, char **argv)
 			       "pid", (int)getpid());
 		text = json_dumps(ep, JSON_INDENT(2));
 		json_decref(ep);
+		snprintf(path, sizeof(path), "%s/" KMS_LOCAL_ENDPOINT_DIR, state);
+		rc = fs_mkdir_p(path, 0755, &err);
 		endpoint_path(state, path, sizeof(path));
-		rc = fs_write_file_atomic(path, text, strlen(text), 0644, &err);
+		if (rc == 0)
+			rc = fs_write_file_atomic(path, text, strlen(text), 0644, &err);
 		free(text);
 		if (rc < 0)
 			goto fail;

@@ -22,6 +22,7 @@
 #include "cmd/cmd.h"
 #include "image/docker.h"
 #include "manifest/manifest.h"
+#include "host/local_creds.h"
 #include "nitro/devca.h"
 
 #define MAX_ARGS 256
@@ -102,6 +103,38 @@ static int parse_publish(const char *spec, json_t *exposed, json_t *bindings, ch
 	return 0;
 }
 
+/* The container gets of the user's state folder only what the launcher reads, read-only: the
+ * development CA's certificates and intermediate key (not the root's key), the local role's
+ * credentials, and where kms-local listens. Never the key store or its master key. The CA is
+ * made or renewed here first, where its root key is. */
+static int state_binds(const char *state, json_t *hc)
+{
+	static const char *const files[] = { "dev-ca/root.pem", "dev-ca/intermediate.pem", "dev-ca/intermediate.key",
+					     KMS_LOCAL_CREDENTIALS, KMS_LOCAL_ENDPOINT_DIR };
+	struct devca *ca = NULL;
+	struct local_master lm;
+	struct err err = { 0 };
+	char path[4200], bind[8500];
+	json_t *binds;
+
+	snprintf(path, sizeof(path), "%s/" KMS_LOCAL_ENDPOINT_DIR, state);
+	if (devca_open(state, &ca, &err) < 0 || local_creds_open(state, NULL, &lm, &err) < 0 ||
+	    fs_mkdir_p(path, 0755, &err) < 0) {
+		log_warn("%s", err.msg);
+		devca_free(ca);
+		return -1;
+	}
+	devca_free(ca);
+	explicit_bzero(&lm, sizeof(lm));
+	binds = json_array();
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(bind, sizeof(bind), "%s/%s:" CONTAINER_STATE_DIR "/%s:ro", state, files[i], files[i]);
+		json_array_append_new(binds, json_string(bind));
+	}
+	json_object_set_new(hc, "Binds", binds);
+	return 0;
+}
+
 static int run_container(const char *image, char **publish, size_t n_publish, bool debug)
 {
 	struct container_run cr = { 0 };
@@ -134,22 +167,19 @@ static int run_container(const char *image, char **publish, size_t n_publish, bo
 		 * on the host's network, where kms-local and services on the host's loopback are, and
 		 * with the user's state folder, whose development CA kms-local trusts; -p goes to
 		 * enclaver-run itself, which publishes the ports. */
-		char state[4096], bind[4200];
+		char state[4096];
 		json_t *cmd = json_array();
 
 		local = true;
 		json_decref(exposed);
 		json_decref(bindings);
 		devca_state_dir(state, sizeof(state));
-		if (fs_mkdir_p(state, 0700, &err) < 0)
-			log_warn("%s", err.msg); /* the container makes its own CA then */
-		snprintf(bind, sizeof(bind), "%s:" CONTAINER_STATE_DIR, state);
 		hc = json_pack("{s:s, s:[s], s:[s], s:[s]}", "NetworkMode", "host", "CapAdd", "ALL", "CapDrop", "SYS_RESOURCE",
 			       "SecurityOpt", "seccomp=unconfined");
 		if (getenv("DOCKER_HOST") && strncmp(getenv("DOCKER_HOST"), "unix://", 7))
 			log_warn("the Docker daemon is not on this machine: the local enclave keeps its development CA in the container");
-		else
-			json_object_set_new(hc, "Binds", json_pack("[s]", bind));
+		else if (state_binds(state, hc) < 0)
+			log_warn("the local enclave keeps its development CA in the container"); /* said why */
 		if (debug)
 			json_array_append_new(cmd, json_string("--debug-mode"));
 		for (size_t i = 0; i < n_publish; i++) {

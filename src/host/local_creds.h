@@ -15,6 +15,12 @@
 #include "base/err.h"
 
 #define KMS_LOCAL_ROLE "enclaver-local-enclave"
+/* Where a running kms-local says where it listens, in the state folder: a folder of its own, so
+ * that a container running a local enclave can be given it without the key store. */
+#define KMS_LOCAL_ENDPOINT_DIR "endpoints"
+#define KMS_LOCAL_ENDPOINT KMS_LOCAL_ENDPOINT_DIR "/kms.json"
+/* The state folder's files a local enclave's launcher reads (besides the development CA). */
+#define KMS_LOCAL_CREDENTIALS "kms/credentials.json"
 
 struct local_master {
 	char access_key[32];

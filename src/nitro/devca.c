@@ -164,8 +164,25 @@ int devca_open(const char *state_dir, struct devca **out, struct err *err)
 	}
 	snprintf(path, sizeof(path), "%s/root.pem", ca->dir);
 	ca->root = read_pem(path, false);
+	snprintf(path, sizeof(path), "%s/intermediate.pem", ca->dir);
+	ca->inter = read_pem(path, false);
+	snprintf(path, sizeof(path), "%s/intermediate.key", ca->dir);
+	ca->inter_key = read_pem(path, true);
+	/* A fresh intermediate issued by a fresh root is all that signing needs: the root's key is
+	 * read only to make a new one, so a container can be given the CA without it. */
+	if (ca->root && fresh(ca->root, now) && ca->inter && ca->inter_key && fresh(ca->inter, now) &&
+	    X509_check_issued(ca->root, ca->inter) == X509_V_OK) {
+		rc = 0;
+		goto done;
+	}
 	snprintf(path, sizeof(path), "%s/root.key", ca->dir);
 	root_key = read_pem(path, true);
+	/* a root that others trust is never replaced because its key is elsewhere */
+	if (!root_key && ca->root && fresh(ca->root, now)) {
+		err_set(err, ENOENT,
+			"its intermediate needs renewing and %s is not here: run enclaver attest dev-root where it is", path);
+		goto out;
+	}
 	if (!ca->root || !root_key || !fresh(ca->root, now)) {
 		X509_free(ca->root);
 		EVP_PKEY_free(root_key);
@@ -181,10 +198,7 @@ int devca_open(const char *state_dir, struct devca **out, struct err *err)
 		snprintf(path, sizeof(path), "%s/intermediate.pem", ca->dir);
 		unlink(path);
 	}
-	snprintf(path, sizeof(path), "%s/intermediate.pem", ca->dir);
-	ca->inter = read_pem(path, false);
 	snprintf(path, sizeof(path), "%s/intermediate.key", ca->dir);
-	ca->inter_key = read_pem(path, true);
 	if (!ca->inter || !ca->inter_key || !fresh(ca->inter, now) || X509_check_issued(ca->root, ca->inter) != X509_V_OK) {
 		X509_free(ca->inter);
 		EVP_PKEY_free(ca->inter_key);
@@ -197,9 +211,10 @@ int devca_open(const char *state_dir, struct devca **out, struct err *err)
 		if (write_pem(path, ca->inter, NULL, err) < 0)
 			goto out;
 	}
+	rc = 0;
+done:
 	to_der(ca->root, &ca->root_der);
 	to_der(ca->inter, &ca->inter_der);
-	rc = 0;
 out:
 	EVP_PKEY_free(root_key);
 	if (lfd >= 0)

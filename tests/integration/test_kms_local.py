@@ -30,7 +30,7 @@ class KmsLocal:
                                       "--tls-listen", f"127.0.0.1:{free_port()}", *args],
                                      env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 10
-        while not (state / "kms" / "endpoint.json").exists():
+        while not (state / "endpoints" / "kms.json").exists():
             assert time.time() < deadline and self.proc.poll() is None, self.proc.communicate()
             time.sleep(0.05)
         exports = run("kms-local", "env", env=self.env).out
@@ -115,7 +115,7 @@ def test_aws_cli_round_trips_and_persistence(kms, tmp_path):
     assert re["KeyId"].endswith(other) and re["SourceKeyId"] == key["Arn"]
     # a restart keeps everything; material is sealed on disk
     code, _ = kms.stop()
-    assert code == 0 and not (kms.state / "kms" / "endpoint.json").exists()
+    assert code == 0 and not (kms.state / "endpoints" / "kms.json").exists()
     for f in ("keys.json", "master.key", "credentials.json"):
         assert oct(os.stat(kms.state / "kms" / f).st_mode & 0o777) == "0o600", f
     stored = json.loads((kms.state / "kms" / "keys.json").read_text())
@@ -240,7 +240,7 @@ def test_recipient_and_pcr0_policy(tmp_path):
 def test_idle_https_connections_neither_hang_it_nor_outlive_sigterm(kms):
     # Thousands of HTTPS connections that never say a word: kms-local caps them, keeps serving,
     # and SIGTERM still ends it at once.
-    ep = json.loads((kms.state / "kms" / "endpoint.json").read_text())
+    ep = json.loads((kms.state / "endpoints" / "kms.json").read_text())
     host, port = ep["https"].rsplit(":", 1)
     idle = []
     for _ in range(2000):

@@ -54,7 +54,7 @@ def build_image(d, rootfs, store_port, extra_env=()):
     (d / "kernel").write_bytes(b"not a kernel")
     r = run("build", "-f", d / "enclaver.yaml", "--eif-only", d / "app.eif", "--kernel", d / "kernel", "--odyn",
             static_odyn())
-    assert r.code == 0, r
+    assert r.code == 0, r.err[-600:]
     return json.loads(r.out.split("EIF Info:\n", 1)[1])["Measurements"]["PCR0"]
 
 

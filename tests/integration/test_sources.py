@@ -258,6 +258,14 @@ def test_enclaver_run_ctrl_c_stops_and_removes(tmp_path, dockerd):
         while not (set(docker("ps", "-q").stdout.split()) - before):
             assert time.time() < deadline and p.poll() is None, p.communicate()
             time.sleep(0.2)
+        # of the state folder the container gets what the launcher reads, read-only: never the
+        # key store, its master key, or the development CA's root key
+        cid = (set(docker("ps", "-q").stdout.split()) - before).pop()
+        binds = json.loads(docker("inspect", "-f", "{{json .HostConfig.Binds}}", cid).stdout)
+        state = os.environ["ENCLAVER_STATE_DIR"]
+        assert sorted(binds) == sorted(f"{state}/{f}:/var/lib/enclaver/{f}:ro" for f in (
+            "dev-ca/root.pem", "dev-ca/intermediate.pem", "dev-ca/intermediate.key", "kms/credentials.json",
+            "endpoints")), binds
         time.sleep(2)
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=60)
