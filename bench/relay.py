@@ -103,14 +103,13 @@ stream {{
         wait_echo(inner)
         time.sleep(2)
         odyn_rss = None
-        for pid in os.listdir("/proc"):
-            try:
-                if pid.isdigit() and b"/sbin/odyn" in open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[0]:
-                    for line in open(f"/proc/{pid}/status"):
-                        if line.startswith("VmRSS:"):
-                            odyn_rss = int(line.split()[1])
-            except OSError:
-                pass
+        odyn = eu.enclave_init_pid(eu.enclave_init_pid(enc.pid))  # this enclave's: init's child
+        try:
+            for line in open(f"/proc/{odyn}/status"):
+                if line.startswith("VmRSS:"):
+                    odyn_rss = int(line.split()[1])
+        except OSError:
+            pass
         results["enclaver"] = measure(inner)
         enc.terminate()
         enc.wait(timeout=30)
