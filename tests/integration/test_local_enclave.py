@@ -524,14 +524,19 @@ def test_ingress_tls_termination(tmp_path):
                 raise
             time.sleep(0.2)
     assert s.getpeercert()["subject"] == ((("commonName", "enclave.test"),),)
+    # one thread: an SSL object must not be read and written from two at once
     payload = os.urandom(300000)
-    threading.Thread(target=s.sendall, args=(payload,), daemon=True).start()
     got = b""
-    while len(got) < len(payload):
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        got += chunk
+    s.settimeout(30)
+    for i in range(0, len(payload), 16384):
+        block = payload[i:i + 16384]
+        s.sendall(block)
+        want = len(got) + len(block)
+        while len(got) < want:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
     assert got == payload
     s.close()
     assert e.stop() == 109
