@@ -47,8 +47,10 @@ def _copy_shared_libs(binary, root):
         shutil.copy2(os.path.realpath(path), dst)
 
 
-def make_eif(d, manifest, app, env=("PATH=/bin:/sbin",), extra_files=None, odyn_args=()):
-    """An EIF whose /cmd runs odyn with `app` (probe arguments, or an absolute argv)."""
+def make_eif(d, manifest, app, env=("PATH=/bin:/sbin",), extra_files=None, odyn_args=(), links=None):
+    """An EIF whose /cmd runs odyn with `app` (probe arguments, or an absolute argv). links:
+    {"env" | "cmd" | "rootfs": target} makes that entry a symbolic link instead (a crafted EIF)."""
+    links = links or {}
     d = pathlib.Path(d)
     root = d / "rootfs"
     for sub in ["sbin", "bin", "etc/enclaver", "dev", "run", "sys", "var", "proc", "tmp"]:
@@ -65,9 +67,15 @@ def make_eif(d, manifest, app, env=("PATH=/bin:/sbin",), extra_files=None, odyn_
     argv = list(app) if app and app[0].startswith("/") else ["/bin/probe", *app]
     cmd = ["/sbin/odyn", *odyn_args, "--config-dir", "/etc/enclaver", "--", *argv]
     c = ref.Cpio()
-    _add_tree(c, root, "rootfs")
-    c.add("cmd", 0o644, 0o10, "".join(a + "\n" for a in cmd).encode(), mtime=ref.LINUXKIT_MTIME)
-    c.add("env", 0o644, 0o10, "".join(e + "\n" for e in env).encode(), mtime=ref.LINUXKIT_MTIME)
+    if "rootfs" in links:
+        c.add("rootfs", 0o777, 0o12, links["rootfs"].encode(), mtime=ref.LINUXKIT_MTIME)
+    else:
+        _add_tree(c, root, "rootfs")
+    for name, lines in (("cmd", cmd), ("env", env)):
+        if name in links:
+            c.add(name, 0o777, 0o12, links[name].encode(), mtime=ref.LINUXKIT_MTIME)
+        else:
+            c.add(name, 0o644, 0o10, "".join(a + "\n" for a in lines).encode(), mtime=ref.LINUXKIT_MTIME)
     (d / "customer.cpio").write_bytes(c.close())
     r = run("eif", "bootstrap", "--init", BUILD / "enclaver-init", "-o", d / "bootstrap.cpio")
     assert r.code == 0, r

@@ -5,6 +5,7 @@ import glob
 import hashlib
 import http.server
 import os
+import pathlib
 import re
 import signal
 import socket
@@ -284,6 +285,30 @@ def test_sigkill_at_any_instant_of_start_leaves_nothing_running(tmp_path):
     assert e.wait() == 0, e.err
     for pid, state, eif in killed:
         assert state is None or not state.exists(), state
+    assert e.leftovers() == []
+
+
+@pytest.mark.parametrize("entry", ["env", "cmd", "rootfs"])
+def test_crafted_eif_links_never_lead_out_of_the_image(tmp_path, entry):
+    # An EIF whose /env, /cmd or /rootfs is a link to the host's files: the local launcher must
+    # not read the host's file into the app's environment, nor make the host's tree its root.
+    import shutil
+    import tempfile
+    host = pathlib.Path(tempfile.mkdtemp(prefix="host-files-"))  # readable by any user, as /etc is
+    host.chmod(0o755)
+    secret = host / "secret"
+    secret.write_text("HOST_SECRET=do-not-read\n")
+    secret.chmod(0o644)
+    try:
+        e = Enclave(tmp_path, eu.MANIFEST, ["env"], links={entry: str(secret) if entry != "rootfs" else "/"})
+        code = e.wait()
+    finally:
+        shutil.rmtree(host)
+    assert code == 1, (code, e.out, e.err)
+    assert "do-not-read" not in e.out + e.err
+    want = {"env": "/env: is a symbolic link, not a file", "cmd": "/cmd: is a symbolic link, not a file",
+            "rootfs": "the EIF's /rootfs is missing or not a folder"}[entry]
+    assert "local enclave failed to boot" in e.err and want in e.err, e.err
     assert e.leftovers() == []
 
 

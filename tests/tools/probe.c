@@ -665,6 +665,13 @@ int main(int argc, char **argv)
 		sleep((unsigned)atoi(argv[4]));
 		return 0;
 	}
+	if (!strcmp(argv[1], "env")) { /* the environment the app was given */
+		extern char **environ;
+
+		for (char **e = environ; *e; e++)
+			printf("%s\n", *e);
+		return 0;
+	}
 	if (!strcmp(argv[1], "whoami")) {
 		printf("uid=%d gid=%d pid=%d\n", (int)getuid(), (int)getgid(), (int)getpid());
 		return 0;
