@@ -40,7 +40,7 @@ extern int test_failures;
 		}                                                                     \
 	} while (0)
 
-/* Path of ../shared/vectors and tests/data, given by the build. */
+/* Path of tests/data/vectors and tests/data, given by the build. */
 const char *test_vectors_dir(void);
 const char *test_data_dir(void);
 /* Reads a file into a malloc'd buffer or aborts the test program. */

@@ -1,4 +1,4 @@
-/* Attestation documents: the real ones of ../shared/vectors, verified at their own time and
+/* Attestation documents: the real ones of tests/data/vectors, verified at their own time and
  * refused now, in debug mode, with a bad signature, and after any single flipped bit; and
  * documents built here, verified against a chain made here. */
 #include "harness.h"

@@ -1,4 +1,4 @@
-/* CiphertextForRecipient: the vectors of ../shared/vectors (a blob made with a known key, and
+/* CiphertextForRecipient: the vectors of tests/data/vectors (a blob made with a known key, and
  * two real KMS blobs, parse-only), and blobs this code writes: KMS's exact layout, decrypted
  * again. */
 #include "harness.h"

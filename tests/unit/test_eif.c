@@ -229,7 +229,7 @@ static void test_metadata_json(void)
 	CHECK(eif_metadata_json(&md, &j, &err) < 0);
 }
 
-/* The PCR vectors of ../shared/vectors/README.md and spec/nitro.md §2.1. */
+/* The PCR vectors of tests/data/vectors/README.md and spec/nitro.md §2.1. */
 static void test_pcr_vectors(void)
 {
 	uint8_t pcr[PCR_LEN] = { 0 };
