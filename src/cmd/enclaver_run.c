@@ -22,6 +22,7 @@
 #include "host/egress.h"
 #include "host/ingress.h"
 #include "host/imds.h"
+#include "host/claim.h"
 #include "host/launcher.h"
 #include "host/local_creds.h"
 #include "host/nsm_server.h"
@@ -234,6 +235,7 @@ int main(int argc, char **argv)
 	struct err err = { 0 };
 	struct dns *dns = NULL;
 	struct host_egress *egress = NULL;
+	struct port_claim *egress_claim = NULL;
 	struct policy *policy = NULL;
 	struct host_ingress *ingress = NULL;
 	const struct launcher_ops *ops;
@@ -376,21 +378,41 @@ int main(int argc, char **argv)
 	}
 	if (m->has_egress) {
 		log_info("starting egress proxy on vsock port 17002");
+		/* On a Nitro host every enclave's egress is the parent's port 17002: one at a time, and
+		 * a second one names the first. A local enclave has a port of its own. */
+		if (!local) {
+			char who[600];
+
+			snprintf(who, sizeof(who), "enclaver-run pid %d for %s", (int)getpid(), eif_path);
+			if (port_claim_take(HOST_EGRESS_PORT, "egress", who, 0, &egress_claim, &err) < 0)
+				goto fail;
+		}
 		if (policy_new((const char *const *)m->egress_allow, m->n_egress_allow, (const char *const *)m->egress_deny,
 			       m->n_egress_deny, &policy, &err) < 0 ||
-		    dns_new(r.loop, &dns, &err) < 0 ||
-		    host_egress_start(r.loop, dns, policy, local ? local_route : NULL, &routes, &egress, &err) < 0)
+		    dns_new(r.loop, &dns, &err) < 0)
 			goto fail;
+		if (host_egress_start(r.loop, dns, policy, local ? local_route : NULL, &routes, &egress, &err) < 0) {
+			if (!local && err.code == EADDRINUSE)
+				port_claim_explain_busy(HOST_EGRESS_PORT, "egress", &err);
+			goto fail;
+		}
 	}
 	if (ops->start(&r.launcher, &err) < 0)
 		goto fail;
 	log_info("started enclave ID=%s, CID=%u", r.launcher.enclave_id, r.launcher.cid);
+	if (egress_claim) {
+		char who[600];
+
+		snprintf(who, sizeof(who), "enclaver-run pid %d, enclave %s (%s)", (int)getpid(), r.launcher.enclave_id,
+			 eif_path);
+		port_claim_describe(egress_claim, who);
+	}
 	if (r.launcher.watch_fd >= 0 &&
 	    loop_io_add(r.loop, &r.watch_io, r.launcher.watch_fd, EPOLLIN, on_enclave_end, &r, &err) < 0)
 		goto fail;
 	if (log_client_start(r.loop, r.launcher.cid, stdout, &r.logs, &err) < 0 ||
 	    host_ingress_start(r.loop, r.launcher.cid, maps, n_maps, &ingress, &err) < 0 ||
-	    status_client_start(r.loop, r.launcher.cid, on_status, &r, &r.status, &err) < 0)
+	    status_client_start(r.loop, r.launcher.cid, NULL, on_status, &r, &r.status, &err) < 0)
 		goto fail;
 	if (loop_run(r.loop, &err) < 0)
 		goto fail;
@@ -412,6 +434,7 @@ out:
 		loop_close_all(r.loop);
 	host_ingress_stop(ingress);
 	host_egress_stop(egress);
+	port_claim_release(egress_claim);
 	policy_free(policy);
 	nsm_server_stop(nsm);
 	imds_stop(imds);

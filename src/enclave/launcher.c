@@ -9,6 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/proc.h"
+
 int launcher_become_subreaper(struct err *err)
 {
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
@@ -19,7 +21,6 @@ int launcher_become_subreaper(struct err *err)
 pid_t launcher_start(char *const *argv, struct err *err)
 {
 	int p[2], child_errno = 0;
-	sigset_t none;
 	pid_t pid;
 	ssize_t n;
 
@@ -35,10 +36,7 @@ pid_t launcher_start(char *const *argv, struct err *err)
 	}
 	if (pid == 0) {
 		close(p[0]);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		for (int s = 1; s < NSIG; s++)
-			signal(s, SIG_DFL);
+		proc_reset_signals();
 		setpgid(0, 0);
 		/* Out of memory, the app (and what it starts) goes first, never odyn: odyn must live
 		 * to report how the app ended. Raising one's own score needs no privilege. */

@@ -99,6 +99,9 @@ struct line_client {
 	bool skipping; /* inside a line that was too long */
 	int attempts;
 	int max_attempts; /* 0: forever */
+	int retry_ms;
+	bool connecting;  /* a connect in progress: its outcome comes as EPOLLOUT or EPOLLERR */
+	vsock_connect_fn connect;
 	bool eof;	  /* the last connection ended with EOF, and no new one is up yet */
 	void (*on_eof)(struct line_client *lc); /* instead of reconnecting, when set */
 	void (*on_line)(struct line_client *lc, const char *line, size_t len);
@@ -134,7 +137,7 @@ static void lc_drain(struct line_client *lc, bool blocking_ok)
 			}
 			/* the stream ended: reconnect, like upstream */
 			if (!blocking_ok)
-				loop_timer_start(lc->loop, &lc->timer, RETRY_MS);
+				loop_timer_start(lc->loop, &lc->timer, (uint64_t)lc->retry_ms);
 			return;
 		}
 		lc->len += (size_t)n;
@@ -158,9 +161,37 @@ static void lc_drain(struct line_client *lc, bool blocking_ok)
 	}
 }
 
+/* A connection attempt that failed, however it failed: counted, then retried or given up. */
+static void lc_attempt_failed(struct line_client *lc)
+{
+	lc_close(lc);
+	if (lc->max_attempts && ++lc->attempts >= lc->max_attempts) {
+		lc->on_give_up(lc);
+		return;
+	}
+	loop_timer_start(lc->loop, &lc->timer, (uint64_t)lc->retry_ms);
+}
+
 static void lc_on_io(struct loop *l, struct loop_io *io, uint32_t events)
 {
-	lc_drain(io->data, false);
+	struct line_client *lc = io->data;
+
+	if (lc->connecting) {
+		int soerr = 0;
+		socklen_t len = sizeof(soerr);
+
+		/* On AF_VSOCK every connect is in progress at first: a refusal arrives here. */
+		if (getsockopt(lc->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0 || soerr ||
+		    (events & (EPOLLERR | EPOLLHUP) && !(events & EPOLLIN))) {
+			lc_attempt_failed(lc);
+			return;
+		}
+		lc->connecting = false;
+		loop_io_mod(l, io, EPOLLIN);
+		if (!(events & EPOLLIN))
+			return;
+	}
+	lc_drain(lc, false);
 }
 
 static void lc_connect(struct loop *l, void *data)
@@ -169,22 +200,19 @@ static void lc_connect(struct loop *l, void *data)
 	struct err err = { 0 };
 	bool pending;
 
-	lc->fd = vsock_connect(lc->cid, lc->port, &pending, &err);
+	lc->fd = lc->connect(lc->cid, lc->port, &pending, &err);
 	if (lc->fd < 0) {
-		if (lc->max_attempts && ++lc->attempts >= lc->max_attempts) {
-			lc->on_give_up(lc);
-			return;
-		}
-		loop_timer_start(l, &lc->timer, RETRY_MS);
+		lc_attempt_failed(lc);
 		return;
 	}
 	lc->len = 0;
 	lc->skipping = false;
 	lc->eof = false;
-	if (loop_io_add(l, &lc->io, lc->fd, EPOLLIN, lc_on_io, lc, &err) < 0) {
+	lc->connecting = pending;
+	if (loop_io_add(l, &lc->io, lc->fd, pending ? EPOLLIN | EPOLLOUT : EPOLLIN, lc_on_io, lc, &err) < 0) {
 		close(lc->fd);
 		lc->fd = -1;
-		loop_timer_start(l, &lc->timer, RETRY_MS);
+		loop_timer_start(l, &lc->timer, (uint64_t)lc->retry_ms);
 	}
 }
 
@@ -195,6 +223,8 @@ static void lc_init(struct line_client *lc, struct loop *l, uint32_t cid, uint32
 	lc->port = port;
 	lc->fd = -1;
 	lc->max_line = max_line;
+	lc->retry_ms = RETRY_MS;
+	lc->connect = vsock_connect;
 	loop_timer_init(&lc->timer, lc_connect, lc);
 }
 
@@ -299,13 +329,13 @@ static void status_give_up(struct line_client *lc)
 	struct app_status st = { .state = APP_FATAL };
 
 	snprintf(st.error, sizeof(st.error), "failed to connect to enclave status port after %d attempts",
-		 STATUS_ATTEMPTS);
+		 lc->max_attempts);
 	c->done = true;
 	c->fn(c->data, &st);
 }
 
-int status_client_start(struct loop *l, uint32_t cid, status_fn fn, void *data, struct status_client **res,
-			struct err *err)
+int status_client_start(struct loop *l, uint32_t cid, const struct status_client_opts *opts, status_fn fn,
+			void *data, struct status_client **res, struct err *err)
 {
 	struct status_client *c = calloc(1, sizeof(*c));
 
@@ -314,7 +344,11 @@ int status_client_start(struct loop *l, uint32_t cid, status_fn fn, void *data, 
 	lc_init(&c->lc, l, cid, 17000, MAX_STATUS_LINE);
 	c->lc.on_line = status_line;
 	c->lc.on_give_up = status_give_up;
-	c->lc.max_attempts = STATUS_ATTEMPTS;
+	c->lc.max_attempts = opts && opts->attempts ? opts->attempts : STATUS_ATTEMPTS;
+	if (opts && opts->retry_ms)
+		c->lc.retry_ms = opts->retry_ms;
+	if (opts && opts->connect)
+		c->lc.connect = opts->connect;
 	c->fn = fn;
 	c->data = data;
 	lc_connect(l, &c->lc);

@@ -6,6 +6,7 @@
 #ifndef ENCLAVER_HOST_CONSOLE_H
 #define ENCLAVER_HOST_CONSOLE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -41,10 +42,18 @@ void log_client_stop(struct log_client *c);
 
 struct status_client;
 typedef void (*status_fn)(void *data, const struct app_status *st);
+typedef int (*vsock_connect_fn)(uint32_t cid, uint32_t port, bool *in_progress, struct err *err);
+/* Upstream's: 100 attempts 250 ms apart, through vsock_connect. Zeros and NULLs keep these. */
+struct status_client_opts {
+	int attempts;
+	int retry_ms;
+	vsock_connect_fn connect;
+};
 /* Calls fn once with the first final status (exited, signaled, fatal), or with APP_FATAL and an
- * error when the status port stays unreachable for 100 attempts. */
-int status_client_start(struct loop *l, uint32_t cid, status_fn fn, void *data, struct status_client **res,
-			struct err *err);
+ * error when the status port stays unreachable for that many attempts: refused at once or, as on
+ * AF_VSOCK, after the connect was in progress. */
+int status_client_start(struct loop *l, uint32_t cid, const struct status_client_opts *opts, status_fn fn,
+			void *data, struct status_client **res, struct err *err);
 void status_client_stop(struct status_client *c);
 
 #endif

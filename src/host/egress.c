@@ -24,7 +24,6 @@
 #include "net/tunnel.h"
 #include "net/vsock.h"
 
-#define EGRESS_PORT 17002
 #define FRAME_TIMEOUT_MS 10000
 #define CONNECT_TIMEOUT_MS 10000
 
@@ -330,7 +329,7 @@ int host_egress_start(struct loop *l, struct dns *dns, const struct policy *poli
 	e->policy = policy;
 	e->route = route;
 	e->route_data = route_data;
-	if (acceptor_start(l, &e->acc, vsock_listen(EGRESS_PORT, 4096, err), "egress tunnel", HOST_EGRESS_MAX_CONNS,
+	if (acceptor_start(l, &e->acc, vsock_listen(HOST_EGRESS_PORT, 4096, err), "egress tunnel", HOST_EGRESS_MAX_CONNS,
 			   on_accept, e, err) < 0) {
 		free(e);
 		return err_wrap(err, "egress tunnel");

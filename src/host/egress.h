@@ -13,6 +13,7 @@
 
 /* Connections from one enclave at once, requests and relays together. */
 #define HOST_EGRESS_MAX_CONNS 4096
+#define HOST_EGRESS_PORT 17002 /* the parent's vsock port every enclave's egress tunnel reaches */
 
 struct host_egress;
 

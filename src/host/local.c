@@ -32,6 +32,7 @@
 #include "base/buf.h"
 #include "base/fs.h"
 #include "base/log.h"
+#include "base/proc.h"
 #include "eif/cpio.h"
 #include "eif/initfiles.h"
 #include "net/vsock.h"
@@ -289,7 +290,6 @@ static int child_main(void *arg)
 	int exec_pipe[2], status, child_errno = 0;
 	pid_t app;
 	ssize_t n;
-	sigset_t none;
 	struct stat st;
 
 	/* Whatever instant enclaver-run dies at, this process must follow: the parent-death signal
@@ -351,8 +351,7 @@ static int child_main(void *arg)
 	if (app < 0)
 		child_die("fork");
 	if (app == 0) {
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
+		proc_reset_signals();
 		setsid();
 		close(exec_pipe[0]);
 		execvpe(cmd[0], cmd, env);

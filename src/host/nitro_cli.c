@@ -14,17 +14,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/buf.h"
 #include "base/fs.h"
 #include "base/log.h"
+#include "base/proc.h"
+#include "host/claim.h"
+#include "host/nitro.h"
 #include "net/vsock.h"
 
 struct nitro_cli {
 	pid_t console;
 	bool started;
+	pid_t process; /* nitro-cli's enclave process: it lives as long as the enclave */
 };
 
 /* Runs nitro-cli with argv; collects stdout and stderr. Returns its exit status or -1. */
@@ -39,6 +45,7 @@ static int run_cli(char *const *argv, struct buf *out, struct buf *errout, struc
 	if (pid < 0)
 		return err_sys(err, "fork");
 	if (pid == 0) {
+		proc_reset_signals();
 		dup2(po[1], 1);
 		dup2(pe[1], 2);
 		execvp("nitro-cli", argv);
@@ -114,13 +121,20 @@ static int cli_start(struct launcher *l, struct err *err)
 	char *argv[] = { "nitro-cli", "run-enclave", "--cpu-count", cpu, "--memory", mem, "--eif-path",
 			 (char *)l->spec.eif_path, l->spec.debug_mode ? "--debug-mode" : NULL, NULL };
 	struct buf out = BUF_INIT, errout = BUF_INIT;
+	struct port_claim *hb = NULL;
 	json_error_t je;
-	json_t *j = NULL;
+	json_t *j = NULL, *pid;
 	int status, rc = -1;
+	char who[600];
 
 	snprintf(cpu, sizeof(cpu), "%d", l->spec.cpu_count);
 	snprintf(mem, sizeof(mem), "%d", l->spec.memory_mb);
+	/* nitro-cli listens on the parent's port 9000 while the enclave boots: one boot at a time */
+	snprintf(who, sizeof(who), "enclaver-run pid %d booting %s through nitro-cli", (int)getpid(), l->spec.eif_path);
+	if (port_claim_take(NE_HEARTBEAT_PORT, "the boot heartbeat", who, 10 * 60 * 1000, &hb, err) < 0)
+		goto done;
 	status = run_cli(argv, &out, &errout, err);
+	port_claim_release(hb);
 	if (status < 0)
 		goto done;
 	if (status != 0) {
@@ -136,10 +150,26 @@ static int cli_start(struct launcher *l, struct err *err)
 	snprintf(l->enclave_id, sizeof(l->enclave_id), "%s", json_string_value(json_object_get(j, "EnclaveID")));
 	l->cid = (uint32_t)json_integer_value(json_object_get(j, "EnclaveCID"));
 	nc->started = true;
+	/* The enclave's end shows as its enclave process's: a pidfd is readable once it exits. */
+	pid = json_object_get(j, "ProcessID");
+	if (json_is_integer(pid) && json_integer_value(pid) > 1 && json_integer_value(pid) < INT32_MAX) {
+		nc->process = (pid_t)json_integer_value(pid);
+		l->watch_fd = (int)syscall(SYS_pidfd_open, nc->process, 0);
+		if (l->watch_fd < 0 && errno == ESRCH) {
+			err_set(err, ESRCH, "enclave %s stopped as soon as it started (its nitro-cli process %d is gone)",
+				l->enclave_id, (int)nc->process);
+			goto done;
+		}
+		if (l->watch_fd < 0)
+			log_warn("cannot watch nitro-cli's enclave process %d: %s", (int)nc->process, strerror(errno));
+	} else {
+		log_warn("nitro-cli run-enclave printed no ProcessID: the enclave's end is seen only through its status port");
+	}
 	if (l->spec.debug_mode) {
 		/* the console streams into our stderr as it comes */
 		nc->console = fork();
 		if (nc->console == 0) {
+			proc_reset_signals();
 			dup2(2, 1);
 			execlp("nitro-cli", "nitro-cli", "console", "--enclave-id", l->enclave_id, (char *)NULL);
 			_exit(127);
@@ -155,7 +185,26 @@ done:
 
 static void cli_describe_end(struct launcher *l, char *buf, size_t size)
 {
-	snprintf(buf, size, "enclave %s stopped", l->enclave_id);
+	struct nitro_cli *nc = l->priv;
+
+	snprintf(buf, size, "enclave %s stopped (nitro-cli's enclave process %d ended)", l->enclave_id,
+		 nc ? (int)nc->process : 0);
+}
+
+/* Waits up to ms for child pid; true once it is reaped. */
+static bool reap_within(pid_t pid, int ms)
+{
+	struct timespec pause = { 0, 20 * 1000000 };
+
+	for (int waited = 0;; waited += 20) {
+		pid_t r = waitpid(pid, NULL, WNOHANG);
+
+		if (r == pid || (r < 0 && errno == ECHILD))
+			return true;
+		if (waited >= ms)
+			return false;
+		nanosleep(&pause, NULL);
+	}
 }
 
 static void cli_stop(struct launcher *l)
@@ -167,11 +216,9 @@ static void cli_stop(struct launcher *l)
 
 	if (!nc)
 		return;
-	if (nc->console > 0) {
-		kill(nc->console, SIGTERM);
-		waitpid(nc->console, NULL, 0);
-	}
-	if (nc->started) {
+	/* The enclave first: the console ends by itself once the enclave is gone, as nitro-cli's does.
+	 * An enclave whose process has ended is gone already. */
+	if (nc->started && !(l->watch_fd >= 0 && poll(&(struct pollfd){ .fd = l->watch_fd, .events = POLLIN }, 1, 0) == 1)) {
 		int status = run_cli(argv, &out, &errout, &err);
 		json_t *j = status == 0 ? json_loadb((const char *)out.data, out.len, 0, NULL) : NULL;
 
@@ -180,6 +227,16 @@ static void cli_stop(struct launcher *l)
 				 status, errout.len ? buf_cstr(&errout) : err.msg);
 		json_decref(j);
 	}
+	if (nc->console > 0 && !reap_within(nc->console, 2000)) {
+		kill(nc->console, SIGTERM);
+		if (!reap_within(nc->console, 1000)) {
+			kill(nc->console, SIGKILL);
+			waitpid(nc->console, NULL, 0);
+		}
+	}
+	if (l->watch_fd >= 0)
+		close(l->watch_fd);
+	l->watch_fd = -1;
 	buf_free(&out);
 	buf_free(&errout);
 	free(nc);

@@ -142,6 +142,18 @@ static int emulated_socket(uint32_t cid, uint32_t port, struct sockaddr_un *sa, 
 	return fd < 0 ? err_sys(err, "socket") : fd;
 }
 
+static bool emulated_in_use(const struct sockaddr_un *sa, socklen_t len)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	bool live;
+
+	if (fd < 0)
+		return false;
+	live = connect(fd, (const struct sockaddr *)sa, len) == 0 || errno == EAGAIN;
+	close(fd);
+	return live;
+}
+
 int vsock_listen(uint32_t port, int backlog, struct err *err)
 {
 	int fd;
@@ -156,8 +168,15 @@ int vsock_listen(uint32_t port, int backlog, struct err *err)
 		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd < 0)
 			return err_sys(err, "socket");
+		/* A socket left by a previous run is replaced; one with a listener behind it is in use,
+		 * as the port would be on AF_VSOCK. */
+		if (file && emulated_in_use(&sa, len)) {
+			close(fd);
+			errno = EADDRINUSE;
+			return err_sys(err, "vsock port %u", port);
+		}
 		if (file)
-			unlink(sa.sun_path); /* a stale socket from a previous run of this enclave */
+			unlink(sa.sun_path);
 		if (bind(fd, (struct sockaddr *)&sa, len) < 0 || listen(fd, backlog) < 0) {
 			err_sys(err, "vsock port %u", port);
 			close(fd);
@@ -241,6 +260,21 @@ done:
 	if (fd >= 0)
 		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	return fd;
+}
+
+int vsock_peer_cid(int fd, uint32_t *cid)
+{
+	struct sockaddr_vm sa;
+	socklen_t len = sizeof(sa);
+
+	if (getpeername(fd, (struct sockaddr *)&sa, &len) < 0)
+		return -1;
+	if (sa.svm_family != AF_VSOCK) {
+		errno = EAFNOSUPPORT;
+		return -1;
+	}
+	*cid = sa.svm_cid;
+	return 0;
 }
 
 bool vsock_peer_is_parent(int fd)

@@ -45,6 +45,9 @@ int vsock_connect_blocking(uint32_t cid, uint32_t port, int timeout_ms, struct e
  * emulated transport a peer outside this process's PID namespace. */
 bool vsock_peer_is_parent(int fd);
 
+/* The CID of an AF_VSOCK connection's peer; -1 (EAFNOSUPPORT) on the emulated transport. */
+int vsock_peer_cid(int fd, uint32_t *cid);
+
 /* The emulated path of the parent's port (a file in the folder); the buffer must hold 108
  * bytes. Other CIDs' ports have no path. */
 int vsock_emulated_path(uint32_t cid, uint32_t port, char *out, size_t size, struct err *err);

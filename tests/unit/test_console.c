@@ -1,7 +1,11 @@
 /* odyn's log ring and the host's status-line parser. */
 #include "harness.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -136,4 +140,92 @@ static void test_last_lines_reach_the_host(void)
 	CHECK_EQ_INT(count(out_text, "last words\n"), 1);
 }
 
-TEST_MAIN(T(test_ring_keeps_the_newest), T(test_status_lines), T(test_last_lines_reach_the_host))
+/* A connector with AF_VSOCK's manners: loopback TCP, whose non-blocking connect is always in
+ * progress at first, a refusal arriving later. The port stands for the CID. */
+static int tcp_pending, tcp_attempts;
+
+static int tcp_connect(uint32_t cid, uint32_t port, bool *in_progress, struct err *err)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)cid),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	tcp_attempts++;
+	*in_progress = false;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		if (errno != EINPROGRESS) {
+			close(fd);
+			return err_sys(err, "connect");
+		}
+		*in_progress = true;
+		tcp_pending++;
+	}
+	return fd;
+}
+
+static struct app_status got;
+static int got_count;
+
+static void on_status(void *data, const struct app_status *st)
+{
+	got = *st;
+	got_count++;
+}
+
+static uint16_t closed_port(int *keep)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	/* bound and not listening: connections to it are refused, and the port stays ours */
+	if (bind(fd, (struct sockaddr *)&sa, len) < 0 || getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
+		abort();
+	*keep = fd;
+	return ntohs(sa.sin_port);
+}
+
+static void test_status_gives_up_when_refused_after_in_progress(void)
+{
+	struct status_client_opts opts = { .attempts = 5, .retry_ms = 10, .connect = tcp_connect };
+	struct status_client *sc = NULL;
+	struct err err = { 0 };
+	struct loop *l;
+	int keep, lfd, conn;
+	uint16_t port = closed_port(&keep);
+
+	CHECK_EQ_INT(loop_new(&l, &err), 0);
+	got_count = tcp_pending = tcp_attempts = 0;
+	CHECK_EQ_INT(status_client_start(l, port, &opts, on_status, NULL, &sc, &err), 0);
+	for (int i = 0; i < 200 && !got_count; i++)
+		loop_run_once(l, 10, &err);
+	CHECK_EQ_INT(got_count, 1);
+	CHECK(got.state == APP_FATAL);
+	CHECK_STR(got.error, "failed to connect to enclave status port after 5 attempts");
+	CHECK_EQ_INT(tcp_attempts, 5);
+	CHECK_EQ_INT(tcp_pending, 5); /* every refusal came after EINPROGRESS */
+	status_client_stop(sc);
+
+	/* the same path connects when something listens, and the status arrives */
+	CHECK_EQ_INT(listen(keep, 4), 0);
+	lfd = keep;
+	got_count = tcp_pending = tcp_attempts = 0;
+	CHECK_EQ_INT(status_client_start(l, port, &opts, on_status, NULL, &sc, &err), 0);
+	for (int i = 0; i < 100 && (conn = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0; i++)
+		loop_run_once(l, 10, &err);
+	CHECK(conn >= 0);
+	if (conn >= 0 && write(conn, "{\"status\":\"exited\",\"code\":3}\n", 30) != 30)
+		abort();
+	for (int i = 0; i < 200 && !got_count; i++)
+		loop_run_once(l, 10, &err);
+	CHECK_EQ_INT(got_count, 1);
+	CHECK(got.state == APP_EXITED && got.code == 3);
+	CHECK_EQ_INT(tcp_attempts, 1);
+	status_client_stop(sc);
+	close(conn);
+	close(lfd);
+	loop_free(l);
+}
+
+TEST_MAIN(T(test_ring_keeps_the_newest), T(test_status_lines), T(test_last_lines_reach_the_host),
+	  T(test_status_gives_up_when_refused_after_in_progress))
