@@ -383,7 +383,7 @@ int main(int argc, char **argv)
 		if (!local) {
 			char who[600];
 
-			snprintf(who, sizeof(who), "enclaver-run pid %d for %s", (int)getpid(), eif_path);
+			snprintf(who, sizeof(who), "starting %s", eif_path);
 			if (port_claim_take(HOST_EGRESS_PORT, "egress", who, 0, &egress_claim, &err) < 0)
 				goto fail;
 		}
@@ -403,8 +403,7 @@ int main(int argc, char **argv)
 	if (egress_claim) {
 		char who[600];
 
-		snprintf(who, sizeof(who), "enclaver-run pid %d, enclave %s (%s)", (int)getpid(), r.launcher.enclave_id,
-			 eif_path);
+		snprintf(who, sizeof(who), "enclave %s (%s)", r.launcher.enclave_id, eif_path);
 		port_claim_describe(egress_claim, who);
 	}
 	if (r.launcher.watch_fd >= 0 &&

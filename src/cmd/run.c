@@ -19,6 +19,7 @@
 
 #include "base/fs.h"
 #include "base/log.h"
+#include "host/claim.h"
 #include "cmd/cmd.h"
 #include "image/docker.h"
 #include "manifest/manifest.h"
@@ -153,10 +154,12 @@ static int run_container(const char *image, char **publish, size_t n_publish, bo
 			return EXIT_USAGE;
 		}
 	if (access("/dev/nitro_enclaves", F_OK) == 0) {
-		/* as upstream: the device, privileged (nitro-cli binds vsock CID 3), ports published */
-		hc = json_pack("{s:o, s:[{s:s, s:s, s:s}], s:b}", "PortBindings", bindings, "Devices", "PathOnHost",
+		/* as upstream: the device, privileged (nitro-cli binds vsock CID 3), ports published; and
+		 * the host's claims on the shared vsock ports, so that enclaves in other containers are
+		 * named rather than met as "address in use" */
+		hc = json_pack("{s:o, s:[{s:s, s:s, s:s}], s:b, s:[s]}", "PortBindings", bindings, "Devices", "PathOnHost",
 			       "/dev/nitro_enclaves", "PathInContainer", "/dev/nitro_enclaves", "CgroupPermissions", "rwm",
-			       "Privileged", 1);
+			       "Privileged", 1, "Binds", CLAIM_DIR_DEFAULT ":" CLAIM_DIR_DEFAULT);
 		body = json_pack("{s:s, s:o, s:o, s:b, s:b}", "Image", image, "ExposedPorts", exposed, "HostConfig", hc,
 				 "AttachStdout", 1, "AttachStderr", 1);
 		if (debug)

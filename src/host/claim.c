@@ -39,16 +39,23 @@ static void read_owner(int fd, char *out, size_t size)
 		snprintf(out, size, "another enclaver-run that is starting");
 }
 
-void port_claim_describe(struct port_claim *c, const char *who)
+void port_claim_describe(struct port_claim *c, const char *what)
 {
+	char who[1024], host[256] = "";
+	int n;
+
 	if (!c)
 		return;
-	if (ftruncate(c->fd, 0) < 0 || fs_pwrite_full(c->fd, who, strlen(who), 0) < 0 ||
-	    fs_pwrite_full(c->fd, "\n", 1, (off_t)strlen(who)) < 0)
+	/* the pid alone is ambiguous across containers; their host name is their ID */
+	gethostname(host, sizeof(host) - 1);
+	n = snprintf(who, sizeof(who), "enclaver-run pid %d on %s, %s\n", (int)getpid(), host, what);
+	if (n < 0 || (size_t)n >= sizeof(who))
+		n = (int)strlen(who);
+	if (ftruncate(c->fd, 0) < 0 || fs_pwrite_full(c->fd, who, (size_t)n, 0) < 0)
 		log_debug("claim file: %s", strerror(errno));
 }
 
-int port_claim_take(uint32_t port, const char *use, const char *who, int wait_ms, struct port_claim **out,
+int port_claim_take(uint32_t port, const char *use, const char *what, int wait_ms, struct port_claim **out,
 		    struct err *err)
 {
 	char path[4200], *dir, owner[512];
@@ -92,7 +99,7 @@ int port_claim_take(uint32_t port, const char *use, const char *who, int wait_ms
 	if (!*out)
 		abort();
 	(*out)->fd = fd;
-	port_claim_describe(*out, who);
+	port_claim_describe(*out, what);
 	return 0;
 }
 
@@ -110,6 +117,6 @@ void port_claim_release(struct port_claim *c)
 int port_claim_explain_busy(uint32_t port, const char *use, struct err *err)
 {
 	return err_set(err, EADDRINUSE,
-		       "vsock port %u (%s) is in use by a program other than enclaver-run (a vsock-proxy, or an enclave nitro-cli is booting?): stop it or try again",
+		       "vsock port %u (%s) is in use by a program other than enclaver-run (a vsock-proxy, an enclave nitro-cli is booting, or an enclaver-run whose container does not share " CLAIM_DIR_DEFAULT "?): stop it or try again",
 		       port, use);
 }

@@ -16,12 +16,12 @@
 
 struct port_claim;
 
-/* Claims port for this process, described as who; waits up to wait_ms for the holder to let go
- * (0: fails at once, naming the holder). */
-int port_claim_take(uint32_t port, const char *use, const char *who, int wait_ms, struct port_claim **out,
+/* Claims port for this process; others read "enclaver-run pid P on HOST, " and what. Waits up to
+ * wait_ms for the holder to let go (0: fails at once, naming the holder). */
+int port_claim_take(uint32_t port, const char *use, const char *what, int wait_ms, struct port_claim **out,
 		    struct err *err);
-/* Replaces the description others read (once the enclave has an ID). */
-void port_claim_describe(struct port_claim *c, const char *who);
+/* Replaces what others read (once the enclave has an ID). */
+void port_claim_describe(struct port_claim *c, const char *what);
 void port_claim_release(struct port_claim *c);
 /* Rewrites err after a bind to a port this process had claimed failed with EADDRINUSE: a program
  * other than enclaver-run holds it. */

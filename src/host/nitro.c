@@ -652,10 +652,19 @@ static int drv_add_vcpu(void *ctx, int vm, uint32_t *cpu, struct err *err)
 
 static int drv_hb_listen(void *ctx, struct err *err)
 {
-	int fd = vsock_listen(NE_HEARTBEAT_PORT, 4, err);
+	struct timespec pause = { 0, 200 * 1000000 };
+	int fd;
 
-	if (fd < 0 && err->code == EADDRINUSE)
-		return port_claim_explain_busy(NE_HEARTBEAT_PORT, "the boot heartbeat", err);
+	/* Held by an enclave booting outside our claims (nitro-cli, a container that does not share
+	 * /run/enclaver): boots are short, wait for it as the claim would. */
+	for (int waited = 0; (fd = vsock_listen(NE_HEARTBEAT_PORT, 4, err)) < 0 && err->code == EADDRINUSE;
+	     waited += 200) {
+		if (waited >= 120000)
+			return port_claim_explain_busy(NE_HEARTBEAT_PORT, "the boot heartbeat", err);
+		if (!waited)
+			log_info("vsock port 9000 is in use (another enclave booting?): waiting for it");
+		nanosleep(&pause, NULL);
+	}
 	return fd;
 }
 
@@ -772,7 +781,7 @@ static int nitro_start(struct launcher *l, struct err *err)
 	if (req.eif_fd < 0)
 		return err_sys(err, "%s", l->spec.eif_path);
 	/* Enclaves boot one at a time: each init says it is up on the one parent port 9000. */
-	snprintf(who, sizeof(who), "enclaver-run pid %d booting %s", (int)getpid(), l->spec.eif_path);
+	snprintf(who, sizeof(who), "booting %s", l->spec.eif_path);
 	rc = port_claim_take(NE_HEARTBEAT_PORT, "the boot heartbeat", who, 10 * 60 * 1000, &hb, err);
 	if (rc == 0)
 		rc = ne_launch(&ne_driver_ops, NULL, &h, &req, e, err);

@@ -130,7 +130,7 @@ static int cli_start(struct launcher *l, struct err *err)
 	snprintf(cpu, sizeof(cpu), "%d", l->spec.cpu_count);
 	snprintf(mem, sizeof(mem), "%d", l->spec.memory_mb);
 	/* nitro-cli listens on the parent's port 9000 while the enclave boots: one boot at a time */
-	snprintf(who, sizeof(who), "enclaver-run pid %d booting %s through nitro-cli", (int)getpid(), l->spec.eif_path);
+	snprintf(who, sizeof(who), "booting %s through nitro-cli", l->spec.eif_path);
 	if (port_claim_take(NE_HEARTBEAT_PORT, "the boot heartbeat", who, 10 * 60 * 1000, &hb, err) < 0)
 		goto done;
 	status = run_cli(argv, &out, &errout, err);

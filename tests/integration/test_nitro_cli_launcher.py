@@ -24,7 +24,7 @@ class Host:
         self.run_dir = d / "run"
         self.vdir.mkdir(exist_ok=True)
 
-    def start(self, name, app, extra=(), manifest=eu.MANIFEST, fail=False):
+    def start(self, name, app, extra=(), manifest=eu.MANIFEST, fail=False, fake_env=None):
         d = self.d / name
         d.mkdir()
         eif = eu.make_eif(d, manifest, ["exit", "0"])
@@ -36,6 +36,7 @@ class Host:
                    FAKE_NITRO_STATE=str(d / "state"), FAKE_ODYN=str(BUILD / "odyn"), FAKE_CONFIG=str(cfg),
                    FAKE_APP=f"{eu._probe()} {app}", ENCLAVER_VSOCK_DIR=str(self.vdir),
                    ENCLAVER_RUN_DIR=str(self.run_dir))
+        env.update(fake_env or {})
         if fail:
             env["FAKE_NITRO_FAIL"] = "1"
         err = open(d / "stderr", "w")
@@ -153,9 +154,9 @@ def test_second_enclave_with_egress_names_the_first(tmp_path):
     second = host.start("b", "exit 0", manifest=EGRESS)
     assert second.wait() == 1
     lines = [l for l in second.err.splitlines() if "17002" in l and "error" in l]
-    assert lines == [f"enclaver-run: error: vsock port 17002 (egress) is held by enclaver-run pid {first.p.pid}, "
-                     f"enclave {ENCLAVE_ID} ({first.d / 'app.eif'}): one enclave per host can have it; "
-                     "stop that one first"], second.err
+    assert lines == [f"enclaver-run: error: vsock port 17002 (egress) is held by enclaver-run pid {first.p.pid} "
+                     f"on {socket.gethostname()}, enclave {ENCLAVE_ID} ({first.d / 'app.eif'}): one enclave per "
+                     "host can have it; stop that one first"], second.err
     assert second.calls() == []  # refused before nitro-cli was asked for anything
     # the first one is untouched and still serves its enclave
     assert first.p.poll() is None
@@ -173,7 +174,24 @@ def test_egress_port_held_by_another_program(tmp_path):
     s.listen()
     r = host.start("a", "exit 0", manifest=EGRESS)
     assert r.wait() == 1
-    assert ("vsock port 17002 (egress) is in use by a program other than enclaver-run (a vsock-proxy, or an "
-            "enclave nitro-cli is booting?): stop it or try again") in r.err
+    assert ("vsock port 17002 (egress) is in use by a program other than enclaver-run (a vsock-proxy, an enclave "
+            "nitro-cli is booting, or an enclaver-run whose container does not share /run/enclaver?): stop it or "
+            "try again") in r.err
     assert r.calls() == []
     s.close()
+
+
+def test_two_enclaves_boot_one_after_the_other(tmp_path):
+    """Every enclave's init reports on the parent's port 9000: a second launch waits for the
+    first's boot, says for whom, then starts."""
+    host = Host(tmp_path)
+    first = host.start("a", "sleep 60", fake_env={"FAKE_BOOT_SECONDS": "2"})
+    time.sleep(0.5)
+    second = host.start("b", "exit 4", fake_env={"FAKE_CID": "17"})
+    assert second.wait() == 4, second.err
+    assert (f"waiting for enclaver-run pid {first.p.pid} on {socket.gethostname()}, booting "
+            f"{first.d / 'app.eif'} through nitro-cli to release vsock port 9000 (the boot heartbeat)") in second.err
+    assert "started enclave ID=" in first.err  # the first had booted when the second went on
+    assert first.p.poll() is None
+    first.p.send_signal(signal.SIGTERM)
+    assert first.wait() == 109, first.err

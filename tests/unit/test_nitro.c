@@ -283,8 +283,8 @@ static int f_region(void *c, int vm, void *addr, uint64_t size, struct err *e)
 	while (done < size) {
 		struct fake_page *p = page_at(f, a + done);
 
-		if (!p)
-			return driver_error(e, EFAULT);
+		if (!p) /* not memory the hugepage allocator gave */
+			return driver_error(e, NE_ERR_MEM_NOT_HUGE_PAGE);
 		if (p->size & (2 * MiB - 1))
 			return driver_error(e, NE_ERR_INVALID_PAGE_SIZE);
 		if (p->node != f->cpu_node)
