@@ -120,29 +120,34 @@ static int read_u64(const char *path, uint64_t *v)
 	return errno || end == s || *end ? -1 : 0;
 }
 
-/* Counts the CPUs of a list such as "1-3,5" and gives its first; -1 when malformed. */
-static int cpulist_count(const char *s, int *first)
+int ne_cpulist_count(const char *s, int *first)
 {
 	int n = 0;
 
 	*first = -1;
 	while (*s) {
 		char *end;
-		long a = strtol(s, &end, 10), b;
+		long a, b;
 
-		if (end == s || a < 0)
+		/* digits only: strtol would take signs and spaces */
+		if (*s < '0' || *s > '9')
 			return -1;
+		a = strtol(s, &end, 10);
 		b = a;
 		if (*end == '-') {
 			s = end + 1;
-			b = strtol(s, &end, 10);
-			if (end == s || b < a)
+			if (*s < '0' || *s > '9')
 				return -1;
+			b = strtol(s, &end, 10);
 		}
+		if (a > NE_MAX_CPUS || b > NE_MAX_CPUS || b < a)
+			return -1;
 		if (*first < 0)
 			*first = (int)a;
 		n += (int)(b - a + 1);
-		if (*end == ',')
+		if (n > NE_MAX_CPUS)
+			return -1;
+		if (*end == ',' && end[1])
 			end++;
 		else if (*end)
 			return -1;
@@ -210,7 +215,7 @@ int ne_host_read(const char *sys, struct ne_host *h, struct err *err)
 
 	snprintf(path, sizeof(path), "%s/module/nitro_enclaves/parameters/ne_cpus", sys);
 	if (read_small(path, h->pool, sizeof(h->pool)) == 0 && h->pool[0]) {
-		int n = cpulist_count(h->pool, &first);
+		int n = ne_cpulist_count(h->pool, &first);
 
 		if (n < 0)
 			return err_set(err, EINVAL, "%s: \"%s\" is not a CPU list", path, h->pool);
@@ -229,7 +234,7 @@ int ne_host_read(const char *sys, struct ne_host *h, struct err *err)
 	/* The pool's CPUs are off-line and show no topology: CPU 0's siblings tell the core size. */
 	snprintf(path, sizeof(path), "%s/devices/system/cpu/cpu0/topology/thread_siblings_list", sys);
 	if (read_small(path, s, sizeof(s)) == 0) {
-		int n = cpulist_count(s, &first);
+		int n = ne_cpulist_count(s, &first);
 
 		if (n > 0)
 			h->threads_per_core = (unsigned)n;

@@ -64,6 +64,10 @@ struct ne_host {
 	unsigned threads_per_core; /* an enclave takes whole cores */
 };
 
+#define NE_MAX_CPUS 8192 /* the kernel's NR_CPUS at most */
+
+/* Counts the CPUs of a kernel CPU list ("1-3,5") and gives the first; -1 when malformed. */
+int ne_cpulist_count(const char *s, int *first);
 /* Reads the host's hugepages and enclave CPU pool under sys ("/sys"). */
 int ne_host_read(const char *sys, struct ne_host *h, struct err *err);
 

@@ -800,7 +800,24 @@ static void test_debug_console_streams(void)
 	CHECK(strstr(f.log, "console") == NULL);
 }
 
-TEST_MAIN(T(test_four_gib_on_2mib_pages), T(test_small_enclave_on_one_gib_page), T(test_32mib_pages),
+static void test_cpu_lists(void)
+{
+	int first;
+
+	CHECK_EQ_INT(ne_cpulist_count("1,9", &first), 2);
+	CHECK_EQ_INT(first, 1);
+	CHECK_EQ_INT(ne_cpulist_count("2-7,10-15", &first), 12);
+	CHECK_EQ_INT(first, 2);
+	CHECK_EQ_INT(ne_cpulist_count("", &first), 0);
+	CHECK_EQ_INT(ne_cpulist_count("3-1", &first), -1);
+	CHECK_EQ_INT(ne_cpulist_count("1,", &first), -1);
+	CHECK_EQ_INT(ne_cpulist_count("-1", &first), -1);
+	CHECK_EQ_INT(ne_cpulist_count(" 1", &first), -1);
+	CHECK_EQ_INT(ne_cpulist_count("0-2147483647", &first), -1);
+	CHECK_EQ_INT(ne_cpulist_count("0-8000,0-8000", &first), -1);
+}
+
+TEST_MAIN(T(test_cpu_lists), T(test_four_gib_on_2mib_pages), T(test_small_enclave_on_one_gib_page), T(test_32mib_pages),
 	  T(test_largest_pages_first_and_surplus_returned), T(test_checks_before_the_driver), T(test_two_numa_nodes),
 	  T(test_driver_errors_the_model_produces), T(test_every_driver_error_reads_as_a_sentence), T(test_heartbeat),
 	  T(test_debug_console_streams))
