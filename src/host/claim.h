@@ -17,7 +17,8 @@
 struct port_claim;
 
 /* Claims port for this process; others read "enclaver-run pid P on HOST, " and what. Waits up to
- * wait_ms for the holder to let go (0: fails at once, naming the holder). */
+ * wait_ms for the holder to let go (0: fails at once, naming the holder). Where no claim can be
+ * recorded (no writable folder) it warns and succeeds with *out = NULL. */
 int port_claim_take(uint32_t port, const char *use, const char *what, int wait_ms, struct port_claim **out,
 		    struct err *err);
 /* Replaces what others read (once the enclave has an ID). */
