@@ -96,7 +96,7 @@ def test_runs_and_terminates_through_nitro_cli(tmp_path):
 
 
 def test_debug_mode_adds_the_flag_and_the_console(tmp_path):
-    r = Host(tmp_path).start("a", "exit 0", extra=["--debug-mode"])
+    r = Host(tmp_path).start("a", "sleep 1", extra=["--debug-mode"])  # long enough for the console to start
     assert r.wait() == 0, r.err
     calls = r.calls()
     assert calls[0][-1] == "--debug-mode"
