@@ -7,6 +7,8 @@ import socket
 import subprocess
 import time
 
+import pytest
+
 from conftest import BUILD, ROOT
 import enclave_util as eu
 
@@ -15,7 +17,7 @@ EGRESS = eu.MANIFEST + "egress:\n  allow:\n    - host\n"
 ENCLAVE_ID = "i-0123456789abcdef0-enc0123456789abcdef"
 
 
-class Host:
+class HostOf:
     """One host: a vsock folder and a claims folder that every enclaver-run started here shares."""
 
     def __init__(self, d):
@@ -23,6 +25,18 @@ class Host:
         self.vdir = d / "v"
         self.run_dir = d / "run"
         self.vdir.mkdir(exist_ok=True)
+        self.launches = []
+
+    def close(self):
+        """What a failed test leaves: its enclaver-runs and the stand-in enclaves they started."""
+        for r in self.launches:
+            if r.p.poll() is None:
+                r.p.kill()
+                r.p.wait()
+            try:
+                os.killpg(r.pid_of("odyn.pid"), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
 
     def start(self, name, app, extra=(), manifest=eu.MANIFEST, fail=False, fake_env=None):
         d = self.d / name
@@ -43,7 +57,8 @@ class Host:
         p = subprocess.Popen([str(BUILD / "enclaver-run"), "--launcher", "nitro-cli", "--eif-file", str(eif),
                               "--manifest-file", str(d / "enclaver.yaml"), "--cpu-count", "4", *extra],
                              env=env, stdout=subprocess.PIPE, stderr=err, text=True)
-        return Launch(p, d, err)
+        self.launches.append(Launch(p, d, err))
+        return self.launches[-1]
 
 
 class Launch:
@@ -77,6 +92,18 @@ class Launch:
         return int((self.d / "state" / name).read_text())
 
 
+@pytest.fixture
+def Host(tmp_path):
+    hosts = []
+
+    def make(d):
+        hosts.append(HostOf(d))
+        return hosts[-1]
+    yield make
+    for h in hosts:
+        h.close()
+
+
 def gone(pid):
     try:
         return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
@@ -84,7 +111,7 @@ def gone(pid):
         return True
 
 
-def test_runs_and_terminates_through_nitro_cli(tmp_path):
+def test_runs_and_terminates_through_nitro_cli(tmp_path, Host):
     r = Host(tmp_path).start("a", "exit 5")
     assert r.wait() == 5, r.err
     assert "probe exiting with 5" in r.out
@@ -95,7 +122,7 @@ def test_runs_and_terminates_through_nitro_cli(tmp_path):
     assert gone(r.pid_of("odyn.pid"))
 
 
-def test_debug_mode_adds_the_flag_and_the_console(tmp_path):
+def test_debug_mode_adds_the_flag_and_the_console(tmp_path, Host):
     r = Host(tmp_path).start("a", "sleep 1", extra=["--debug-mode"])  # long enough for the console to start
     assert r.wait() == 0, r.err
     calls = r.calls()
@@ -107,7 +134,7 @@ def test_debug_mode_adds_the_flag_and_the_console(tmp_path):
     assert gone(r.pid_of("console.pid"))
 
 
-def test_debug_mode_stops_on_sigterm(tmp_path):
+def test_debug_mode_stops_on_sigterm(tmp_path, Host):
     """The console exits only when the enclave is gone: the enclave must be terminated first, and
     no child may inherit the signals enclaver-run blocks for itself."""
     r = Host(tmp_path).start("a", "sleep 60", extra=["--debug-mode"])
@@ -124,7 +151,7 @@ def test_debug_mode_stops_on_sigterm(tmp_path):
     assert all(int(m[1], 16) == 0 for m in masks), masks
 
 
-def test_the_enclave_ending_ends_the_run(tmp_path):
+def test_the_enclave_ending_ends_the_run(tmp_path, Host):
     """With no enclave fd to watch, the end of nitro-cli's enclave process is the enclave's."""
     r = Host(tmp_path).start("a", "sleep 60")
     r.await_err("started enclave")
@@ -138,7 +165,7 @@ def test_the_enclave_ending_ends_the_run(tmp_path):
     assert [c[0] for c in r.calls()] == ["run-enclave"]
 
 
-def test_failure_reports_nitro_cli_error_log(tmp_path):
+def test_failure_reports_nitro_cli_error_log(tmp_path, Host):
     r = Host(tmp_path).start("a", "exit 0", fail=True)
     assert r.wait() == 1
     assert "nitro-cli failed (1)" in r.err
@@ -147,7 +174,7 @@ def test_failure_reports_nitro_cli_error_log(tmp_path):
     assert [c[0] for c in r.calls()] == ["run-enclave"]
 
 
-def test_second_enclave_with_egress_names_the_first(tmp_path):
+def test_second_enclave_with_egress_names_the_first(tmp_path, Host):
     host = Host(tmp_path)
     first = host.start("a", "sleep 60", manifest=EGRESS)
     first.await_err("started enclave")
@@ -167,7 +194,7 @@ def test_second_enclave_with_egress_names_the_first(tmp_path):
     assert third.wait() == 3, third.err
 
 
-def test_egress_port_held_by_another_program(tmp_path):
+def test_egress_port_held_by_another_program(tmp_path, Host):
     host = Host(tmp_path)
     s = socket.socket(socket.AF_UNIX)
     s.bind(str(host.vdir / "3.17002"))  # a vsock-proxy, say, on the parent's port
@@ -181,7 +208,7 @@ def test_egress_port_held_by_another_program(tmp_path):
     s.close()
 
 
-def test_two_enclaves_boot_one_after_the_other(tmp_path):
+def test_two_enclaves_boot_one_after_the_other(tmp_path, Host):
     """Every enclave's init reports on the parent's port 9000: a second launch waits for the
     first's boot, says for whom, then starts."""
     host = Host(tmp_path)
