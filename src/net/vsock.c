@@ -154,40 +154,52 @@ static bool emulated_in_use(const struct sockaddr_un *sa, socklen_t len)
 	return live;
 }
 
+static int emulated_listen(uint32_t cid, uint32_t port, int backlog, struct err *err)
+{
+	struct sockaddr_un sa;
+	socklen_t len;
+	bool file = name_cid(cid) == VSOCK_CID_PARENT;
+	int fd;
+
+	if (unix_addr(cid, port, &sa, &len, err) < 0)
+		return -1;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return err_sys(err, "socket");
+	/* A socket left by a previous run is replaced; one with a listener behind it is in use,
+	 * as the port would be on AF_VSOCK. */
+	if (file && emulated_in_use(&sa, len)) {
+		close(fd);
+		errno = EADDRINUSE;
+		return err_sys(err, "vsock port %u", port);
+	}
+	if (file)
+		unlink(sa.sun_path);
+	if (bind(fd, (struct sockaddr *)&sa, len) < 0 || listen(fd, backlog) < 0) {
+		err_sys(err, "vsock port %u", port);
+		close(fd);
+		return -1;
+	}
+	/* The enclave's root is another uid than the host's: the folder (root's, readable by
+	 * the enclave's group only) is what keeps others out. */
+	if (file)
+		chmod(sa.sun_path, 0666);
+	return fd;
+}
+
+int vsock_emulated_listen_as(uint32_t cid, uint32_t port, int backlog, struct err *err)
+{
+	if (!emulated)
+		return err_set(err, EINVAL, "vsock port %u: listening as CID %u needs the emulated transport", port, cid);
+	return emulated_listen(cid, port, backlog, err);
+}
+
 int vsock_listen(uint32_t port, int backlog, struct err *err)
 {
 	int fd;
 
-	if (emulated) {
-		struct sockaddr_un sa;
-		socklen_t len;
-		bool file = emu_cid == VSOCK_CID_PARENT;
-
-		if (unix_addr(VSOCK_CID_ANY, port, &sa, &len, err) < 0)
-			return -1;
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			return err_sys(err, "socket");
-		/* A socket left by a previous run is replaced; one with a listener behind it is in use,
-		 * as the port would be on AF_VSOCK. */
-		if (file && emulated_in_use(&sa, len)) {
-			close(fd);
-			errno = EADDRINUSE;
-			return err_sys(err, "vsock port %u", port);
-		}
-		if (file)
-			unlink(sa.sun_path);
-		if (bind(fd, (struct sockaddr *)&sa, len) < 0 || listen(fd, backlog) < 0) {
-			err_sys(err, "vsock port %u", port);
-			close(fd);
-			return -1;
-		}
-		/* The enclave's root is another uid than the host's: the folder (root's, readable by
-		 * the enclave's group only) is what keeps others out. */
-		if (file)
-			chmod(sa.sun_path, 0666);
-		return fd;
-	}
+	if (emulated)
+		return emulated_listen(VSOCK_CID_ANY, port, backlog, err);
 	{
 		struct sockaddr_vm sa = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY, .svm_port = port };
 

@@ -35,6 +35,9 @@ int vsock_set_peer_netns(int nsfd, struct err *err);
 
 /* A non-blocking, close-on-exec listener on (ANY, port). */
 int vsock_listen(uint32_t port, int backlog, struct err *err);
+/* Emulated transport only: a listener for (cid, port) as another CID would have it, in this
+ * network namespace; the VM enclave's back-end stands in for its guest with these. */
+int vsock_emulated_listen_as(uint32_t cid, uint32_t port, int backlog, struct err *err);
 /* A non-blocking connect to (cid, port): returns the fd; *in_progress is set when the
  * connection completes later (wait for EPOLLOUT, then check SO_ERROR). */
 int vsock_connect(uint32_t cid, uint32_t port, bool *in_progress, struct err *err);
