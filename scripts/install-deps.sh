@@ -9,6 +9,7 @@ packages=(
   libc-ares-dev libseccomp-dev libhttp-parser-dev
   openssl ca-certificates cpio file procps python3 python3-pytest python3-cbor2 python3-cryptography
   docker.io docker-registry awscli python3-boto3 mmdebstrap
+  qemu-system-x86
 )
 
 # Baselines for `make bench` (socat, nginx's stream proxy), the demo's app (busybox) and client
@@ -53,6 +54,36 @@ if [ "${1:-}" = "--demo" ] && [ ! -s "$KERNEL" ]; then
   mv "$KERNEL.tmp" "$KERNEL"
   rm -rf "$tmp"
   echo "install-deps: kernel from $pkg at $KERNEL"
+fi
+
+# The default boot kit: Debian's cloud kernel (LZ4, quick to unpack under software emulation)
+# and the modules an enclave's boot needs from it (virtio over MMIO and vsock are modules there),
+# in load order. enclaver-init loads them from the bootstrap ramdisk.
+KIT=/usr/local/share/enclaver/bootkit/x86_64
+if [ ! -s "$KIT/bzImage" ] || [ ! -s "$KIT/release" ]; then
+  pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+  if [ -z "$pkg" ]; then
+    echo "install-deps: cannot find Debian's cloud kernel package (run apt-get update)" >&2
+    exit 1
+  fi
+  rel=${pkg#linux-image-}
+  tmp=$(mktemp -d)
+  chmod 755 "$tmp"
+  (cd "$tmp" && apt-get download -qq "$pkg" 2>/dev/null)
+  mkdir -p "$tmp/x" "$KIT.tmp/modules"
+  dpkg-deb -x "$tmp"/*.deb "$tmp/x"
+  cp "$tmp/x/boot/vmlinuz-$rel" "$KIT.tmp/bzImage"
+  n=1
+  for m in drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_mmio net/vmw_vsock/vsock \
+      net/vmw_vsock/vmw_vsock_virtio_transport_common net/vmw_vsock/vmw_vsock_virtio_transport; do
+    cp "$tmp/x/lib/modules/$rel/kernel/$m.ko" "$KIT.tmp/modules/0$n-$(basename "$m").ko"
+    n=$((n + 1))
+  done
+  echo "$rel" > "$KIT.tmp/release"
+  rm -rf "$KIT" "$tmp"
+  mkdir -p "$(dirname "$KIT")"
+  mv "$KIT.tmp" "$KIT"
+  echo "install-deps: boot kit from $pkg at $KIT"
 fi
 
 # The demo's KMS scenario builds its app image from a Debian root file system with the AWS CLI:

@@ -27,7 +27,9 @@
 #include "manifest/manifest.h"
 
 #define AWS_BLOBS "/usr/share/nitro_enclaves/blobs"
-#define DEBIAN_KERNEL "/usr/local/share/enclaver/vmlinuz" /* scripts/install-deps.sh --demo */
+#define DEBIAN_KERNEL "/usr/local/share/enclaver/vmlinuz" /* older scripts/install-deps.sh --demo */
+/* scripts/install-deps.sh: Debian's cloud kernel and the modules it needs to boot as an enclave */
+#define DEFAULT_KIT "/usr/local/share/enclaver/bootkit/x86_64"
 #define DEFAULT_CMDLINE                                                                             \
 	"reboot=k panic=30 pci=off nomodules console=ttyS0 i8042.noaux i8042.nomux i8042.nopnp " \
 	"i8042.dumbkbd random.trust_cpu=on"
@@ -36,6 +38,7 @@ struct bootkit {
 	char kernel[PATH_MAX];
 	char init[PATH_MAX];
 	char nsm[PATH_MAX]; /* empty: none */
+	char modules[PATH_MAX]; /* empty: none */
 	struct buf cmdline;
 	char origin[PATH_MAX + 64];
 };
@@ -56,6 +59,10 @@ static int pick_bootkit(const char *kernel, struct bootkit *bk, struct err *err)
 	}
 	if (!kernel)
 		kernel = getenv("ENCLAVER_KERNEL");
+	if ((!kernel || !*kernel) && access(DEFAULT_KIT "/bzImage", R_OK) == 0) {
+		kernel = DEFAULT_KIT "/bzImage";
+		snprintf(bk->modules, sizeof(bk->modules), DEFAULT_KIT "/modules");
+	}
 	if ((!kernel || !*kernel) && access(DEBIAN_KERNEL, R_OK) == 0)
 		kernel = DEBIAN_KERNEL;
 	if (!kernel || !*kernel)
@@ -68,7 +75,8 @@ static int pick_bootkit(const char *kernel, struct bootkit *bk, struct err *err)
 	if (access(bk->init, R_OK) < 0)
 		return err_set(err, ENOENT, "enclaver-init is not installed beside enclaver (%s)", bk->init);
 	buf_append_str(&bk->cmdline, DEFAULT_CMDLINE);
-	snprintf(bk->origin, sizeof(bk->origin), "kernel %s with enclaver-init", kernel);
+	snprintf(bk->origin, sizeof(bk->origin), "kernel %s with enclaver-init%s", kernel,
+		 bk->modules[0] ? " and its boot modules" : "");
 	return 0;
 }
 
@@ -248,7 +256,7 @@ int cmd_build(int argc, char **argv)
 	/* both ramdisks are streamed into the EIF as they are written, hashed on the way */
 	cpio_writer_init(&cw, eif_sink, &sink);
 	if (eif_writer_begin(w, EIF_SEC_RAMDISK, &err) < 0 ||
-	    bootkit_write_bootstrap(&cw, bk.init, bk.nsm[0] ? bk.nsm : NULL, &err) < 0 || eif_writer_end(w, &err) < 0)
+	    bootkit_write_bootstrap(&cw, bk.init, bk.nsm[0] ? bk.nsm : NULL, bk.modules[0] ? bk.modules : NULL, &err) < 0 || eif_writer_end(w, &err) < 0)
 		goto fail;
 	cpio_writer_init(&cw, eif_sink, &sink);
 	ri = (struct ramdisk_inputs){ img, odyn, m->raw.data, m->raw.len };

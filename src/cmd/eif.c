@@ -555,32 +555,35 @@ static int eif_bootstrap_cmd(int argc, char **argv)
 {
 	static const struct option opts[] = { { "init", required_argument, NULL, 'i' },
 					      { "nsm", required_argument, NULL, 'n' },
+					      { "modules", required_argument, NULL, 'm' },
 					      { "output", required_argument, NULL, 'o' },
 					      { "help", no_argument, NULL, 'h' },
 					      { NULL, 0, NULL, 0 } };
-	const char *init = NULL, *nsm = NULL, *out = NULL;
+	const char *init = NULL, *nsm = NULL, *out = NULL, *modules = NULL;
 	struct err err = { 0 };
 	int c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "i:n:o:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "i:n:m:o:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'i': init = optarg; break;
 		case 'n': nsm = optarg; break;
+		case 'm': modules = optarg; break;
 		case 'o': out = optarg; break;
 		case 'h':
-			printf("usage: enclaver eif bootstrap --init F [--nsm nsm.ko] -o OUT\n\n"
-			       "Writes the bootstrap ramdisk (dev/, init, nsm.ko) exactly as nitro-cli does.\n");
+			printf("usage: enclaver eif bootstrap --init F [--nsm nsm.ko] [--modules DIR] -o OUT\n\n"
+			       "Writes the bootstrap ramdisk (dev/, init, nsm.ko) exactly as nitro-cli does. --modules\n"
+			       "adds DIR's *.ko files, which enclaver-init loads in name order before it boots on.\n");
 			return 0;
 		default:
 			return EXIT_USAGE;
 		}
 	}
 	if (!init || !out || optind != argc) {
-		log_error("usage: enclaver eif bootstrap --init F [--nsm nsm.ko] -o OUT");
+		log_error("usage: enclaver eif bootstrap --init F [--nsm nsm.ko] [--modules DIR] -o OUT");
 		return EXIT_USAGE;
 	}
-	if (bootkit_bootstrap_file(init, nsm, out, &err) < 0) {
+	if (bootkit_bootstrap_file(init, nsm, modules, out, &err) < 0) {
 		log_error("%s", err.msg);
 		return 1;
 	}

@@ -23,6 +23,7 @@
 #include "host/ingress.h"
 #include "host/imds.h"
 #include "host/claim.h"
+#include "vm/backend.h"
 #include "host/launcher.h"
 #include "host/local_creds.h"
 #include "host/nsm_server.h"
@@ -200,7 +201,17 @@ static const struct launcher_ops *pick_launcher(const char *name, struct err *er
 	return NULL;
 }
 
+static int run_main(int argc, char **argv);
+
 int main(int argc, char **argv)
+{
+	/* the VM enclave's vsock back-end, which the VM launcher starts as a process of its own */
+	if (argc > 1 && !strcmp(argv[1], VM_BACKEND_CMD))
+		return vm_backend_main(argc - 1, argv + 1);
+	return run_main(argc, argv);
+}
+
+static int run_main(int argc, char **argv)
 {
 	enum { O_EIF = 256, O_MANIFEST, O_CPU, O_MEM, O_DEBUG, O_LAUNCHER, O_ROLE, O_INSTANCE };
 	static const struct option opts[] = {

@@ -4,6 +4,7 @@
  * /cmd, chroot into /rootfs, run the command, reap everything, reboot. Statically linked; no
  * NSS. Any setup failure is fatal: a half-booted enclave must not run the app.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/reboot.h>
@@ -24,6 +25,7 @@
 
 #include "base/buf.h"
 #include "base/fs.h"
+#include "eif/bootkit.h"
 #include "eif/initfiles.h"
 
 #define HEARTBEAT_CID 3
@@ -115,8 +117,14 @@ static void mount_cgroups(void)
 		snprintf(path, sizeof(path), "/sys/fs/cgroup/%s", name);
 		if (mkdir(path, 0755) < 0 && errno != EEXIST)
 			die("mkdir %s", path);
-		if (mount(name, path, "cgroup", MS_NODEV | MS_NOSUID | MS_NOEXEC, name) < 0)
-			die("mount cgroup %s", name);
+		/* Kernels without a v1 controller (Debian's 6.12 has no v1 cpuset or memory) still list
+		 * it: one hierarchy fewer, not a dead enclave. */
+		if (mount(name, path, "cgroup", MS_NODEV | MS_NOSUID | MS_NOEXEC, name) < 0) {
+			if (errno != EINVAL && errno != ENODEV && errno != EBUSY)
+				die("mount cgroup %s", name);
+			fprintf(stderr, "enclaver-init: no cgroup v1 %s in this kernel (%s): skipped\n", name, strerror(errno));
+			rmdir(path);
+		}
 	}
 	fclose(f);
 }
@@ -135,6 +143,45 @@ static void load_nsm_driver(void)
 	close(fd);
 	if (unlink("nsm.ko") < 0)
 		die("unlink nsm.ko");
+}
+
+static int ko_only(const struct dirent *d)
+{
+	size_t n = strlen(d->d_name);
+
+	return n > 3 && !strcmp(d->d_name + n - 3, ".ko");
+}
+
+/* A kernel whose virtio and vsock drivers are modules (a Debian kernel) boots with them in the
+ * bootstrap ramdisk: loaded in name order before the heartbeat, which needs them, then removed,
+ * as nsm.ko is. */
+static void load_boot_modules(void)
+{
+	struct dirent **list = NULL;
+	int n = scandir("/" BOOTKIT_MODULES_DIR, &list, ko_only, alphasort);
+
+	if (n < 0) {
+		if (errno == ENOENT)
+			return;
+		die("open /" BOOTKIT_MODULES_DIR);
+	}
+	for (int i = 0; i < n; i++) {
+		char path[512];
+		int fd;
+
+		snprintf(path, sizeof(path), "/" BOOTKIT_MODULES_DIR "/%s", list[i]->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			die("open %s", path);
+		/* built into this kernel already: nothing to load */
+		if (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST)
+			die("insert %s (a module of another kernel? use the boot kit's own kernel)", path);
+		close(fd);
+		unlink(path);
+		free(list[i]);
+	}
+	free(list);
+	rmdir("/" BOOTKIT_MODULES_DIR);
 }
 
 /* Tells the parent the kernel is up; the parent ends the enclave if this never arrives. */
@@ -249,6 +296,7 @@ int main(int argc, char **argv)
 	    !freopen("/dev/console", "w", stderr))
 		die("open /dev/console");
 	load_nsm_driver();
+	load_boot_modules();
 	heartbeat();
 	env = read_items("/env");
 	cmd = read_items("/cmd");

@@ -1,7 +1,10 @@
 /* Bootstrap ramdisk writer. Runs in the CLI at build time. */
 #include "eif/bootkit.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
+#include <string.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -37,14 +40,49 @@ static int add_file(struct cpio_writer *w, const char *name, const char *path, s
 	return 0;
 }
 
+static int ko_only(const struct dirent *d)
+{
+	size_t n = strlen(d->d_name);
+
+	return n > 3 && !strcmp(d->d_name + n - 3, ".ko");
+}
+
+/* The kit's modules, in their names' order (which is their load order). */
+static int add_modules(struct cpio_writer *w, const char *dir, struct err *err)
+{
+	struct cpio_entry d = { .name = BOOTKIT_MODULES_DIR, .mode = S_IFDIR | 0755, .mtime = CPIO_LINUXKIT_MTIME };
+	struct dirent **list = NULL;
+	int n = scandir(dir, &list, ko_only, alphasort), rc = 0;
+
+	if (n < 0)
+		return err_sys(err, "%s", dir);
+	if (!n)
+		rc = err_set(err, ENOENT, "%s: no kernel modules (*.ko) in it", dir);
+	if (!rc)
+		rc = cpio_add(w, &d, NULL, err);
+	for (int i = 0; i < n; i++) {
+		char name[512], path[4200];
+
+		snprintf(name, sizeof(name), BOOTKIT_MODULES_DIR "/%s", list[i]->d_name);
+		snprintf(path, sizeof(path), "%s/%s", dir, list[i]->d_name);
+		if (!rc)
+			rc = add_file(w, name, path, err);
+		free(list[i]);
+	}
+	free(list);
+	return rc;
+}
+
 int bootkit_write_bootstrap(struct cpio_writer *w, const char *init_path, const char *nsm_path,
-			    struct err *err)
+			    const char *modules_dir, struct err *err)
 {
 	struct cpio_entry dev = { .name = "dev", .mode = S_IFDIR | 0755, .mtime = CPIO_LINUXKIT_MTIME };
 
 	if (cpio_add(w, &dev, NULL, err) < 0 || add_file(w, "init", init_path, err) < 0)
 		return -1;
 	if (nsm_path && add_file(w, "nsm.ko", nsm_path, err) < 0)
+		return -1;
+	if (modules_dir && add_modules(w, modules_dir, err) < 0)
 		return -1;
 	return cpio_finish(w, err);
 }
@@ -56,8 +94,8 @@ static int fd_sink(void *ctx, const void *data, size_t len, struct err *err)
 	return 0;
 }
 
-int bootkit_bootstrap_file(const char *init_path, const char *nsm_path, const char *out_path,
-			   struct err *err)
+int bootkit_bootstrap_file(const char *init_path, const char *nsm_path, const char *modules_dir,
+			   const char *out_path, struct err *err)
 {
 	struct atomic_file af;
 	struct cpio_writer w;
@@ -65,7 +103,7 @@ int bootkit_bootstrap_file(const char *init_path, const char *nsm_path, const ch
 	if (atomic_file_open(&af, out_path, 0644, err) < 0)
 		return -1;
 	cpio_writer_init(&w, fd_sink, &af.fd);
-	if (bootkit_write_bootstrap(&w, init_path, nsm_path, err) < 0) {
+	if (bootkit_write_bootstrap(&w, init_path, nsm_path, modules_dir, err) < 0) {
 		atomic_file_abort(&af);
 		return err_wrap(err, "%s", out_path);
 	}

@@ -1,6 +1,8 @@
 /* /cmd and /env, split as AWS's init splits them; and the bootstrap ramdisk's exact bytes. */
 #include "harness.h"
 
+#include <sys/stat.h>
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -90,7 +92,7 @@ static void test_bootstrap_ramdisk_bytes(void)
 	snprintf(out, sizeof(out), "%s/boot.cpio", dir);
 	write_file(init, "INIT!", 5);
 	write_file(nsm, "NSMKO-", 6);
-	CHECK_EQ_INT(bootkit_bootstrap_file(init, nsm, out, &err), 0);
+	CHECK_EQ_INT(bootkit_bootstrap_file(init, nsm, NULL, out, &err), 0);
 	d = test_read_file(dir, "boot.cpio", &len);
 	CHECK_EQ_INT(len, 512);
 	/* dev: ino 2d1, 040755, nlink 2 */
@@ -106,11 +108,38 @@ static void test_bootstrap_ramdisk_bytes(void)
 	CHECK(memmem(d, len, "070701000002d400000000000000000000000000000001", 46) != NULL);
 	free(d);
 	/* without nsm.ko the entry is simply absent */
-	CHECK_EQ_INT(bootkit_bootstrap_file(init, NULL, out, &err), 0);
+	CHECK_EQ_INT(bootkit_bootstrap_file(init, NULL, NULL, out, &err), 0);
 	d = test_read_file(dir, "boot.cpio", &len);
 	CHECK(memmem(d, len, "nsm.ko", 6) == NULL);
 	CHECK(memmem(d, len, "070701000002d300000000", 22) != NULL);
 	free(d);
+	/* a kit's modules follow in enclaver-modules/, in their names' order; nothing else of the folder */
+	{
+		char mods[96], path[160];
+		const uint8_t *a, *b, *c;
+
+		snprintf(mods, sizeof(mods), "%s/modules", dir);
+		CHECK_EQ_INT(mkdir(mods, 0755), 0);
+		snprintf(path, sizeof(path), "%s/02-vsock.ko", mods);
+		write_file(path, "VSOCK", 5);
+		snprintf(path, sizeof(path), "%s/01-virtio.ko", mods);
+		write_file(path, "VIRTIO", 6);
+		snprintf(path, sizeof(path), "%s/README", mods);
+		write_file(path, "no", 2);
+		CHECK_EQ_INT(bootkit_bootstrap_file(init, NULL, mods, out, &err), 0);
+		d = test_read_file(dir, "boot.cpio", &len);
+		a = memmem(d, len, "enclaver-modules\0", 17);
+		b = memmem(d, len, "enclaver-modules/01-virtio.ko\0", 30);
+		c = memmem(d, len, "enclaver-modules/02-vsock.ko\0", 29);
+		CHECK(a && b && c && a < b && b < c);
+		CHECK(memmem(d, len, "README", 6) == NULL);
+		free(d);
+		/* a folder with no modules is a mistake, said as one */
+		snprintf(path, sizeof(path), "%s/empty", dir);
+		CHECK_EQ_INT(mkdir(path, 0755), 0);
+		CHECK(bootkit_bootstrap_file(init, NULL, path, out, &err) < 0);
+		CHECK(strstr(err.msg, "no kernel modules (*.ko) in it") != NULL);
+	}
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	CHECK(system(cmd) == 0);
 }
