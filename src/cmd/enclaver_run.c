@@ -197,7 +197,9 @@ static const struct launcher_ops *pick_launcher(const char *name, struct err *er
 		return &launcher_nitro_cli;
 	if (!strcmp(name, "nitro"))
 		return &launcher_nitro;
-	err_set(err, EINVAL, "unknown launcher \"%s\" (local, nitro, nitro-cli)", name);
+	if (!strcmp(name, "vm"))
+		return &launcher_vm;
+	err_set(err, EINVAL, "unknown launcher \"%s\" (local, vm, nitro, nitro-cli)", name);
 	return NULL;
 }
 
@@ -247,6 +249,7 @@ static int run_main(int argc, char **argv)
 	struct dns *dns = NULL;
 	struct host_egress *egress = NULL;
 	struct port_claim *egress_claim = NULL;
+	uint32_t guest_ports[MAX_PUBLISH];
 	struct policy *policy = NULL;
 	struct host_ingress *ingress = NULL;
 	const struct launcher_ops *ops;
@@ -334,18 +337,23 @@ static int run_main(int argc, char **argv)
 	if (ops == &launcher_local)
 		log_warn("LOCAL ENCLAVE: this runs on this machine's kernel with no Nitro isolation. Nothing in it is "
 			 "confidential; attestation is signed by a development CA that no real KMS trusts.");
+	if (ops == &launcher_vm)
+		log_warn("VM ENCLAVE: the EIF's own kernel boots in QEMU on this machine, with no Nitro isolation. Nothing "
+			 "in it is confidential; attestation is signed by a development CA that no real KMS trusts.");
 	loop_timer_init(&r.log_wait, on_log_wait_timeout, &r);
+	for (size_t i = 0; i < n_maps; i++)
+		guest_ports[i] = maps[i].enclave_port;
 	r.launcher = (struct launcher){ .ops = ops, .watch_fd = -1,
-					.spec = { eif_path, eif, cpu, mem, debug } };
+					.spec = { eif_path, eif, cpu, mem, debug, guest_ports, n_maps } };
 	if (loop_new(&r.loop, &err) < 0 || loop_signals(r.loop, sigs, 2, on_signal, &r, &err) < 0 ||
 	    ops->prepare(&r.launcher, &err) < 0)
 		goto fail;
 	/* Development hook: talk to a launcher's enclave through an emulated vsock folder. */
-	if (ops != &launcher_local && getenv(VSOCK_DIR_ENV) &&
+	if (!ops->emulated && getenv(VSOCK_DIR_ENV) &&
 	    vsock_use_emulated(getenv(VSOCK_DIR_ENV), VSOCK_CID_PARENT, &err) < 0)
 		goto fail;
-	if (ops == &launcher_local) {
-		/* the local enclave's NSM, before the enclave can ask it anything */
+	if (ops->emulated) {
+		/* the development enclave's NSM, before the enclave can ask it anything */
 		char state[4096], sock[4200];
 		struct nsm_emu_config ec = { eif->m.pcr0, eif->m.pcr1, eif->m.pcr2, eif->m.has_pcr8 ? eif->m.pcr8 : NULL,
 					     role_arn, instance_id, debug, NULL };
@@ -429,7 +437,7 @@ static int run_main(int argc, char **argv)
 	goto out;
 fail:
 	log_error("%s", err.msg);
-	r.exit_code = 1;
+	r.exit_code = r.launcher.boot_failed ? EXIT_BOOT_FAILED : 1;
 out:
 	if (r.loop)
 		loop_timer_stop(r.loop, &r.log_wait);

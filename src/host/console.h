@@ -16,6 +16,7 @@
 #define EXIT_SIGNALED 107
 #define EXIT_FATAL 108
 #define EXIT_INTERRUPTED 109
+#define EXIT_BOOT_FAILED 110 /* the enclave's kernel or init never reported up */
 
 enum app_state { APP_RUNNING, APP_EXITED, APP_SIGNALED, APP_FATAL };
 

@@ -17,6 +17,8 @@ struct launch_spec {
 	int cpu_count;
 	int memory_mb;
 	bool debug_mode;
+	const uint32_t *guest_ports; /* the enclave's ports the host connects to (ingress) */
+	size_t n_guest_ports;
 };
 
 struct launcher {
@@ -25,11 +27,14 @@ struct launcher {
 	uint32_t cid;        /* the enclave's CID once started */
 	char enclave_id[128];
 	int watch_fd;        /* readable (or hung up) when the enclave has stopped; -1 if none */
+	bool boot_failed;    /* start failed because the enclave did not boot */
 	void *priv;
 };
 
 struct launcher_ops {
 	const char *name;
+	/* The host side of a development enclave: NSM emulator, IMDS and kms-local routes. */
+	bool emulated;
 	/* Before the host services start: e.g. choose the vsock transport. */
 	int (*prepare)(struct launcher *l, struct err *err);
 	/* Boots the enclave; sets cid, enclave_id and watch_fd. */
@@ -43,5 +48,9 @@ struct launcher_ops {
 extern const struct launcher_ops launcher_local;
 extern const struct launcher_ops launcher_nitro_cli;
 extern const struct launcher_ops launcher_nitro;
+extern const struct launcher_ops launcher_vm;
+
+/* Removes the state folders (and cgroups) of development enclaves whose enclaver-run was killed. */
+void launcher_sweep_stale(void);
 
 #endif

@@ -553,7 +553,7 @@ static bool oom_killed(struct local *lc)
 /* An enclaver-run killed with SIGKILL cannot clean up; its enclave died with it (parent-death
  * signal). The next local launch removes what such runs left: state folders whose owner is gone,
  * and their cgroups. */
-static void sweep_stale(void)
+void launcher_sweep_stale(void)
 {
 	DIR *d = opendir("/tmp");
 	struct dirent *e;
@@ -597,7 +597,7 @@ static int local_prepare(struct launcher *l, struct err *err)
 	lc->pid = -1;
 	lc->pidfd = -1;
 	lc->spec = &l->spec;
-	sweep_stale();
+	launcher_sweep_stale();
 	snprintf(lc->state, sizeof(lc->state), "/tmp/enclaver-XXXXXX");
 	if (!mkdtemp(lc->state))
 		return err_sys(err, "local enclave: state folder");
@@ -821,6 +821,7 @@ static void local_stop(struct launcher *l)
 
 const struct launcher_ops launcher_local = {
 	.name = "local",
+	.emulated = true,
 	.prepare = local_prepare,
 	.start = local_start,
 	.describe_end = local_describe_end,

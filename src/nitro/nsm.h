@@ -13,7 +13,12 @@
 #include "base/err.h"
 
 #define NSM_DEVICE "/dev/nsm"
-#define NSM_SOCKET_NAME "nsm.sock"
+/* The emulated NSM is a parent vsock port: in a local enclave its file in the vsock folder, in a
+ * VM enclave (no NSM device there) the guest's AF_VSOCK connection to it through the back-end. */
+#define NSM_VSOCK_PORT 1314081024u /* "NSM\0", above the 16-bit ports ingress may use */
+#define NSM_SOCKET_NAME "3.1314081024"
+/* On the guest's kernel cmdline when its NSM is the host's emulator (the VM launcher adds it). */
+#define NSM_VSOCK_CMDLINE "enclaver.nsm=vsock"
 /* Beside it in a local enclave's vsock folder: the development root, which odyn trusts for TLS
  * only there (the AWS stand-ins' certificates come from it). */
 #define DEV_ROOT_NAME "dev-root.pem"
