@@ -47,9 +47,15 @@ def _copy_shared_libs(binary, root):
         shutil.copy2(os.path.realpath(path), dst)
 
 
-def make_eif(d, manifest, app, env=("PATH=/bin:/sbin",), extra_files=None, odyn_args=(), links=None):
+KIT = pathlib.Path("/usr/local/share/enclaver/bootkit/x86_64")
+
+
+def make_eif(d, manifest, app, env=("PATH=/bin:/sbin",), extra_files=None, odyn_args=(), links=None, kit=False,
+             kernel=None):
     """An EIF whose /cmd runs odyn with `app` (probe arguments, or an absolute argv). links:
-    {"env" | "cmd" | "rootfs": target} makes that entry a symbolic link instead (a crafted EIF)."""
+    {"env" | "cmd" | "rootfs": target} makes that entry a symbolic link instead (a crafted EIF).
+    kit: booted by a real kernel, the default boot kit's, with its modules (a VM enclave's EIF);
+    kernel: that file as the kernel instead."""
     links = links or {}
     d = pathlib.Path(d)
     root = d / "rootfs"
@@ -77,9 +83,16 @@ def make_eif(d, manifest, app, env=("PATH=/bin:/sbin",), extra_files=None, odyn_
         else:
             c.add(name, 0o644, 0o10, "".join(a + "\n" for a in lines).encode(), mtime=ref.LINUXKIT_MTIME)
     (d / "customer.cpio").write_bytes(c.close())
-    r = run("eif", "bootstrap", "--init", BUILD / "enclaver-init", "-o", d / "bootstrap.cpio")
+    r = run("eif", "bootstrap", "--init", BUILD / "enclaver-init", *(["--modules", KIT / "modules"] if kit else []),
+            "-o", d / "bootstrap.cpio")
     assert r.code == 0, r
-    (d / "kernel").write_bytes(b"not a kernel: the local launcher boots none")
+    if kit:
+        assert (KIT / "bzImage").exists(), f"no boot kit at {KIT}: run scripts/install-deps.sh"
+        (d / "kernel").write_bytes((KIT / "bzImage").read_bytes())
+    elif kernel:
+        (d / "kernel").write_bytes(pathlib.Path(kernel).read_bytes())
+    else:
+        (d / "kernel").write_bytes(b"not a kernel: the local launcher boots none")
     r = run("eif", "build", "--kernel", d / "kernel", "--cmdline", "console=ttyS0", "--ramdisk",
             d / "bootstrap.cpio", "--ramdisk", d / "customer.cpio", "-o", d / "app.eif")
     assert r.code == 0, r

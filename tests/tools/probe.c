@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <grp.h>
 #include <sys/xattr.h>
@@ -670,6 +671,14 @@ int main(int argc, char **argv)
 
 		for (char **e = environ; *e; e++)
 			printf("%s\n", *e);
+		return 0;
+	}
+	if (!strcmp(argv[1], "uname")) { /* the kernel this runs on */
+		struct utsname u;
+
+		if (uname(&u) < 0)
+			return 1;
+		printf("uname %s\n", u.release);
 		return 0;
 	}
 	if (!strcmp(argv[1], "whoami")) {

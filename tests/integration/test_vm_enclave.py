@@ -1,0 +1,163 @@
+"""VM enclaves: the EIF's own kernel (the default boot kit's Debian kernel, its modules loaded by
+enclaver-init) boots in QEMU under software emulation, and the guest's vsock reaches the host
+through our vhost-user back-end. Every test here boots a real kernel."""
+import glob
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+from conftest import BUILD
+import enclave_util as eu
+
+INGRESS = 5000
+
+
+class VM:
+    def __init__(self, d, manifest, app, extra_args=(), **kw):
+        self.eif = eu.make_eif(d, manifest, app, kit=kw.pop("kit", True), **kw)
+        self.d = d
+        self.proc = subprocess.Popen([str(BUILD / "enclaver-run"), "--launcher", "vm", "--eif-file", str(self.eif),
+                                      "--manifest-file", str(d / "enclaver.yaml"), "--cpu-count", "1", *extra_args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def wait(self, timeout=120):
+        out, err = self.proc.communicate(timeout=timeout)
+        self.out, self.err = out.decode(errors="replace"), err.decode(errors="replace")
+        return self.proc.returncode
+
+    def tag(self):
+        for owner in glob.glob("/tmp/enclaver-*/owner"):
+            try:
+                if int(open(owner).read()) == self.proc.pid:
+                    return os.path.basename(os.path.dirname(owner))
+            except (OSError, ValueError):
+                pass
+        return None
+
+    def __del__(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def processes_of(tag):
+    """This VM's processes (QEMU and the back-end name its state folder on their command line)."""
+    found = []
+    for c in glob.glob("/proc/[0-9]*/cmdline"):
+        try:
+            if tag.encode() in open(c, "rb").read():
+                found.append(c)
+        except OSError:
+            pass
+    return found
+
+
+def wait_until(cond, timeout):
+    end = time.time() + timeout
+    while time.time() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+def kit_release():
+    return (eu.KIT / "release").read_text().strip()
+
+
+def test_the_guest_kernel_runs_the_app_with_ingress_egress_and_stop(tmp_path):
+    echo = socket.socket()
+    echo.bind(("127.0.0.1", 0))
+    echo.listen()
+    eport = echo.getsockname()[1]
+
+    def serve():
+        c, _ = echo.accept()
+        c.sendall(b"echo:" + c.recv(100))
+        c.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    hport = eu.free_port()
+    manifest = (eu.MANIFEST + f"ingress:\n  - listen_port: {INGRESS}\n"
+                "egress:\n  allow:\n    - host\n")
+    steps = ["uname", f"connect host:{eport} viahost", f"connect 10.1.2.3:{eport} x", f"echo {INGRESS}"]
+    vm = VM(tmp_path, manifest, ["seq", *steps], ["-p", f"{hport}:{INGRESS}"])
+    # ingress: the app's echo server through the host port, vsock and odyn
+    deadline = time.time() + 60
+    answer = b""
+    while time.time() < deadline and not answer:
+        assert vm.proc.poll() is None, vm.wait()
+        try:
+            with socket.create_connection(("127.0.0.1", hport), timeout=5) as s:
+                s.sendall(b"through the VM\n")
+                s.shutdown(socket.SHUT_WR)
+                answer = s.recv(100)
+        except OSError:
+            time.sleep(0.2)
+    tag = vm.tag()
+    assert answer.startswith(b"through the VM"), answer
+    assert vm.proc.send_signal(signal.SIGTERM) is None
+    assert vm.wait() == 109, vm.err
+    res = {s.split("\n", 1)[0]: s.split("\n", 1)[1] for s in vm.out.split("=== ")[1:]}
+    # the guest's own kernel, not this machine's
+    assert f"uname {kit_release()}" in res["uname"], vm.out
+    assert kit_release() != os.uname().release
+    # egress: allowed through the host, refused by the policy
+    assert "echo:viahost" in res[steps[1]], vm.out
+    assert "HTTP/1.1 401 Unauthorized\r\n" in res[steps[2]], vm.out
+    assert "VM ENCLAVE" in vm.err
+    # nothing left: no QEMU, no back-end, no folder
+    assert tag and wait_until(lambda: not processes_of(tag), 5), processes_of(tag)
+    assert not os.path.exists(f"/tmp/{tag}")
+
+
+def test_exit_codes_and_the_nsm(tmp_path):
+    (tmp_path / "a").mkdir()
+    vm = VM(tmp_path / "a", eu.MANIFEST, ["exit", "3"])
+    assert vm.wait() == 3, vm.err
+    assert "probe exiting with 3" in vm.out
+    # odyn's entropy came from the host's NSM emulator, over the guest's vsock
+    assert "odyn: info: Seeding /dev/random with entropy from nsm device" in vm.out
+    (tmp_path / "b").mkdir()
+    vm = VM(tmp_path / "b", eu.MANIFEST, ["signal", "9"])
+    assert vm.wait() == 107, vm.err
+    assert "enclave stopped due to signal 9 (SIGKILL)" in vm.err
+
+
+def test_a_kernel_that_does_not_boot(tmp_path):
+    bad = tmp_path / "bad-kernel"
+    bad.write_bytes(b"MZ" + os.urandom(1 << 20))
+    vm = VM(tmp_path, eu.MANIFEST, ["exit", "0"], kit=False, kernel=bad)
+    t0 = time.time()
+    assert vm.wait() == 110, vm.err
+    assert time.time() - t0 < 30
+    errors = [l for l in vm.err.splitlines() if "error:" in l]
+    assert errors and "the enclave did not boot: QEMU exited with 1; the end of its console:" in errors[0], vm.err
+    # QEMU's own word on it is in the tail
+    assert "qemu" in vm.err.split("the end of its console:", 1)[1].lower(), vm.err
+    assert not glob.glob(f"/tmp/enclaver-*/owner") or all(
+        int(open(o).read()) != vm.proc.pid for o in glob.glob("/tmp/enclaver-*/owner"))
+
+
+def test_killed_enclaver_run_leaves_nothing_running(tmp_path):
+    (tmp_path / "a").mkdir()
+    vm = VM(tmp_path / "a", eu.MANIFEST, ["sleep", "60"])
+    assert wait_until(vm.tag, 30)
+    tag = vm.tag()
+    assert tag and wait_until(lambda: len(processes_of(tag)) >= 2, 30)
+    vm.proc.kill()
+    vm.proc.wait()
+    # QEMU and the back-end die with it
+    assert wait_until(lambda: not processes_of(tag), 10), processes_of(tag)
+    # its folder goes with the next run
+    (tmp_path / "b").mkdir()
+    nxt = VM(tmp_path / "b", eu.MANIFEST, ["exit", "0"])
+    assert nxt.wait() == 0, nxt.err
+    assert not os.path.exists(f"/tmp/{tag}")
