@@ -93,7 +93,7 @@ struct run {
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: enclaver-run [--eif-file PATH] [--manifest-file PATH] [--cpu-count N] [--memory-mb N]\n"
-		   "                    [--debug-mode] [--launcher local|nitro|nitro-cli] [-p HOST:ENCLAVE]... [-v]\n"
+		   "                    [--debug-mode] [--launcher local|vm|nitro|nitro-cli] [-p HOST:ENCLAVE]... [-v]\n"
 		   "                    [--role-arn ARN] [--instance-id ID] [print-manifest | describe-eif]\n\n"
 		   "In a local enclave the NSM is emulated: PCR0/1/2/8 are the EIF's, PCR3 and PCR4 come from\n"
 		   "--role-arn and --instance-id (or ENCLAVER_ROLE_ARN and ENCLAVER_INSTANCE_ID), and\n"

@@ -261,7 +261,7 @@ out:
 
 int cmd_run(int argc, char **argv)
 {
-	enum { O_EIF = 256, O_MEM, O_CPU, O_LAUNCHER, O_DEBUG };
+	enum { O_EIF = 256, O_MEM, O_CPU, O_LAUNCHER, O_DEBUG, O_VM };
 	static const struct option opts[] = {
 		{ "eif", required_argument, NULL, O_EIF },
 		{ "file", required_argument, NULL, 'f' },
@@ -270,6 +270,7 @@ int cmd_run(int argc, char **argv)
 		{ "memory-mb", required_argument, NULL, O_MEM },
 		{ "cpu-count", required_argument, NULL, O_CPU },
 		{ "launcher", required_argument, NULL, O_LAUNCHER },
+		{ "vm", no_argument, NULL, O_VM },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -314,16 +315,22 @@ int cmd_run(int argc, char **argv)
 			args[n++] = "--launcher";
 			args[n++] = optarg;
 			break;
+		case O_VM: /* the EIF's own kernel, booted in QEMU */
+			eif_only_flags = true;
+			args[n++] = "--launcher";
+			args[n++] = "vm";
+			break;
 		case 'h':
 			printf("usage: enclaver run [IMAGE | -f MANIFEST] [-p HOST:CONTAINER]... [--debug-mode]\n"
 			       "       enclaver run --eif FILE [-f MANIFEST] [-p HOST:ENCLAVE]... [--debug-mode]\n"
-			       "                    [--memory-mb N] [--cpu-count N] [--launcher local|nitro|nitro-cli]\n\n"
+			       "                    [--memory-mb N] [--cpu-count N] [--vm | --launcher local|vm|nitro|nitro-cli]\n\n"
 			       "Without --eif: runs the release image IMAGE (default: the manifest's target) in a\n"
 			       "container through the Docker daemon, follows its output, and exits with its exit\n"
 			       "code; Ctrl-C stops and removes it. Where /dev/nitro_enclaves is missing, the\n"
 			       "image runs a local enclave.\n\n"
 			       "With --eif: runs the EIF on this machine: in a Nitro Enclave where\n"
-			       "/dev/nitro_enclaves exists, else in a local enclave. MANIFEST defaults to\n"
+			       "/dev/nitro_enclaves exists, else in a local enclave; with --vm, its own kernel\n"
+			       "boots in QEMU (a VM enclave). MANIFEST defaults to\n"
 			       "./enclaver.yaml. -p publishes an enclave port on another host port (default: each\n"
 			       "ingress port on itself).\n");
 			return 0;
@@ -339,7 +346,7 @@ int cmd_run(int argc, char **argv)
 		int code;
 
 		if (eif_only_flags) {
-			log_error("--memory-mb, --cpu-count and --launcher go with --eif; a release image takes them from its manifest");
+			log_error("--memory-mb, --cpu-count, --launcher and --vm go with --eif; a release image takes them from its manifest");
 			return EXIT_USAGE;
 		}
 		if (optind + 1 < argc) {

@@ -16,11 +16,15 @@ INGRESS = 5000
 
 
 class VM:
-    def __init__(self, d, manifest, app, extra_args=(), **kw):
+    def __init__(self, d, manifest, app, extra_args=(), cli=False, **kw):
         self.eif = eu.make_eif(d, manifest, app, kit=kw.pop("kit", True), **kw)
         self.d = d
-        self.proc = subprocess.Popen([str(BUILD / "enclaver-run"), "--launcher", "vm", "--eif-file", str(self.eif),
-                                      "--manifest-file", str(d / "enclaver.yaml"), "--cpu-count", "1", *extra_args],
+        if cli:  # as a user starts one
+            argv = [str(BUILD / "enclaver"), "run", "--eif", str(self.eif), "-f", str(d / "enclaver.yaml"), "--vm"]
+        else:
+            argv = [str(BUILD / "enclaver-run"), "--launcher", "vm", "--eif-file", str(self.eif),
+                    "--manifest-file", str(d / "enclaver.yaml")]
+        self.proc = subprocess.Popen([*argv, "--cpu-count", "1", *extra_args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def wait(self, timeout=120):
@@ -120,7 +124,7 @@ def test_the_guest_kernel_runs_the_app_with_ingress_egress_and_stop(tmp_path):
 
 def test_exit_codes_and_the_nsm(tmp_path):
     (tmp_path / "a").mkdir()
-    vm = VM(tmp_path / "a", eu.MANIFEST, ["exit", "3"])
+    vm = VM(tmp_path / "a", eu.MANIFEST, ["exit", "3"], cli=True)
     assert vm.wait() == 3, vm.err
     assert "probe exiting with 3" in vm.out
     # odyn's entropy came from the host's NSM emulator, over the guest's vsock
