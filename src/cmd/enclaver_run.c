@@ -90,6 +90,58 @@ struct run {
 /* How long the app's last output may take to arrive after its exit status. */
 #define LOG_END_WAIT_MS 5000
 
+/* A VM enclave has no vsock folder to read the development root from: it asks on this port. */
+struct dev_root_server {
+	struct loop *loop;
+	struct loop_io io;
+	struct buf pem;
+};
+
+static void on_dev_root(struct loop *l, struct loop_io *io, uint32_t events)
+{
+	struct dev_root_server *s = io->data;
+	int fd = accept4(io->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+	if (fd < 0)
+		return;
+	/* a certificate fits a socket's buffer: sent whole or not at all, never waited on */
+	if (send(fd, s->pem.data, s->pem.len, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)s->pem.len)
+		log_debug("development root: not sent whole");
+	close(fd);
+}
+
+static int dev_root_serve(struct loop *l, const struct buf *pem, struct dev_root_server **out, struct err *err)
+{
+	struct dev_root_server *s = calloc(1, sizeof(*s));
+	int fd;
+
+	if (!s)
+		abort();
+	s->loop = l;
+	buf_append(&s->pem, pem->data, pem->len);
+	fd = vsock_listen(DEV_ROOT_VSOCK_PORT, 16, err);
+	if (fd < 0 || loop_io_add(l, &s->io, fd, EPOLLIN, on_dev_root, s, err) < 0) {
+		if (fd >= 0)
+			close(fd);
+		buf_free(&s->pem);
+		free(s);
+		return -1;
+	}
+	*out = s;
+	return 0;
+}
+
+static void dev_root_stop(struct dev_root_server *s)
+{
+	if (!s)
+		return;
+	if (s->io.registered)
+		loop_io_del(s->loop, &s->io);
+	close(s->io.fd);
+	buf_free(&s->pem);
+	free(s);
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: enclaver-run [--eif-file PATH] [--manifest-file PATH] [--cpu-count N] [--memory-mb N]\n"
@@ -249,6 +301,7 @@ static int run_main(int argc, char **argv)
 	struct dns *dns = NULL;
 	struct host_egress *egress = NULL;
 	struct port_claim *egress_claim = NULL;
+	struct dev_root_server *dev_root = NULL;
 	uint32_t guest_ports[MAX_PUBLISH];
 	struct policy *policy = NULL;
 	struct host_ingress *ingress = NULL;
@@ -387,7 +440,8 @@ static int run_main(int argc, char **argv)
 			devca_root_path(state, root, sizeof(root));
 			snprintf(copy, sizeof(copy), "%s/%s", vsock_emulated_dir(), DEV_ROOT_NAME);
 			if (fs_read_file(root, 1 << 20, &pem, &err) < 0 ||
-			    fs_write_file_atomic(copy, pem.data, pem.len, 0644, &err) < 0) {
+			    fs_write_file_atomic(copy, pem.data, pem.len, 0644, &err) < 0 ||
+			    dev_root_serve(r.loop, &pem, &dev_root, &err) < 0) {
 				buf_free(&pem);
 				goto fail;
 			}
@@ -453,6 +507,7 @@ out:
 	host_ingress_stop(ingress);
 	host_egress_stop(egress);
 	port_claim_release(egress_claim);
+	dev_root_stop(dev_root);
 	policy_free(policy);
 	nsm_server_stop(nsm);
 	imds_stop(imds);

@@ -165,9 +165,21 @@ static int start_services(struct odyn *o, const char *config_dir, bool bootstrap
 		const char *vdir = vsock_emulated_dir();
 		bool local = vdir != NULL;
 
-		/* the development root is trusted only in a local enclave, where the launcher put it */
-		if (local)
+		/* The development root is trusted only in a development enclave: a local one, where the
+		 * launcher put it, or a VM one, whose host serves it (there is no NSM device there, so
+		 * attestation is the host's emulator's anyway; on Nitro /dev/nsm exists and the
+		 * cmdline is the EIF's own, so no host can turn this on). */
+		if (local) {
 			snprintf(root, sizeof(root), "%s/%s", vdir, DEV_ROOT_NAME);
+		} else if (nsm_vm_enclave()) {
+			struct err rerr = { 0 };
+
+			snprintf(root, sizeof(root), "/tmp/%s", DEV_ROOT_NAME);
+			if (nsm_fetch_dev_root(root, &rerr) == 0)
+				local = true;
+			else
+				log_warn("%s", rerr.msg);
+		}
 		log_info("Starting KMS proxy on 127.0.0.1:%u", o->manifest->kms_proxy_port);
 		if (kms_proxy_start(o->loop, o->manifest, local && access(root, R_OK) == 0 ? root : NULL, kms_fatal, o,
 				    &o->kms, err) < 0)

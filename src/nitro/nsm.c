@@ -58,7 +58,7 @@ int nsm_open_socket(const char *path, struct nsm **out, struct err *err)
 /* A VM enclave on a development machine: its kernel cmdline says so (the VM launcher appends
  * it). Safe to trust: on Nitro the cmdline is the EIF's own, measured into PCR0, and /dev/nsm
  * exists and is tried first. */
-static bool vm_enclave(void)
+bool nsm_vm_enclave(void)
 {
 	struct buf b = BUF_INIT;
 	struct err err = { 0 };
@@ -99,7 +99,7 @@ int nsm_open(struct nsm **out, struct err *err)
 		if (nsm_open_socket(path, out, &e2) == 0)
 			return 0;
 	}
-	if (!vsock_is_emulated() && vm_enclave()) {
+	if (!vsock_is_emulated() && nsm_vm_enclave()) {
 		struct err e2 = { 0 };
 		int fd = vsock_connect_blocking(VSOCK_CID_PARENT, NSM_VSOCK_PORT, 5000, &e2);
 
@@ -115,6 +115,30 @@ int nsm_open(struct nsm **out, struct err *err)
 		return err_set(err, ENOENT, "no NSM: no %s, and the host's emulated NSM: %s", NSM_DEVICE, e2.msg);
 	}
 	return err_set(err, ENOENT, "no NSM: neither %s nor an emulated NSM is present", NSM_DEVICE);
+}
+
+int nsm_fetch_dev_root(const char *path, struct err *err)
+{
+	struct buf b = BUF_INIT;
+	char chunk[4096];
+	ssize_t n;
+	int fd, rc = -1;
+
+	if (vsock_is_emulated() || !nsm_vm_enclave())
+		return err_set(err, EPERM, "the development root is served only to VM enclaves");
+	fd = vsock_connect_blocking(VSOCK_CID_PARENT, DEV_ROOT_VSOCK_PORT, 5000, err);
+	if (fd < 0)
+		return err_wrap(err, "development root");
+	while ((n = read(fd, chunk, sizeof(chunk))) > 0 && b.len < 65536)
+		buf_append(&b, chunk, (size_t)n);
+	close(fd);
+	/* only a certificate: anything else is not taken for one */
+	if (n < 0 || b.len >= 65536 || !strstr(buf_cstr(&b), "-----BEGIN CERTIFICATE-----"))
+		err_set(err, EPROTO, "development root: the host sent no certificate");
+	else
+		rc = fs_write_file_atomic(path, b.data, b.len, 0644, err);
+	buf_free(&b);
+	return rc;
 }
 
 void nsm_close(struct nsm *n)

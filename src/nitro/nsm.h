@@ -19,6 +19,13 @@
 #define NSM_SOCKET_NAME "3.1314081024"
 /* On the guest's kernel cmdline when its NSM is the host's emulator (the VM launcher adds it). */
 #define NSM_VSOCK_CMDLINE "enclaver.nsm=vsock"
+/* Where a VM enclave reads the development root (the emulated NSM's CA), which the host serves. */
+#define DEV_ROOT_VSOCK_PORT 1314081025u
+
+/* In a VM enclave on a development machine (NSM_VSOCK_CMDLINE on the kernel cmdline). */
+bool nsm_vm_enclave(void);
+/* There: fetches the development root from the host into path (a PEM certificate). */
+int nsm_fetch_dev_root(const char *path, struct err *err);
 /* Beside it in a local enclave's vsock folder: the development root, which odyn trusts for TLS
  * only there (the AWS stand-ins' certificates come from it). */
 #define DEV_ROOT_NAME "dev-root.pem"

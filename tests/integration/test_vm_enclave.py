@@ -1,7 +1,9 @@
 """VM enclaves: the EIF's own kernel (the default boot kit's Debian kernel, its modules loaded by
 enclaver-init) boots in QEMU under software emulation, and the guest's vsock reaches the host
 through our vhost-user back-end. Every test here boots a real kernel."""
+import base64
 import glob
+import json
 import os
 import signal
 import socket
@@ -9,14 +11,19 @@ import subprocess
 import threading
 import time
 
-from conftest import BUILD
+from conftest import BUILD, run
 import enclave_util as eu
+from test_kms_local import KmsLocal
+from test_kms_proxy import MANIFEST as KMS_MANIFEST, answers, pcr0, policy_for
+from test_attest import api_doc
 
 INGRESS = 5000
 
 
 class VM:
-    def __init__(self, d, manifest, app, extra_args=(), cli=False, **kw):
+    def __init__(self, d, manifest, app, extra_args=(), cli=False, env=None, **kw):
+        if "env_items" in kw:
+            kw["env"] = kw.pop("env_items")
         self.eif = eu.make_eif(d, manifest, app, kit=kw.pop("kit", True), **kw)
         self.d = d
         if cli:  # as a user starts one
@@ -24,7 +31,7 @@ class VM:
         else:
             argv = [str(BUILD / "enclaver-run"), "--launcher", "vm", "--eif-file", str(self.eif),
                     "--manifest-file", str(d / "enclaver.yaml")]
-        self.proc = subprocess.Popen([*argv, "--cpu-count", "1", *extra_args],
+        self.proc = subprocess.Popen([*argv, "--cpu-count", "1", *extra_args], env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def wait(self, timeout=120):
@@ -165,3 +172,40 @@ def test_killed_enclaver_run_leaves_nothing_running(tmp_path):
     nxt = VM(tmp_path / "b", eu.MANIFEST, ["exit", "0"])
     assert nxt.wait() == 0, nxt.err
     assert not os.path.exists(f"/tmp/{tag}")
+
+
+def test_attestation_and_a_pcr0_bound_decrypt_in_the_vm(tmp_path):
+    """odyn in the guest: its API's attestation document verifies against the EIF with its nonce,
+    and the KMS proxy's Decrypt succeeds under a key policy bound to this image's PCR0 only."""
+    kms = KmsLocal(tmp_path / "state")
+    try:
+        key = kms.aws("create-key")["KeyMetadata"]["KeyId"]
+        (tmp_path / "secret").write_bytes(b"unsealed in the VM")
+        ct = kms.aws("encrypt", "--key-id", key, "--plaintext", f"fileb://{tmp_path}/secret")["CiphertextBlob"]
+        nonce = os.urandom(16)
+        api = json.dumps({"nonce": base64.b64encode(nonce).decode()}, separators=(",", ":"))
+        body = json.dumps({"CiphertextBlob": ct}, separators=(",", ":"))
+        manifest = KMS_MANIFEST + "api:\n  listen_port: 9444\n"
+        steps = [f"api 9444 POST /v1/attestation {api}", f"kms 1 0 TrentService.Decrypt {body}"]
+        good, other = tmp_path / "good", tmp_path / "other"
+        good.mkdir()
+        other.mkdir()
+        eif = eu.make_eif(good, manifest, ["seq", *steps], kit=True)
+        (tmp_path / "policy.json").write_text(policy_for(pcr0(eif)))
+        kms.aws("put-key-policy", "--key-id", key, "--policy-name", "default", "--policy",
+                f"file://{tmp_path}/policy.json")
+        vm = VM(good, manifest, ["seq", *steps], env=kms.env)
+        assert vm.wait() == 0, vm.out + vm.err
+        got = answers(vm.out)
+        assert len(got) == 1 and base64.b64decode(got[0]["Plaintext"]) == b"unsealed in the VM", vm.out
+        _, doc = api_doc(vm.out.split("api-end")[0])
+        (tmp_path / "doc.cose").write_bytes(doc)
+        r = run("attest", "verify-eif", vm.eif, tmp_path / "doc.cose", "--root",
+                tmp_path / "state" / "dev-ca" / "root.pem", "--nonce", nonce.hex())
+        assert r.code == 0, r
+        # another image: another PCR0, refused by the key policy
+        vm = VM(other, manifest, ["seq", *steps], env=kms.env, env_items=("PATH=/bin:/sbin", "X=1"))
+        assert vm.wait() == 0, vm.err
+        assert answers(vm.out)[0]["__type"] == "AccessDeniedException", vm.out
+    finally:
+        kms.stop()
