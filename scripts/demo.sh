@@ -63,6 +63,23 @@ enclave=
 echo "enclaver run exited with $code (109: stopped on request); nothing of the enclave is left:"
 ls -d /tmp/enclaver-?????? 2>/dev/null || echo "  no state folders, no processes"
 
+step "the same EIF in a VM enclave: its own kernel and init boot in QEMU (enclaver run --vm)"
+(cd "$work" && exec "$B/enclaver" run --eif hello.eif -f enclaver.yaml --vm) &
+enclave=$!
+for _ in $(seq 300); do
+  curl -s -o /dev/null http://127.0.0.1:8080/ && break
+  sleep 0.1
+done
+step "call the VM enclave's app through ingress: curl http://127.0.0.1:8080/"
+curl -s http://127.0.0.1:8080/
+kill -TERM "$enclave"
+set +e
+wait "$enclave"
+code=$?
+set -e
+enclave=
+echo "enclaver run --vm exited with $code (109: stopped on request)"
+
 # ---------------------------------------------------------------------------------------------
 # Part two: the seed scenario. A secret only the measured enclave image can decrypt.
 export ENCLAVER_STATE_DIR="$work/state"
