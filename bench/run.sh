@@ -9,4 +9,5 @@ rc=0
 /usr/bin/python3 bench/relay.py "$BUILD" || rc=1
 /usr/bin/python3 bench/attest.py "$BUILD" || rc=1
 /usr/bin/python3 bench/kms.py "$BUILD" || rc=1
+/usr/bin/python3 bench/vm.py "$BUILD" || rc=1
 exit $rc

@@ -22,6 +22,7 @@
 #include "eif/eif.h"
 #include "image/docker.h"
 #include "image/ramdisk.h"
+#include "image/bootkit_image.h"
 #include "image/release.h"
 #include "image/source.h"
 #include "manifest/manifest.h"
@@ -40,11 +41,66 @@ struct bootkit {
 	char nsm[PATH_MAX]; /* empty: none */
 	char modules[PATH_MAX]; /* empty: none */
 	struct buf cmdline;
-	char origin[PATH_MAX + 64];
+	char origin[PATH_MAX + 400];
+	bool nitro_known;   /* a kit known to boot on Nitro: AWS's */
+	char tmp[PATH_MAX]; /* a kit read from an image: its folder, removed after the build */
+	int tmp_partial;
+	struct bootkit_image from;
 };
 
-static int pick_bootkit(const char *kernel, struct bootkit *bk, struct err *err)
+static int read_cmdline(const char *path, struct bootkit *bk, struct err *err)
 {
+	if (fs_read_file(path, 65536, &bk->cmdline, err) < 0)
+		return -1;
+	while (bk->cmdline.len && strchr(" \n\r\t", bk->cmdline.data[bk->cmdline.len - 1]))
+		bk->cmdline.len--;
+	return 0;
+}
+
+/* A kit in AWS's blobs layout: a folder of ours, filled from an image. */
+static int pick_image_bootkit(const char *spec, struct bootkit *bk, struct err *err)
+{
+	snprintf(bk->tmp, sizeof(bk->tmp), "%s/enclaver-bootkit-XXXXXX", fs_tmp_dir());
+	if (!mkdtemp(bk->tmp)) {
+		bk->tmp[0] = 0;
+		return err_sys(err, "boot kit folder");
+	}
+	bk->tmp_partial = fs_partial_add(bk->tmp);
+	if (bootkit_from_image(spec, bk->tmp, &bk->from, err) < 0)
+		return -1;
+	snprintf(bk->kernel, sizeof(bk->kernel), "%s/bzImage", bk->tmp);
+	snprintf(bk->init, sizeof(bk->init), "%s/init", bk->tmp);
+	if (bk->from.has_nsm)
+		snprintf(bk->nsm, sizeof(bk->nsm), "%s/nsm.ko", bk->tmp);
+	if (bk->from.has_modules)
+		snprintf(bk->modules, sizeof(bk->modules), "%s/modules", bk->tmp);
+	snprintf(bk->origin, sizeof(bk->origin), "image %s (%s%s%s)", spec, bk->from.id,
+		 bk->from.repo_digest[0] ? ", " : "", bk->from.repo_digest);
+	/* AWS's kits carry the NSM driver as nsm.ko; a kit without it is not theirs */
+	bk->nitro_known = bk->from.has_nsm;
+	{
+		char path[PATH_MAX + 16];
+
+		snprintf(path, sizeof(path), "%s/cmdline", bk->tmp);
+		return read_cmdline(path, bk, err);
+	}
+}
+
+static void bootkit_done(struct bootkit *bk)
+{
+	struct err err = { 0 };
+
+	if (bk->tmp[0]) {
+		fs_remove_tree(bk->tmp, &err);
+		fs_partial_remove(bk->tmp_partial);
+	}
+	buf_free(&bk->cmdline);
+}
+
+static int pick_bootkit(const char *kernel, const char *image, struct bootkit *bk, struct err *err)
+{
+	if (image)
+		return pick_image_bootkit(image, bk, err);
 	if (!kernel && access(AWS_BLOBS "/bzImage", R_OK) == 0) {
 		/* AWS's blobs: PCR1 then matches every nitro-cli-built enclave on this host */
 		snprintf(bk->kernel, sizeof(bk->kernel), AWS_BLOBS "/bzImage");
@@ -55,6 +111,7 @@ static int pick_bootkit(const char *kernel, struct bootkit *bk, struct err *err)
 		while (bk->cmdline.len && strchr(" \n\r\t", bk->cmdline.data[bk->cmdline.len - 1]))
 			bk->cmdline.len--;
 		snprintf(bk->origin, sizeof(bk->origin), "AWS Nitro Enclaves blobs (" AWS_BLOBS ")");
+		bk->nitro_known = true;
 		return 0;
 	}
 	if (!kernel)
@@ -105,7 +162,7 @@ static int eif_sink(void *ctx, const void *data, size_t len, struct err *err)
 
 int cmd_build(int argc, char **argv)
 {
-	enum { O_EIF_ONLY = 256, O_KERNEL, O_ODYN, O_OUTPUT, O_JSON, O_PULL, O_RUN };
+	enum { O_EIF_ONLY = 256, O_KERNEL, O_ODYN, O_OUTPUT, O_JSON, O_PULL, O_RUN, O_BOOTKIT };
 	static const struct option opts[] = {
 		{ "file", required_argument, NULL, 'f' },
 		{ "pull", no_argument, NULL, O_PULL },
@@ -113,12 +170,13 @@ int cmd_build(int argc, char **argv)
 		{ "eif-only", required_argument, NULL, O_EIF_ONLY },
 		{ "output", required_argument, NULL, O_OUTPUT },
 		{ "kernel", required_argument, NULL, O_KERNEL },
+		{ "bootkit", required_argument, NULL, O_BOOTKIT },
 		{ "odyn", required_argument, NULL, O_ODYN },
 		{ "enclaver-run", required_argument, NULL, O_RUN },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *file = "enclaver.yaml", *enclaver_run = NULL, *eif_only = NULL, *kernel = NULL, *odyn = NULL, *output = NULL;
+	const char *file = "enclaver.yaml", *enclaver_run = NULL, *eif_only = NULL, *kernel = NULL, *bootkit = NULL, *odyn = NULL, *output = NULL;
 	char eif_tmp[PATH_MAX] = "", image_id[80] = "", archive_tmp[PATH_MAX] = "", default_archive[PATH_MAX];
 	bool as_json = false;
 	struct image_opts io = { 0 };
@@ -146,6 +204,7 @@ int cmd_build(int argc, char **argv)
 		case 'f': file = optarg; break;
 		case O_EIF_ONLY: eif_only = optarg; break;
 		case O_KERNEL: kernel = optarg; break;
+		case O_BOOTKIT: bootkit = optarg; break;
 		case O_ODYN: odyn = optarg; break;
 		case O_RUN: enclaver_run = optarg; break;
 		case O_OUTPUT: output = optarg; break;
@@ -153,7 +212,7 @@ int cmd_build(int argc, char **argv)
 		case O_PULL: io.pull = true; break;
 		case 'h':
 			printf("usage: enclaver build [-f FILE|-] [--pull] [--output docker | docker-archive:PATH | oci:DIR]\n"
-			       "                      [--eif-only PATH] [--kernel FILE] [--odyn FILE]\n"
+			       "                      [--eif-only PATH] [--kernel FILE | --bootkit IMAGE] [--odyn FILE]\n"
 			       "                      [--enclaver-run FILE] [--json]\n\n"
 			       "Builds the EIF for the manifest's sources.app and, unless --eif-only, the release\n"
 			       "image tagged with the manifest's target, and prints the measurements.\n\n"
@@ -162,7 +221,9 @@ int cmd_build(int argc, char **argv)
 			       "oci-archive:PATH[:TAG] or docker://REGISTRY/REPO[:TAG|@DIGEST].\n"
 			       "The release image is loaded into the Docker daemon (DOCKER_HOST, else\n"
 			       "/var/run/docker.sock) unless --output names a docker-archive or an OCI layout.\n"
-			       "The kernel is AWS's blob when installed, else --kernel or ENCLAVER_KERNEL.\n"
+			       "The boot kit (kernel, init, cmdline) is --bootkit IMAGE's /" BOOTKIT_IMAGE_DIR ",\n"
+			       "else --kernel FILE with enclaver-init, else AWS's blobs when installed, else\n"
+			       "ENCLAVER_KERNEL, else Debian's cloud kernel with its boot modules (install-deps.sh).\n"
 			       "--odyn and --enclaver-run name other builds of the static binaries than the\n"
 			       "ones installed beside enclaver.\n");
 			return 0;
@@ -228,8 +289,16 @@ int cmd_build(int argc, char **argv)
 		fs_beside_self("odyn", odyn_default, sizeof(odyn_default));
 		odyn = odyn_default;
 	}
-	if (pick_bootkit(kernel, &bk, &err) < 0 || image_open(m->source_app, &io, &img, &err) < 0)
+	if (kernel && bootkit) {
+		log_error("--kernel and --bootkit both name a kernel: give one");
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	if (pick_bootkit(kernel, bootkit, &bk, &err) < 0 || image_open(m->source_app, &io, &img, &err) < 0)
 		goto fail;
+	if (!bk.nitro_known)
+		log_warn("boot kit %s is not known to boot on Nitro (it is not AWS's: no nsm.ko): this EIF boots in local and VM enclaves; for Nitro hosts build with AWS's kit (aws-nitro-enclaves-cli-devel, or --bootkit IMAGE with /%s)",
+			 bk.origin, BOOTKIT_IMAGE_DIR);
 	if (!m->n_ingress)
 		log_warn("no ingress specified in manifest; there will be no way to connect to this enclave");
 	if (!m->has_egress)
@@ -323,6 +392,13 @@ int cmd_build(int argc, char **argv)
 		if (img->repo_digest)
 			json_object_set_new(app, "RepoDigest", json_string(img->repo_digest));
 		json_object_set_new(srcs, "App", app);
+		if (bk.tmp[0]) {
+			json_t *kit = json_pack("{s:s}", "ID", bk.from.id);
+
+			if (bk.from.repo_digest[0])
+				json_object_set_new(kit, "RepoDigest", json_string(bk.from.repo_digest));
+			json_object_set_new(srcs, "BootKit", kit);
+		}
 		json_object_set_new(sum, "Sources", srcs);
 		json_object_set_new(sum, "Measurements", eif_measurements_object(&meas, false));
 		if (image_id[0])
@@ -353,7 +429,7 @@ out:
 	free(md_json);
 	free(build_time);
 	free(name);
-	buf_free(&bk.cmdline);
+	bootkit_done(&bk);
 	image_free(img);
 	manifest_free(m);
 	docker_free(dk);

@@ -21,10 +21,10 @@ INGRESS = 5000
 
 
 class VM:
-    def __init__(self, d, manifest, app, extra_args=(), cli=False, env=None, **kw):
+    def __init__(self, d, manifest, app, extra_args=(), cli=False, env=None, eif=None, **kw):
         if "env_items" in kw:
             kw["env"] = kw.pop("env_items")
-        self.eif = eu.make_eif(d, manifest, app, kit=kw.pop("kit", True), **kw)
+        self.eif = eif or eu.make_eif(d, manifest, app, kit=kw.pop("kit", True), **kw)
         self.d = d
         if cli:  # as a user starts one
             argv = [str(BUILD / "enclaver"), "run", "--eif", str(self.eif), "-f", str(d / "enclaver.yaml"), "--vm"]
@@ -209,3 +209,38 @@ def test_attestation_and_a_pcr0_bound_decrypt_in_the_vm(tmp_path):
         assert answers(vm.out)[0]["__type"] == "AccessDeniedException", vm.out
     finally:
         kms.stop()
+
+
+def test_a_boot_kit_read_from_an_image(tmp_path):
+    """--bootkit IMAGE: AWS's blobs layout in an image (here the default kit's kernel, modules and
+    enclaver-init), recorded with its digest, and the EIF it builds boots."""
+    from test_build import app_layers, docker_archive, static_odyn, write_manifest
+    import mkimage
+    from mkimage import layer
+
+    kit = "usr/share/nitro_enclaves/blobs/x86_64/"
+    entries = [(d, "d", b"", 0o755) for d in ["usr", "usr/share", "usr/share/nitro_enclaves",
+                                               "usr/share/nitro_enclaves/blobs", kit.rstrip("/"), kit + "modules"]]
+    entries += [(kit + "bzImage", "f", (eu.KIT / "bzImage").read_bytes(), 0o644),
+                (kit + "init", "f", (BUILD / "enclaver-init").read_bytes(), 0o755),
+                (kit + "cmdline", "f", b"reboot=k panic=30 pci=off console=ttyS0 random.trust_cpu=on\n", 0o644),
+                (kit + "unrelated", "f", b"not taken", 0o644)]
+    entries += [(kit + "modules/" + m.name, "f", m.read_bytes(), 0o644) for m in sorted((eu.KIT / "modules").iterdir())]
+    mkimage.docker_archive(tmp_path / "kit.tar", [layer(entries)],
+                           {"architecture": "amd64", "os": "linux", "config": {}})
+    docker_archive(tmp_path / "app.tar", app_layers())
+    write_manifest(tmp_path, f"docker-archive:{tmp_path}/app.tar")
+    r = run("build", "-f", tmp_path / "enclaver.yaml", "--eif-only", tmp_path / "app.eif", "--bootkit",
+            f"docker-archive:{tmp_path}/kit.tar", "--odyn", static_odyn(), "--json")
+    assert r.code == 0, r
+    summary = json.loads(r.out)
+    assert summary["Sources"]["BootKit"]["ID"].startswith("sha256:"), summary
+    assert f"boot kit: image docker-archive:{tmp_path}/kit.tar (sha256:" in r.err
+    assert "is not known to boot on Nitro" in r.err  # no nsm.ko: not AWS's kit
+    vm = VM(tmp_path, None, None, eif=tmp_path / "app.eif")
+    assert vm.wait() == 7, vm.err  # the image's CMD: exit 7
+    # an image without a kit: one line that says what is missing
+    r = run("build", "-f", tmp_path / "enclaver.yaml", "--eif-only", tmp_path / "none.eif", "--bootkit",
+            f"docker-archive:{tmp_path}/app.tar", "--odyn", static_odyn())
+    assert r.code == 1 and "has no /usr/share/nitro_enclaves/blobs/x86_64/bzImage" in r.err, r
+    assert not (tmp_path / "none.eif").exists()
