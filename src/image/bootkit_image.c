@@ -90,7 +90,7 @@ int bootkit_from_image(const char *spec, const char *dir, struct bootkit_image *
 	}
 	unlink(tmp);
 	cpio_writer_init(&w, fd_sink, &fd);
-	merge_init(&m, &w, "");
+	merge_init(&m, &w, "kit");
 	for (size_t i = img->n_layers; i-- > 0;)
 		if (merge_add_layer(&m, &img->layers[i], err) < 0) {
 			merge_free(&m);
@@ -103,16 +103,17 @@ int bootkit_from_image(const char *spec, const char *dir, struct bootkit_image *
 	while ((got = cpio_next(&r, &e, err)) == 1) {
 		const char *rest;
 
-		if (strncmp(e.name, BOOTKIT_IMAGE_DIR, strlen(BOOTKIT_IMAGE_DIR)))
+		/* the merge names every entry under its prefix: "kit/usr/share/..." */
+		if (strncmp(e.name, "kit/" BOOTKIT_IMAGE_DIR, strlen("kit/" BOOTKIT_IMAGE_DIR)))
 			continue;
-		rest = e.name + strlen(BOOTKIT_IMAGE_DIR);
+		rest = e.name + strlen("kit/" BOOTKIT_IMAGE_DIR);
 		if (!kit_name(rest) || !strcmp(rest, "modules"))
 			continue;
 		if (!S_ISREG(e.mode)) {
 			/* a link could point anywhere in the image, or out of it */
 			if (!strcmp(rest, "bzImage") || !strcmp(rest, "init") || !strcmp(rest, "cmdline") ||
 			    !strcmp(rest, "nsm.ko")) {
-				err_set(err, EINVAL, "boot kit image %s: /%s is not a regular file", spec, e.name);
+				err_set(err, EINVAL, "boot kit image %s: /%s is not a regular file", spec, e.name + 4);
 				goto out;
 			}
 			continue;

@@ -50,6 +50,16 @@ def _copy_shared_libs(binary, root):
 KIT = pathlib.Path("/usr/local/share/enclaver/bootkit/x86_64")
 
 
+def _static(name):
+    """A real kernel runs what the EIF holds and nothing of this machine: a sanitized build's
+    odyn and enclaver-init are dynamic, so a VM's EIF takes the plain build's static ones."""
+    for b in (BUILD, ROOT / "build"):
+        out = subprocess.run(["file", "-L", str(b / name)], capture_output=True, text=True).stdout
+        if "static" in out:
+            return b / name
+    raise FileNotFoundError(f"{name}: a VM enclave needs the plain build's static one: build it first")
+
+
 def make_eif(d, manifest, app, env=("PATH=/bin:/sbin",), extra_files=None, odyn_args=(), links=None, kit=False,
              kernel=None):
     """An EIF whose /cmd runs odyn with `app` (probe arguments, or an absolute argv). links:
@@ -61,9 +71,10 @@ def make_eif(d, manifest, app, env=("PATH=/bin:/sbin",), extra_files=None, odyn_
     root = d / "rootfs"
     for sub in ["sbin", "bin", "etc/enclaver", "dev", "run", "sys", "var", "proc", "tmp"]:
         (root / sub).mkdir(parents=True, exist_ok=True)
-    (root / "sbin" / "odyn").write_bytes((BUILD / "odyn").read_bytes())
+    odyn = _static("odyn") if kit else BUILD / "odyn"
+    (root / "sbin" / "odyn").write_bytes(odyn.read_bytes())
     (root / "sbin" / "odyn").chmod(0o755)
-    _copy_shared_libs(BUILD / "odyn", root)
+    _copy_shared_libs(odyn, root)
     (root / "bin" / "probe").write_bytes(_probe().read_bytes())
     (root / "bin" / "probe").chmod(0o755)
     (root / "etc" / "enclaver" / "enclaver.yaml").write_text(manifest)
@@ -83,7 +94,8 @@ def make_eif(d, manifest, app, env=("PATH=/bin:/sbin",), extra_files=None, odyn_
         else:
             c.add(name, 0o644, 0o10, "".join(a + "\n" for a in lines).encode(), mtime=ref.LINUXKIT_MTIME)
     (d / "customer.cpio").write_bytes(c.close())
-    r = run("eif", "bootstrap", "--init", BUILD / "enclaver-init", *(["--modules", KIT / "modules"] if kit else []),
+    r = run("eif", "bootstrap", "--init", _static("enclaver-init") if kit or kernel else BUILD / "enclaver-init",
+            *(["--modules", KIT / "modules"] if kit else []),
             "-o", d / "bootstrap.cpio")
     assert r.code == 0, r
     if kit:

@@ -222,7 +222,7 @@ def test_a_boot_kit_read_from_an_image(tmp_path):
     entries = [(d, "d", b"", 0o755) for d in ["usr", "usr/share", "usr/share/nitro_enclaves",
                                                "usr/share/nitro_enclaves/blobs", kit.rstrip("/"), kit + "modules"]]
     entries += [(kit + "bzImage", "f", (eu.KIT / "bzImage").read_bytes(), 0o644),
-                (kit + "init", "f", (BUILD / "enclaver-init").read_bytes(), 0o755),
+                (kit + "init", "f", eu._static("enclaver-init").read_bytes(), 0o755),
                 (kit + "cmdline", "f", b"reboot=k panic=30 pci=off console=ttyS0 random.trust_cpu=on\n", 0o644),
                 (kit + "unrelated", "f", b"not taken", 0o644)]
     entries += [(kit + "modules/" + m.name, "f", m.read_bytes(), 0o644) for m in sorted((eu.KIT / "modules").iterdir())]
