@@ -244,3 +244,20 @@ def test_a_boot_kit_read_from_an_image(tmp_path):
             f"docker-archive:{tmp_path}/app.tar", "--odyn", static_odyn())
     assert r.code == 1 and "has no /usr/share/nitro_enclaves/blobs/x86_64/bzImage" in r.err, r
     assert not (tmp_path / "none.eif").exists()
+
+
+def test_what_a_vm_enclave_needs_is_said_before_it_starts(tmp_path):
+    # no QEMU: one line that says what to install; nothing started, nothing left
+    (tmp_path / "a").mkdir()
+    vm = VM(tmp_path / "a", eu.MANIFEST, ["exit", "0"], env=dict(os.environ, ENCLAVER_QEMU="/nonexistent/qemu"))
+    assert vm.wait() == 1
+    errors = [l for l in vm.err.splitlines() if "error:" in l]
+    assert errors == ["enclaver-run: error: /nonexistent/qemu is not installed: apt-get install qemu-system-x86 "
+                      "(scripts/install-deps.sh does)"], vm.err
+    # too little memory for the EIF: nitro-cli's rule, before anything boots
+    (tmp_path / "b").mkdir()
+    vm = VM(tmp_path / "b", eu.MANIFEST, ["exit", "0"], extra_args=["--memory-mb", "64"])
+    assert vm.wait() == 1
+    assert "MB must be allocated (which is 4 times the EIF file size); raise memory_mb" in vm.err, vm.err
+    for v in (vm, ):
+        assert v.tag() is None
