@@ -41,43 +41,35 @@ echo "Hello from the host, reached through the egress tunnel!" > "$work/hostwww/
 busybox httpd -f -p 127.0.0.1:18081 -h "$work/hostwww" &
 host_srv=$!
 
+# Starts the hello enclave with enclaver run ARGS, calls it through ingress, stops it; sets code.
+call_enclave() {
+  local what=$1
+  shift
+  (cd "$work" && exec "$B/enclaver" run --eif hello.eif -f enclaver.yaml "$@") &
+  enclave=$!
+  for _ in $(seq 300); do
+    curl -s -o /dev/null http://127.0.0.1:8080/ && break
+    sleep 0.1
+  done
+  step "call the $what's app through ingress: curl http://127.0.0.1:8080/"
+  curl -s http://127.0.0.1:8080/
+  sleep 2
+  step "stop it (SIGTERM to enclaver run)"
+  kill -TERM "$enclave"
+  set +e
+  wait "$enclave"
+  code=$?
+  set -e
+  enclave=
+}
+
 step "enclaver run (a local enclave)"
-(cd "$work" && exec "$B/enclaver" run --eif hello.eif -f enclaver.yaml) &
-enclave=$!
-for _ in $(seq 100); do
-  curl -s -o /dev/null http://127.0.0.1:8080/ && break
-  sleep 0.1
-done
-
-step "call the app through ingress: curl http://127.0.0.1:8080/"
-curl -s http://127.0.0.1:8080/
-sleep 2
-
-step "stop it (SIGTERM to enclaver run)"
-kill -TERM "$enclave"
-set +e
-wait "$enclave"
-code=$?
-set -e
-enclave=
+call_enclave "local enclave"
 echo "enclaver run exited with $code (109: stopped on request); nothing of the enclave is left:"
 ls -d /tmp/enclaver-?????? 2>/dev/null || echo "  no state folders, no processes"
 
 step "the same EIF in a VM enclave: its own kernel and init boot in QEMU (enclaver run --vm)"
-(cd "$work" && exec "$B/enclaver" run --eif hello.eif -f enclaver.yaml --vm) &
-enclave=$!
-for _ in $(seq 300); do
-  curl -s -o /dev/null http://127.0.0.1:8080/ && break
-  sleep 0.1
-done
-step "call the VM enclave's app through ingress: curl http://127.0.0.1:8080/"
-curl -s http://127.0.0.1:8080/
-kill -TERM "$enclave"
-set +e
-wait "$enclave"
-code=$?
-set -e
-enclave=
+call_enclave "VM enclave" --vm
 echo "enclaver run --vm exited with $code (109: stopped on request)"
 
 # ---------------------------------------------------------------------------------------------

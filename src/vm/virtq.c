@@ -9,6 +9,7 @@
 #include <endian.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define DESC_F_NEXT 1
@@ -186,7 +187,8 @@ void virtq_notify(struct virtq *q)
 	}
 }
 
-size_t virtq_gather(const struct virtq_seg *s, unsigned n, size_t off, void *dst, size_t len)
+/* Copies between segments (from byte off of them) and flat memory, either way. */
+static size_t copy_segs(const struct virtq_seg *s, unsigned n, size_t off, uint8_t *flat, size_t len, bool to_segs)
 {
 	size_t done = 0;
 
@@ -198,28 +200,42 @@ size_t virtq_gather(const struct virtq_seg *s, unsigned n, size_t off, void *dst
 			continue;
 		}
 		take = s[i].len - off < len - done ? s[i].len - off : len - done;
-		memcpy((uint8_t *)dst + done, s[i].p + off, take);
+		if (to_segs)
+			memcpy(s[i].p + off, flat + done, take);
+		else
+			memcpy(flat + done, s[i].p + off, take);
 		done += take;
 		off = 0;
 	}
 	return done;
 }
 
+size_t virtq_gather(const struct virtq_seg *s, unsigned n, size_t off, void *dst, size_t len)
+{
+	return copy_segs(s, n, off, dst, len, false);
+}
+
 size_t virtq_scatter(const struct virtq_seg *s, unsigned n, size_t off, const void *src, size_t len)
 {
-	size_t done = 0;
+	return copy_segs(s, n, off, (uint8_t *)(uintptr_t)src, len, true);
+}
 
-	for (unsigned i = 0; i < n && done < len; i++) {
+int virtq_iovec(const struct virtq_seg *s, unsigned n, size_t off, size_t max, struct iovec *iov)
+{
+	int k = 0;
+
+	for (unsigned i = 0; i < n && max; i++) {
 		size_t take;
 
 		if (off >= s[i].len) {
 			off -= s[i].len;
 			continue;
 		}
-		take = s[i].len - off < len - done ? s[i].len - off : len - done;
-		memcpy(s[i].p + off, (const uint8_t *)src + done, take);
-		done += take;
+		take = s[i].len - off < max ? s[i].len - off : max;
+		iov[k].iov_base = s[i].p + off;
+		iov[k++].iov_len = take;
+		max -= take;
 		off = 0;
 	}
-	return done;
+	return k;
 }

@@ -75,5 +75,8 @@ void virtq_notify(struct virtq *q);
 /* Copies between a chain's segments, from byte off of them, and flat memory. */
 size_t virtq_gather(const struct virtq_seg *s, unsigned n, size_t off, void *dst, size_t len);
 size_t virtq_scatter(const struct virtq_seg *s, unsigned n, size_t off, const void *src, size_t len);
+/* The segments from byte off, at most max bytes, as iovecs (iov holds n); returns how many. */
+struct iovec;
+int virtq_iovec(const struct virtq_seg *s, unsigned n, size_t off, size_t max, struct iovec *iov);
 
 #endif

@@ -278,22 +278,8 @@ static void fill_hdr(struct vsock_dev *d, struct conn *c, uint16_t op, uint32_t 
 static ssize_t read_into(struct conn *c, const struct virtq_chain *ch, uint32_t max)
 {
 	struct iovec iov[VIRTQ_MAX_SEGS];
-	size_t off = VSOCK_DEV_HDR, room = max;
-	int n = 0;
+	int n = virtq_iovec(ch->wr, ch->n_wr, VSOCK_DEV_HDR, max, iov);
 
-	for (unsigned i = 0; i < ch->n_wr && room; i++) {
-		size_t take;
-
-		if (off >= ch->wr[i].len) {
-			off -= ch->wr[i].len;
-			continue;
-		}
-		take = ch->wr[i].len - off < room ? ch->wr[i].len - off : room;
-		iov[n].iov_base = ch->wr[i].p + off;
-		iov[n++].iov_len = take;
-		room -= take;
-		off = 0;
-	}
 	if (!n)
 		return 0;
 	return readv(c->fd, iov, n);
@@ -496,24 +482,12 @@ static void on_conn_io(struct loop *l, struct loop_io *io, uint32_t events)
 static bool take_payload(struct conn *c, const struct virtq_chain *ch, uint32_t len)
 {
 	struct iovec iov[VIRTQ_MAX_SEGS];
-	size_t off = VSOCK_DEV_HDR, left = len, done = 0;
-	int n = 0;
+	size_t done = 0;
 	ssize_t w = 0;
 
 	if (c->buf_len == 0) {
-		for (unsigned i = 0; i < ch->n_rd && left; i++) {
-			size_t take;
+		int n = virtq_iovec(ch->rd, ch->n_rd, VSOCK_DEV_HDR, len, iov);
 
-			if (off >= ch->rd[i].len) {
-				off -= ch->rd[i].len;
-				continue;
-			}
-			take = ch->rd[i].len - off < left ? ch->rd[i].len - off : left;
-			iov[n].iov_base = ch->rd[i].p + off;
-			iov[n++].iov_len = take;
-			left -= take;
-			off = 0;
-		}
 		do
 			w = writev(c->fd, iov, n);
 		while (w < 0 && errno == EINTR);
