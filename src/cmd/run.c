@@ -15,11 +15,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "base/fs.h"
 #include "base/log.h"
+#include "base/proc.h"
 #include "host/claim.h"
+#include "image/extract.h"
 #include "cmd/cmd.h"
 #include "image/docker.h"
 #include "manifest/manifest.h"
@@ -77,6 +80,7 @@ static void *logs_thread(void *arg)
 
 #define CONTAINER_STATE_DIR "/var/lib/enclaver"
 #define RELEASE_EIF "/enclave/application.eif"
+#define RELEASE_DIR "enclave/" /* in the image, as image_extract names folders */
 
 /* -p: the first "digits:digits" anywhere in the spec, as upstream's unanchored regex. */
 static int parse_publish(const char *spec, json_t *exposed, json_t *bindings, char norm[40])
@@ -259,6 +263,80 @@ out:
 	return code;
 }
 
+static bool release_file(const char *rest, bool regular, void *ctx)
+{
+	return !strcmp(rest, "application.eif") || !strcmp(rest, "enclaver.yaml");
+}
+
+static volatile sig_atomic_t vm_child;
+
+static void forward_signal(int sig)
+{
+	if (vm_child > 0)
+		kill(vm_child, sig);
+}
+
+/* A release image in a VM enclave: its EIF and manifest taken out of the image, then
+ * enclaver-run --launcher vm on this machine (QEMU is not in the image). args: enclaver-run's
+ * own arguments so far (publish, debug). */
+static int run_vm_image(const char *image, char **args, int n)
+{
+	char dir[4200], eif[4300], manifest[4300];
+	struct image_ids ids;
+	struct err err = { 0 };
+	int partial, status = 0, code = 1;
+	pid_t pid;
+
+	snprintf(dir, sizeof(dir), "%s/enclaver-run-XXXXXX", fs_tmp_dir());
+	if (!mkdtemp(dir)) {
+		log_error("%s: %s", dir, strerror(errno));
+		return 1;
+	}
+	partial = fs_partial_add(dir);
+	snprintf(eif, sizeof(eif), "%s/application.eif", dir);
+	snprintf(manifest, sizeof(manifest), "%s/enclaver.yaml", dir);
+	if (image_extract(image, RELEASE_DIR, release_file, NULL, dir, &ids, &err) < 0) {
+		log_error("%s: %s", image, err.msg);
+		goto out;
+	}
+	if (access(eif, R_OK) < 0 || access(manifest, R_OK) < 0) {
+		log_error("%s is not a release image (no " RELEASE_EIF " or /enclave/enclaver.yaml): build one with enclaver build, or run an EIF with --eif",
+			  image);
+		goto out;
+	}
+	log_info("%s (%s): its EIF boots in a VM enclave on this machine", image, ids.id);
+	args[n++] = "--launcher";
+	args[n++] = "vm";
+	args[n++] = "--eif-file";
+	args[n++] = eif;
+	args[n++] = "--manifest-file";
+	args[n++] = manifest;
+	args[n] = NULL;
+	/* enclaver-run stops the enclave on SIGINT or SIGTERM; this process passes them on and
+	 * removes the folder once it is done */
+	signal(SIGINT, forward_signal);
+	signal(SIGTERM, forward_signal);
+	pid = fork();
+	if (pid == 0) {
+		proc_reset_signals();
+		execvp(args[0], args);
+		fprintf(stderr, "cannot run %s: %s (install enclaver-run beside enclaver)\n", args[0], strerror(errno));
+		_exit(127);
+	}
+	vm_child = pid;
+	if (pid < 0) {
+		log_error("fork: %s", strerror(errno));
+		goto out;
+	}
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+out:
+	fs_remove_tree(dir, &err);
+	fs_partial_remove(partial);
+	return code;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	enum { O_EIF = 256, O_MEM, O_CPU, O_LAUNCHER, O_DEBUG, O_VM };
@@ -277,7 +355,7 @@ int cmd_run(int argc, char **argv)
 	char *args[MAX_ARGS], runner[PATH_MAX], *publish[MAX_ARGS];
 	const char *eif = NULL, *manifest = NULL;
 	size_t n_publish = 0;
-	bool debug = false, eif_only_flags = false;
+	bool debug = false, eif_only_flags = false, vm = false;
 	int n = 0, c;
 
 	find_enclaver_run(runner, sizeof(runner));
@@ -316,18 +394,17 @@ int cmd_run(int argc, char **argv)
 			args[n++] = optarg;
 			break;
 		case O_VM: /* the EIF's own kernel, booted in QEMU */
-			eif_only_flags = true;
-			args[n++] = "--launcher";
-			args[n++] = "vm";
+			vm = true;
 			break;
 		case 'h':
-			printf("usage: enclaver run [IMAGE | -f MANIFEST] [-p HOST:CONTAINER]... [--debug-mode]\n"
+			printf("usage: enclaver run [IMAGE | -f MANIFEST] [-p HOST:CONTAINER]... [--debug-mode] [--vm]\n"
 			       "       enclaver run --eif FILE [-f MANIFEST] [-p HOST:ENCLAVE]... [--debug-mode]\n"
 			       "                    [--memory-mb N] [--cpu-count N] [--vm | --launcher local|vm|nitro|nitro-cli]\n\n"
 			       "Without --eif: runs the release image IMAGE (default: the manifest's target) in a\n"
 			       "container through the Docker daemon, follows its output, and exits with its exit\n"
 			       "code; Ctrl-C stops and removes it. Where /dev/nitro_enclaves is missing, the\n"
-			       "image runs a local enclave.\n\n"
+			       "image runs a local enclave. With --vm, the image's EIF boots in a VM enclave on\n"
+			       "this machine instead (its own kernel, in QEMU).\n\n"
 			       "With --eif: runs the EIF on this machine: in a Nitro Enclave where\n"
 			       "/dev/nitro_enclaves exists, else in a local enclave; with --vm, its own kernel\n"
 			       "boots in QEMU (a VM enclave). MANIFEST defaults to\n"
@@ -358,14 +435,14 @@ int cmd_run(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 		if (image)
-			return run_container(image, publish, n_publish, debug);
+			return vm ? run_vm_image(image, args, n) : run_container(image, publish, n_publish, debug);
 		if (manifest_load(manifest ? manifest : "enclaver.yaml", &m, &err) < 0) {
 			log_error("%s; name the release image or the manifest with -f", err.msg);
 			return 1;
 		}
 		target = strdup(m->target);
 		manifest_free(m);
-		code = run_container(target, publish, n_publish, debug);
+		code = vm ? run_vm_image(target, args, n) : run_container(target, publish, n_publish, debug);
 		free(target);
 		return code;
 	}
@@ -378,6 +455,10 @@ int cmd_run(int argc, char **argv)
 	if (access(manifest, R_OK) < 0) {
 		log_error("%s: %s; name the manifest with -f", manifest, strerror(errno));
 		return 1;
+	}
+	if (vm) {
+		args[n++] = "--launcher";
+		args[n++] = "vm";
 	}
 	args[n++] = "--eif-file";
 	args[n++] = (char *)eif;

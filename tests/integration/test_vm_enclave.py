@@ -261,3 +261,27 @@ def test_what_a_vm_enclave_needs_is_said_before_it_starts(tmp_path):
     assert "MB must be allocated (which is 4 times the EIF file size); raise memory_mb" in vm.err, vm.err
     for v in (vm, ):
         assert v.tag() is None
+
+
+def test_a_release_image_in_a_vm_enclave(tmp_path):
+    """enclaver run IMAGE --vm: the release image's EIF and manifest, taken out of the image,
+    boot on this machine (the default boot kit's kernel); nothing of them is left."""
+    from test_build import app_layers, docker_archive, static_enclaver_run, static_odyn, write_manifest
+
+    docker_archive(tmp_path / "app.tar", app_layers())
+    write_manifest(tmp_path, f"docker-archive:{tmp_path}/app.tar")
+    r = run("build", "-f", tmp_path / "enclaver.yaml", "--output", f"docker-archive:{tmp_path}/release.tar",
+            "--odyn", static_odyn(), "--enclaver-run", static_enclaver_run())
+    assert r.code == 0, r
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    p = subprocess.run([str(BUILD / "enclaver"), "run", f"docker-archive:{tmp_path}/release.tar", "--vm"],
+                       capture_output=True, text=True, timeout=120, env=dict(os.environ, TMPDIR=str(tmp)))
+    assert p.returncode == 7, p.stderr  # the app image's CMD: exit 7
+    assert "its EIF boots in a VM enclave on this machine" in p.stderr and "VM ENCLAVE" in p.stderr
+    assert os.listdir(tmp) == []
+    # not a release image: said in one line
+    p = subprocess.run([str(BUILD / "enclaver"), "run", f"docker-archive:{tmp_path}/app.tar", "--vm"],
+                       capture_output=True, text=True, timeout=60, env=dict(os.environ, TMPDIR=str(tmp)))
+    assert p.returncode == 1 and "is not a release image (no /enclave/application.eif" in p.stderr, p.stderr
+    assert os.listdir(tmp) == []
