@@ -71,6 +71,7 @@ int vm_backend_main(int argc, char **argv)
 					      { "vsock-dir", required_argument, NULL, 'd' },
 					      { "cid", required_argument, NULL, 'c' },
 					      { "port", required_argument, NULL, 'p' },
+					      { "verbose", no_argument, NULL, 'v' },
 					      { NULL, 0, NULL, 0 } };
 	struct backend b = { 0 };
 	struct err err = { 0 };
@@ -88,6 +89,10 @@ int vm_backend_main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		uint32_t v;
 
+		if (c == 'v') {
+			log_set_level(LOG_DEBUG);
+			continue;
+		}
 		if (!optarg || (c != 'd' && parse_u32(optarg, &v) < 0)) {
 			log_error("vhost-vsock: --%s %s: not a number", c == 'l' ? "listen-fd" : c == 'c' ? "cid" : "port",
 				  optarg ? optarg : "");

@@ -226,8 +226,9 @@ static void queue_rst(struct vsock_dev *d, const struct vsock_hdr *to)
 }
 
 /* Ends a connection now: RST to the guest, the socket closed. */
-static void conn_reset(struct conn *c)
+static void conn_reset_why(struct conn *c, const char *why)
 {
+	log_debug("vsock device: guest port %u, host port %u: reset (%s)", c->guest_port, c->host_port, why);
 	if (c->fd >= 0) {
 		loop_io_del(c->dev->loop, &c->io);
 		close(c->fd);
@@ -236,6 +237,8 @@ static void conn_reset(struct conn *c)
 	c->pending = P_RST;
 	make_ready(c);
 }
+
+#define conn_reset(c, why) conn_reset_why(c, why)
 
 static void on_conn_io(struct loop *l, struct loop_io *io, uint32_t events);
 
@@ -321,7 +324,7 @@ static int conn_send(struct vsock_dev *d, struct conn *c, const struct virtq_cha
 			return SENT_NOTHING;
 		}
 		if (n < 0) {
-			conn_reset(c);
+			conn_reset(c, "reading the host side failed");
 			return SENT_NOTHING;
 		}
 		if (n == 0) {
@@ -329,7 +332,7 @@ static int conn_send(struct vsock_dev *d, struct conn *c, const struct virtq_cha
 			c->host_eof = true;
 			/* both ways done: the connection ends; else the guest hears that no more comes */
 			if (c->guest_no_send && !c->buf_len)
-				conn_reset(c);
+				conn_reset(c, "both sides done");
 			else
 				c->pending |= P_SHUTDOWN;
 			conn_arm(c);
@@ -429,7 +432,7 @@ static bool flush(struct conn *c)
 		if (n < 0 && errno == EAGAIN)
 			break;
 		if (n <= 0) {
-			conn_reset(c);
+			conn_reset(c, "writing to the host side failed");
 			return false;
 		}
 		c->buf_off += (uint32_t)n;
@@ -450,7 +453,7 @@ static void after_flush(struct conn *c)
 	if (c->buf_len)
 		return;
 	if (c->state == C_CLOSING || (c->guest_no_send && c->host_eof)) {
-		conn_reset(c);
+		conn_reset(c, "closed");
 		return;
 	}
 	if (c->guest_no_send)
@@ -492,7 +495,7 @@ static bool take_payload(struct conn *c, const struct virtq_chain *ch, uint32_t 
 			w = writev(c->fd, iov, n);
 		while (w < 0 && errno == EINTR);
 		if (w < 0 && errno != EAGAIN) {
-			conn_reset(c);
+			conn_reset(c, "writing to the host side failed");
 			return false;
 		}
 		done = w > 0 ? (size_t)w : 0;
@@ -501,10 +504,11 @@ static bool take_payload(struct conn *c, const struct virtq_chain *ch, uint32_t 
 	if (done < len) {
 		uint32_t rest = len - (uint32_t)done;
 
-		/* Within its credit the guest cannot have more in flight than the buffer holds. */
-		if (c->buf_len + rest > VSOCK_DEV_BUF_ALLOC) {
+		/* Within its credit the guest cannot have more in flight than the buffer holds (what
+		 * is in it from buf_off on; the bytes before are written and counted already). */
+		if (c->buf_len - c->buf_off + rest > VSOCK_DEV_BUF_ALLOC) {
 			log_warn("vsock device: guest port %u sent past its credit: connection reset", c->guest_port);
-			conn_reset(c);
+			conn_reset(c, "past its credit");
 			return false;
 		}
 		if (!c->buf) {
@@ -592,7 +596,7 @@ static void guest_packet(struct vsock_dev *d, const struct virtq_chain *ch)
 	switch (h.op) {
 	case VSOCK_OP_RESPONSE:
 		if (c->state != C_REQUESTING) {
-			conn_reset(c);
+			conn_reset(c, "RESPONSE out of turn");
 			break;
 		}
 		c->state = C_OPEN;
@@ -600,13 +604,15 @@ static void guest_packet(struct vsock_dev *d, const struct virtq_chain *ch)
 		break;
 	case VSOCK_OP_RW:
 		if (c->state != C_OPEN || c->guest_no_send) {
-			conn_reset(c);
+			conn_reset(c, "RW out of turn");
 			break;
 		}
 		if (h.len && take_payload(c, ch, h.len))
 			after_flush(c);
 		break;
 	case VSOCK_OP_SHUTDOWN:
+		log_debug("vsock device: guest port %u, host port %u: the guest shut down (%u)", c->guest_port, c->host_port,
+			  h.flags);
 		if (h.flags & VSOCK_SHUTDOWN_RCV)
 			c->guest_no_rcv = true;
 		if (h.flags & VSOCK_SHUTDOWN_SEND)
@@ -623,6 +629,8 @@ static void guest_packet(struct vsock_dev *d, const struct virtq_chain *ch)
 		}
 		break;
 	case VSOCK_OP_RST:
+		log_debug("vsock device: guest port %u, host port %u: the guest reset it (sent %u, it had taken %u of %u; "
+			  "we took %u)", c->guest_port, c->host_port, c->tx_cnt, h.fwd_cnt, h.buf_alloc, c->fwd_cnt);
 		c->pending = 0;
 		conn_free(c);
 		break;
@@ -633,7 +641,7 @@ static void guest_packet(struct vsock_dev *d, const struct virtq_chain *ch)
 	case VSOCK_OP_CREDIT_UPDATE:
 		break;
 	default: /* a second REQUEST, an unknown op */
-		conn_reset(c);
+		conn_reset(c, "unexpected op");
 		break;
 	}
 }

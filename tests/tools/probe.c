@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/syscall.h>
+#include <linux/vm_sockets.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <grp.h>
@@ -43,9 +44,16 @@ struct econn {
 };
 
 /* An epoll echo server that honours half-close and backpressure. */
+__attribute__((noreturn)) static void echo_on(int lfd, int port);
+
 __attribute__((noreturn)) static void echo(int port)
 {
-	int lfd = listen_tcp(port), ep = epoll_create1(0);
+	echo_on(listen_tcp(port), port);
+}
+
+__attribute__((noreturn)) static void echo_on(int lfd, int port)
+{
+	int ep = epoll_create1(0);
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL }, evs[128];
 
 	printf("echo listening on %d\n", port);
@@ -316,6 +324,17 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "echo"))
 		echo(atoi(argv[2]));
+	if (!strcmp(argv[1], "vsock-echo")) { /* vsock-echo PORT: in a VM enclave's guest, on its own vsock */
+		struct sockaddr_vm sa = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY,
+					  .svm_port = (unsigned)atoi(argv[2]) };
+		int fd = socket(AF_VSOCK, SOCK_STREAM, 0);
+
+		if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0) {
+			perror("vsock-echo");
+			return 1;
+		}
+		echo_on(fd, atoi(argv[2]));
+	}
 	if (!strcmp(argv[1], "sleep")) {
 		printf("probe sleeping\n");
 		sleep((unsigned)atoi(argv[2]));
