@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -37,7 +38,7 @@
 #define HEARTBEAT_PORT 9000
 #define BOOT_TIMEOUT_MS 60000 /* software emulation boots in seconds; a bound, not a guess */
 #define CONSOLE_RING 16384
-#define CONSOLE_TAIL_LINES 15
+#define CONSOLE_TAIL_LINES 20
 
 struct vm {
 	char state[64], vdir[80];
@@ -49,6 +50,9 @@ struct vm {
 	pthread_mutex_t mu;
 	char ring[CONSOLE_RING];
 	size_t ring_len, ring_pos; /* bytes held; where the next byte goes */
+	int panic_fd;              /* an eventfd, readable once the guest's kernel has panicked */
+	char line[256];            /* the console's current line, for that */
+	size_t line_len;
 	int qemu_status;
 	bool reaped;
 };
@@ -71,6 +75,20 @@ static void *console_main(void *arg)
 		for (ssize_t i = 0; i < n; i++) {
 			vm->ring[vm->ring_pos] = b[i];
 			vm->ring_pos = (vm->ring_pos + 1) % CONSOLE_RING;
+			/* a panicked kernel never sends its heartbeat: no need to wait for the bound */
+			if (b[i] == '\n' || vm->line_len == sizeof(vm->line) - 1) {
+				vm->line[vm->line_len] = 0;
+				if (strstr(vm->line, "Kernel panic - not syncing")) {
+					uint64_t one = 1;
+
+					if (write(vm->panic_fd, &one, sizeof(one)) < 0) {
+						/* already signalled */
+					}
+				}
+				vm->line_len = 0;
+			} else {
+				vm->line[vm->line_len++] = b[i];
+			}
 		}
 		vm->ring_len = vm->ring_len + (size_t)n > CONSOLE_RING ? CONSOLE_RING : vm->ring_len + (size_t)n;
 		pthread_mutex_unlock(&vm->mu);
@@ -78,8 +96,9 @@ static void *console_main(void *arg)
 	return NULL;
 }
 
-/* The console's last lines, for an error that needs them. */
-static void console_tail(struct vm *vm, char *out, size_t size)
+/* The console's last lines, for an error that needs them; with mark, the lines up to just after
+ * the first one that holds it (a panic's dump says less than what came before it). */
+static void console_tail(struct vm *vm, const char *mark, char *out, size_t size)
 {
 	char *flat = malloc(CONSOLE_RING + 1);
 	size_t start, len, lines = 0;
@@ -92,6 +111,20 @@ static void console_tail(struct vm *vm, char *out, size_t size)
 	for (size_t i = 0; i < len; i++)
 		flat[i] = vm->ring[(start + i) % CONSOLE_RING];
 	pthread_mutex_unlock(&vm->mu);
+	flat[len] = 0;
+	if (mark) {
+		/* the first: a panic ends with "---[ end Kernel panic ..." after its dump; memmem,
+		 * not strstr: a console may carry NUL bytes */
+		char *m = memmem(flat, len, mark, strlen(mark));
+
+		for (int after = 0; m && after < 2; after++) {
+			char *nl = memchr(m, '\n', len - (size_t)(m - flat));
+
+			m = nl ? nl + 1 : NULL;
+		}
+		if (m)
+			len = (size_t)(m - flat);
+	}
 	while (len && (flat[len - 1] == '\n' || flat[len - 1] == '\r'))
 		len--;
 	flat[len] = 0;
@@ -344,13 +377,15 @@ static void reap_qemu(struct vm *vm)
 /* init's heartbeat: the kernel booted, its modules loaded and vsock works. */
 static int await_heartbeat(struct launcher *l, struct vm *vm, int hb, struct err *err)
 {
-	struct pollfd p[2] = { { .fd = hb, .events = POLLIN }, { .fd = vm->qemu_pidfd, .events = POLLIN } };
-	char tail[4096];
+	struct pollfd p[3] = { { .fd = hb, .events = POLLIN },
+			       { .fd = vm->qemu_pidfd, .events = POLLIN },
+			       { .fd = vm->panic_fd, .events = POLLIN } };
+	char tail[8192];
 	unsigned char b = 0;
 	int n, fd;
 
 	do
-		n = poll(p, 2, BOOT_TIMEOUT_MS);
+		n = poll(p, 3, BOOT_TIMEOUT_MS);
 	while (n < 0 && errno == EINTR);
 	if (n > 0 && p[0].revents) {
 		fd = accept4(hb, NULL, NULL, SOCK_CLOEXEC);
@@ -371,16 +406,22 @@ static int await_heartbeat(struct launcher *l, struct vm *vm, int hb, struct err
 		usleep(100000);
 	}
 	l->boot_failed = true;
-	console_tail(vm, tail, sizeof(tail));
-	if (n > 0 && p[1].revents)
-		err_set(err, ECHILD, "the enclave did not boot: QEMU %s %d%s%s",
+	if (n > 0 && p[2].revents)
+		usleep(300000); /* the panic's last lines */
+	/* The console is context for the error that follows, not part of it: printed first. */
+	console_tail(vm, n > 0 && p[2].revents ? "Kernel panic - not syncing" : NULL, tail, sizeof(tail));
+	if (tail[0] && !vm->debug)
+		fprintf(stderr, "enclaver-run: the end of the enclave's console:\n%s\n", tail);
+	if (n > 0 && p[2].revents)
+		err_set(err, ECHILD, "the enclave did not boot: its kernel panicked%s", tail[0] ? " (its console is above)" : "");
+	else if (n > 0 && p[1].revents)
+		err_set(err, ECHILD, "the enclave did not boot: QEMU %s %d%s",
 			WIFEXITED(vm->qemu_status) ? "exited with" : "was killed by signal",
 			WIFEXITED(vm->qemu_status) ? WEXITSTATUS(vm->qemu_status) : WTERMSIG(vm->qemu_status),
-			tail[0] ? "; the end of its console:\n" : " and its console is empty", tail);
+			tail[0] ? " (its console is above)" : " and its console is empty");
 	else
-		err_set(err, ETIMEDOUT,
-			"the enclave did not boot within %d s (no heartbeat from its init on vsock port %d)%s%s",
-			BOOT_TIMEOUT_MS / 1000, HEARTBEAT_PORT, tail[0] ? "; the end of its console:\n" : "", tail);
+		err_set(err, ETIMEDOUT, "the enclave did not boot within %d s (no heartbeat from its init on vsock port %d)%s",
+			BOOT_TIMEOUT_MS / 1000, HEARTBEAT_PORT, tail[0] ? " (its console is above)" : "");
 	return -1;
 }
 
@@ -394,6 +435,9 @@ static int vm_prepare(struct launcher *l, struct err *err)
 	vm->qemu = vm->backend = -1;
 	vm->qemu_pidfd = vm->console_rd = -1;
 	vm->debug = l->spec.debug_mode;
+	vm->panic_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm->panic_fd < 0)
+		return err_sys(err, "eventfd");
 	pthread_mutex_init(&vm->mu, NULL);
 	launcher_sweep_stale();
 	snprintf(vm->state, sizeof(vm->state), "/tmp/enclaver-XXXXXX");
@@ -449,14 +493,16 @@ out:
 static void vm_describe_end(struct launcher *l, char *buf, size_t size)
 {
 	struct vm *vm = l->priv;
-	char tail[2048];
+	char tail[8192];
 
 	reap_qemu(vm);
 	usleep(100000);
-	console_tail(vm, tail, sizeof(tail));
-	snprintf(buf, size, "the VM's QEMU %s %d%s%s", WIFEXITED(vm->qemu_status) ? "exited with" : "was killed by signal",
+	console_tail(vm, "Kernel panic - not syncing", tail, sizeof(tail));
+	if (tail[0] && !vm->debug)
+		fprintf(stderr, "enclaver-run: the end of the enclave's console:\n%s\n", tail);
+	snprintf(buf, size, "the VM's QEMU %s %d%s", WIFEXITED(vm->qemu_status) ? "exited with" : "was killed by signal",
 		 WIFEXITED(vm->qemu_status) ? WEXITSTATUS(vm->qemu_status) : WTERMSIG(vm->qemu_status),
-		 tail[0] ? "; the end of its console:\n" : "", tail);
+		 tail[0] ? " (its console is above)" : "");
 }
 
 static void stop_child(pid_t pid, bool gently)
@@ -494,6 +540,8 @@ static void vm_stop(struct launcher *l)
 		close(vm->console_rd);
 	if (vm->qemu_pidfd >= 0)
 		close(vm->qemu_pidfd);
+	if (vm->panic_fd >= 0)
+		close(vm->panic_fd);
 	if (vm->state[0] && fs_remove_tree(vm->state, &err) < 0)
 		log_warn("VM enclave: %s", err.msg);
 	pthread_mutex_destroy(&vm->mu);
