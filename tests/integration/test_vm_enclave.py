@@ -211,10 +211,10 @@ def test_attestation_and_a_pcr0_bound_decrypt_in_the_vm(tmp_path):
         kms.stop()
 
 
-def test_a_boot_kit_read_from_an_image(tmp_path):
-    """--bootkit IMAGE: AWS's blobs layout in an image (here the default kit's kernel, modules and
-    enclaver-init), recorded with its digest, and the EIF it builds boots."""
-    from test_build import app_layers, docker_archive, static_odyn, write_manifest
+def kit_image(path):
+    """AWS's blobs layout in an image, holding the default kit's kernel and modules and the plain
+    build's static enclaver-init (a sanitized build's own would not run as a real PID 1)."""
+    import test_build  # noqa: F401 (it puts scripts/ on the path)
     import mkimage
     from mkimage import layer
 
@@ -226,8 +226,15 @@ def test_a_boot_kit_read_from_an_image(tmp_path):
                 (kit + "cmdline", "f", b"reboot=k panic=30 pci=off console=ttyS0 random.trust_cpu=on\n", 0o644),
                 (kit + "unrelated", "f", b"not taken", 0o644)]
     entries += [(kit + "modules/" + m.name, "f", m.read_bytes(), 0o644) for m in sorted((eu.KIT / "modules").iterdir())]
-    mkimage.docker_archive(tmp_path / "kit.tar", [layer(entries)],
-                           {"architecture": "amd64", "os": "linux", "config": {}})
+    mkimage.docker_archive(path, [layer(entries)], {"architecture": "amd64", "os": "linux", "config": {}})
+
+
+def test_a_boot_kit_read_from_an_image(tmp_path):
+    """--bootkit IMAGE: AWS's blobs layout in an image (here the default kit's kernel, modules and
+    enclaver-init), recorded with its digest, and the EIF it builds boots."""
+    from test_build import app_layers, docker_archive, static_odyn, write_manifest
+
+    kit_image(tmp_path / "kit.tar")
     docker_archive(tmp_path / "app.tar", app_layers())
     write_manifest(tmp_path, f"docker-archive:{tmp_path}/app.tar")
     r = run("build", "-f", tmp_path / "enclaver.yaml", "--eif-only", tmp_path / "app.eif", "--bootkit",
@@ -269,9 +276,11 @@ def test_a_release_image_in_a_vm_enclave(tmp_path):
     from test_build import app_layers, docker_archive, static_enclaver_run, static_odyn, write_manifest
 
     docker_archive(tmp_path / "app.tar", app_layers())
+    kit_image(tmp_path / "kit.tar")
     write_manifest(tmp_path, f"docker-archive:{tmp_path}/app.tar")
     r = run("build", "-f", tmp_path / "enclaver.yaml", "--output", f"docker-archive:{tmp_path}/release.tar",
-            "--odyn", static_odyn(), "--enclaver-run", static_enclaver_run())
+            "--odyn", static_odyn(), "--enclaver-run", static_enclaver_run(), "--bootkit",
+            f"docker-archive:{tmp_path}/kit.tar")
     assert r.code == 0, r
     tmp = tmp_path / "tmp"
     tmp.mkdir()
