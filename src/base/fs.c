@@ -71,6 +71,27 @@ int fs_pwrite_full(int fd, const void *data, size_t len, off_t off)
 	return 0;
 }
 
+int fs_copy_range(int in, uint64_t off, uint64_t len, int out, struct err *err)
+{
+	uint8_t *chunk = malloc(1 << 20);
+	int rc = 0;
+
+	if (!chunk)
+		abort();
+	while (len && rc == 0) {
+		ssize_t n = pread(in, chunk, len > (1 << 20) ? (1 << 20) : (size_t)len, (off_t)off);
+
+		if (n <= 0)
+			rc = n < 0 ? err_sys(err, "read") : err_set(err, EIO, "read: the file ended early");
+		else if (fs_write_full(out, chunk, (size_t)n) < 0)
+			rc = err_sys(err, "write");
+		off += n > 0 ? (uint64_t)n : 0;
+		len -= n > 0 ? (uint64_t)n : 0;
+	}
+	free(chunk);
+	return rc;
+}
+
 static int read_fd(int fd, const char *name, size_t max, struct buf *out, struct err *err)
 {
 	uint8_t chunk[65536];

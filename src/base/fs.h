@@ -18,6 +18,8 @@ int fs_read_regular(const char *path, size_t max, struct buf *out, struct err *e
 ssize_t fs_read_full(int fd, void *data, size_t len);
 int fs_write_full(int fd, const void *data, size_t len);
 int fs_pwrite_full(int fd, const void *data, size_t len, off_t off);
+/* Copies len bytes of in from offset off to out's current position. */
+int fs_copy_range(int in, uint64_t off, uint64_t len, int out, struct err *err);
 
 /* An output file that appears at its final path only when committed. */
 struct atomic_file {

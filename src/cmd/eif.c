@@ -399,28 +399,13 @@ static int eif_pcr_cmd(int argc, char **argv)
 static int copy_range(int in, uint64_t off, uint64_t len, const char *out, struct err *err)
 {
 	struct atomic_file af;
-	autofree uint8_t *chunk = malloc(1 << 20);
 
-	if (!chunk)
-		abort();
 	if (atomic_file_open(&af, out, 0644, err) < 0)
 		return -1;
-	while (len) {
-		size_t want = len > (1 << 20) ? (1 << 20) : (size_t)len;
-		ssize_t n = pread(in, chunk, want, (off_t)off);
-
-		if (n <= 0) {
-			err_sys(err, "read");
-			atomic_file_abort(&af);
-			return -1;
-		}
-		if (fs_write_full(af.fd, chunk, (size_t)n) < 0) {
-			err_sys(err, "%s: write", out);
-			atomic_file_abort(&af);
-			return -1;
-		}
-		off += (uint64_t)n;
-		len -= (uint64_t)n;
+	if (fs_copy_range(in, off, len, af.fd, err) < 0) {
+		err_wrap(err, "%s", out);
+		atomic_file_abort(&af);
+		return -1;
 	}
 	return atomic_file_commit(&af, err);
 }

@@ -145,20 +145,13 @@ static void load_nsm_driver(void)
 		die("unlink nsm.ko");
 }
 
-static int ko_only(const struct dirent *d)
-{
-	size_t n = strlen(d->d_name);
-
-	return n > 3 && !strcmp(d->d_name + n - 3, ".ko");
-}
-
 /* A kernel whose virtio and vsock drivers are modules (a Debian kernel) boots with them in the
  * bootstrap ramdisk: loaded in name order before the heartbeat, which needs them, then removed,
  * as nsm.ko is. */
 static void load_boot_modules(void)
 {
 	struct dirent **list = NULL;
-	int n = scandir("/" BOOTKIT_MODULES_DIR, &list, ko_only, alphasort);
+	int n = scandir("/" BOOTKIT_MODULES_DIR, &list, initfiles_module_filter, alphasort);
 
 	if (n < 0) {
 		if (errno == ENOENT)

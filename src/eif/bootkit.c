@@ -12,6 +12,7 @@
 
 #include "base/fs.h"
 #include "base/mem.h"
+#include "eif/initfiles.h"
 
 static int add_file(struct cpio_writer *w, const char *name, const char *path, struct err *err)
 {
@@ -40,19 +41,12 @@ static int add_file(struct cpio_writer *w, const char *name, const char *path, s
 	return 0;
 }
 
-static int ko_only(const struct dirent *d)
-{
-	size_t n = strlen(d->d_name);
-
-	return n > 3 && !strcmp(d->d_name + n - 3, ".ko");
-}
-
 /* The kit's modules, in their names' order (which is their load order). */
 static int add_modules(struct cpio_writer *w, const char *dir, struct err *err)
 {
 	struct cpio_entry d = { .name = BOOTKIT_MODULES_DIR, .mode = S_IFDIR | 0755, .mtime = CPIO_LINUXKIT_MTIME };
 	struct dirent **list = NULL;
-	int n = scandir(dir, &list, ko_only, alphasort), rc = 0;
+	int n = scandir(dir, &list, initfiles_module_filter, alphasort), rc = 0;
 
 	if (n < 0)
 		return err_sys(err, "%s", dir);

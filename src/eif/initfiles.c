@@ -2,6 +2,8 @@
  * vector it returns, no dependency outside base/. */
 #include "eif/initfiles.h"
 
+#include <dirent.h>
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,4 +82,11 @@ int initfiles_take(const char *path, char ***out, struct err *err)
 		rc = err_sys(err, "unlink %s", path);
 	buf_free(&data);
 	return rc;
+}
+
+int initfiles_module_filter(const struct dirent *d)
+{
+	size_t n = strlen(d->d_name);
+
+	return n > 3 && !strcmp(d->d_name + n - 3, ".ko");
 }

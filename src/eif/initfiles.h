@@ -23,4 +23,8 @@ void initfiles_free(char **items);
  * gives *out = NULL and success. */
 int initfiles_take(const char *path, char ***out, struct err *err);
 
+/* The kernel modules a boot kit brings for init to load: *.ko files, a scandir filter. */
+struct dirent;
+int initfiles_module_filter(const struct dirent *d);
+
 #endif

@@ -191,22 +191,6 @@ static void cli_describe_end(struct launcher *l, char *buf, size_t size)
 		 nc ? (int)nc->process : 0);
 }
 
-/* Waits up to ms for child pid; true once it is reaped. */
-static bool reap_within(pid_t pid, int ms)
-{
-	struct timespec pause = { 0, 20 * 1000000 };
-
-	for (int waited = 0;; waited += 20) {
-		pid_t r = waitpid(pid, NULL, WNOHANG);
-
-		if (r == pid || (r < 0 && errno == ECHILD))
-			return true;
-		if (waited >= ms)
-			return false;
-		nanosleep(&pause, NULL);
-	}
-}
-
 static void cli_stop(struct launcher *l)
 {
 	struct nitro_cli *nc = l->priv;
@@ -227,13 +211,8 @@ static void cli_stop(struct launcher *l)
 				 status, errout.len ? buf_cstr(&errout) : err.msg);
 		json_decref(j);
 	}
-	if (nc->console > 0 && !reap_within(nc->console, 2000)) {
-		kill(nc->console, SIGTERM);
-		if (!reap_within(nc->console, 1000)) {
-			kill(nc->console, SIGKILL);
-			waitpid(nc->console, NULL, 0);
-		}
-	}
+	if (nc->console > 0 && !proc_reap_within(nc->console, 2000))
+		proc_stop(nc->console, 1000);
 	if (l->watch_fd >= 0)
 		close(l->watch_fd);
 	l->watch_fd = -1;

@@ -149,20 +149,6 @@ static void console_tail(struct vm *vm, const char *mark, char *out, size_t size
 
 /* --- the boot --- */
 
-static int copy_range(int in, uint64_t off, uint64_t len, int out, struct err *err)
-{
-	while (len) {
-		loff_t o = (loff_t)off;
-		ssize_t n = copy_file_range(in, &o, out, NULL, len > (1u << 30) ? (1u << 30) : (size_t)len, 0);
-
-		if (n <= 0)
-			return n < 0 ? err_sys(err, "copying from the EIF") : err_set(err, EIO, "the EIF ended early");
-		off += (uint64_t)n;
-		len -= (uint64_t)n;
-	}
-	return 0;
-}
-
 /* The EIF's kernel and its ramdisks, in order, as one initrd: what the hypervisor boots. */
 static int unpack_eif(struct launcher *l, struct vm *vm, char *cmdline, size_t size, struct err *err)
 {
@@ -185,13 +171,12 @@ static int unpack_eif(struct launcher *l, struct vm *vm, char *cmdline, size_t s
 	for (size_t i = 0; i < e->n_sections; i++) {
 		const struct eif_section_info *s = &e->sections[i];
 
-		if (s->type == EIF_SEC_KERNEL && copy_range(in, s->offset + 12, s->size, kernel, err) < 0)
+		if ((s->type == EIF_SEC_KERNEL && fs_copy_range(in, s->offset + 12, s->size, kernel, err) < 0) ||
+		    (s->type == EIF_SEC_RAMDISK && fs_copy_range(in, s->offset + 12, s->size, initrd, err) < 0)) {
+			err_wrap(err, "%s", l->spec.eif_path);
 			goto out;
-		if (s->type == EIF_SEC_RAMDISK) {
-			if (copy_range(in, s->offset + 12, s->size, initrd, err) < 0)
-				goto out;
-			n_ram++;
 		}
+		n_ram += s->type == EIF_SEC_RAMDISK;
 	}
 	if (eif_info_find(e, EIF_SEC_KERNEL, 0) < 0 || !n_ram) {
 		err_set(err, EINVAL, "%s: no kernel or no ramdisk to boot", l->spec.eif_path);
@@ -505,23 +490,6 @@ static void vm_describe_end(struct launcher *l, char *buf, size_t size)
 		 tail[0] ? " (its console is above)" : "");
 }
 
-static void stop_child(pid_t pid, bool gently)
-{
-	if (pid <= 0)
-		return;
-	if (gently) {
-		kill(pid, SIGTERM);
-		for (int i = 0; i < 100; i++) {
-			if (waitpid(pid, NULL, WNOHANG) == pid)
-				return;
-			usleep(20000);
-		}
-	}
-	kill(pid, SIGKILL);
-	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-		;
-}
-
 static void vm_stop(struct launcher *l)
 {
 	struct vm *vm = l->priv;
@@ -530,10 +498,10 @@ static void vm_stop(struct launcher *l)
 	if (!vm)
 		return;
 	if (!vm->reaped && vm->qemu > 0) {
-		stop_child(vm->qemu, true);
+		proc_stop(vm->qemu, 2000);
 		vm->reaped = true;
 	}
-	stop_child(vm->backend, false);
+	proc_stop(vm->backend, 0);
 	if (vm->console_running)
 		pthread_join(vm->console_thread, NULL); /* QEMU's end closed the pipe */
 	if (vm->console_rd >= 0)

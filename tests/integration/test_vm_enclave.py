@@ -266,8 +266,7 @@ def test_what_a_vm_enclave_needs_is_said_before_it_starts(tmp_path):
     vm = VM(tmp_path / "b", eu.MANIFEST, ["exit", "0"], extra_args=["--memory-mb", "64"])
     assert vm.wait() == 1
     assert "MB must be allocated (which is 4 times the EIF file size); raise memory_mb" in vm.err, vm.err
-    for v in (vm, ):
-        assert v.tag() is None
+    assert vm.tag() is None
 
 
 def test_a_release_image_in_a_vm_enclave(tmp_path):
