@@ -52,5 +52,8 @@ extern const struct launcher_ops launcher_vm;
 
 /* Removes the state folders (and cgroups) of development enclaves whose enclaver-run was killed. */
 void launcher_sweep_stale(void);
+/* After that sweep, a new state folder /tmp/enclaver-XXXXXX (out holds 64 bytes) whose owner
+ * file names this process. what names the enclave kind in errors. */
+int launcher_state_dir(const char *what, char *out, size_t size, struct err *err);
 
 #endif

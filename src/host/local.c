@@ -587,6 +587,19 @@ void launcher_sweep_stale(void)
 		closedir(d);
 }
 
+int launcher_state_dir(const char *what, char *out, size_t size, struct err *err)
+{
+	char owner[128], pid[16];
+
+	launcher_sweep_stale();
+	snprintf(out, size, "/tmp/enclaver-XXXXXX");
+	if (!mkdtemp(out))
+		return err_sys(err, "%s: state folder", what);
+	snprintf(owner, sizeof(owner), "%s/owner", out);
+	snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	return fs_write_file_atomic(owner, pid, strlen(pid), 0644, err);
+}
+
 static int local_prepare(struct launcher *l, struct err *err)
 {
 	struct local *lc = calloc(1, sizeof(*lc));
@@ -597,21 +610,11 @@ static int local_prepare(struct launcher *l, struct err *err)
 	lc->pid = -1;
 	lc->pidfd = -1;
 	lc->spec = &l->spec;
-	launcher_sweep_stale();
-	snprintf(lc->state, sizeof(lc->state), "/tmp/enclaver-XXXXXX");
-	if (!mkdtemp(lc->state))
-		return err_sys(err, "local enclave: state folder");
+	if (launcher_state_dir("local enclave", lc->state, sizeof(lc->state), err) < 0)
+		return -1;
 	snprintf(lc->vdir, sizeof(lc->vdir), "%s/v", lc->state);
 	snprintf(lc->root, sizeof(lc->root), "%s/r", lc->state);
 	lc->base = 0x20000000u + (((uid_t)getpid() & 0xfffu) << 16);
-	{
-		char owner[128], pid[16];
-
-		snprintf(owner, sizeof(owner), "%s/owner", lc->state);
-		snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
-		if (fs_write_file_atomic(owner, pid, strlen(pid), 0644, err) < 0)
-			return -1;
-	}
 	/* The vsock folder is the host's (it holds the host's listeners, which the enclave may
 	 * connect to): the enclave's root reads it through its group and can create, rename or
 	 * replace nothing in it; others cannot enter. The enclave's root (an unprivileged uid

@@ -38,6 +38,11 @@ static uint64_t div_up(uint64_t a, uint64_t b)
 	return (a + b - 1) / b;
 }
 
+uint64_t ne_min_memory_mb(uint64_t eif_size)
+{
+	return div_up(div_up(eif_size, 1024), 1024) * 4;
+}
+
 /* --- the driver's errors --- */
 
 static const char *const ne_errors[] = {
@@ -416,7 +421,7 @@ static void mib_list(const struct ne_host *h, bool on_node, char *out, size_t si
 static int check_request(const struct ne_host *h, const struct ne_request *req, struct err *err)
 {
 	uint64_t want = req->memory_mb * MiB, total = 0, on_node = 0;
-	uint64_t min_mb = div_up(div_up(req->eif_size, 1024), 1024) * 4;
+	uint64_t min_mb = ne_min_memory_mb(req->eif_size);
 	char free_list[256];
 
 	if (req->memory_mb < NE_MIN_MEM_MB)

@@ -43,6 +43,9 @@ enum {
 	NE_ERR_LAST = NE_ERR_INVALID_ENCLAVE_CID,
 };
 
+/* nitro-cli's rule: an enclave has at least 4 times its EIF's size (rounded up to MiB) of memory. */
+uint64_t ne_min_memory_mb(uint64_t eif_size);
+
 /* What a driver error means and what to do about it; NULL outside 256..275. */
 const char *ne_strerror(int code);
 

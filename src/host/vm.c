@@ -31,6 +31,7 @@
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/proc.h"
+#include "host/nitro.h"
 #include "net/vsock.h"
 #include "vm/backend.h"
 
@@ -424,19 +425,9 @@ static int vm_prepare(struct launcher *l, struct err *err)
 	if (vm->panic_fd < 0)
 		return err_sys(err, "eventfd");
 	pthread_mutex_init(&vm->mu, NULL);
-	launcher_sweep_stale();
-	snprintf(vm->state, sizeof(vm->state), "/tmp/enclaver-XXXXXX");
-	if (!mkdtemp(vm->state))
-		return err_sys(err, "VM enclave: state folder");
+	if (launcher_state_dir("VM enclave", vm->state, sizeof(vm->state), err) < 0)
+		return -1;
 	snprintf(vm->vdir, sizeof(vm->vdir), "%s/v", vm->state);
-	{
-		char owner[128], pid[16];
-
-		snprintf(owner, sizeof(owner), "%s/owner", vm->state);
-		snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
-		if (fs_write_file_atomic(owner, pid, strlen(pid), 0644, err) < 0)
-			return -1;
-	}
 	/* only enclaver-run and its back-end (root, here) use the folder */
 	if (chmod(vm->state, 0700) < 0 || mkdir(vm->vdir, 0700) < 0)
 		return err_sys(err, "VM enclave: %s", vm->state);
@@ -453,9 +444,9 @@ static int vm_start(struct launcher *l, struct err *err)
 		return err_set(err, ENOENT, "%s is not installed: apt-get install qemu-system-x86 (scripts/install-deps.sh does)",
 			       qemu_binary());
 	/* the initrd unpacks into the guest's memory next to the kernel: nitro-cli's rule holds */
-	if ((uint64_t)l->spec.memory_mb << 20 < 4 * l->spec.eif->file_size)
+	if ((uint64_t)l->spec.memory_mb < ne_min_memory_mb(l->spec.eif->file_size))
 		return err_set(err, EINVAL, "At least %llu MB must be allocated (which is 4 times the EIF file size); raise memory_mb",
-			       (unsigned long long)(((l->spec.eif->file_size + (1u << 20) - 1) >> 20) * 4));
+			       (unsigned long long)ne_min_memory_mb(l->spec.eif->file_size));
 	if (unpack_eif(l, vm, cmdline, sizeof(cmdline), err) < 0)
 		return -1;
 	/* The heartbeat listener exists before the guest can knock. */

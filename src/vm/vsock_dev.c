@@ -226,7 +226,7 @@ static void queue_rst(struct vsock_dev *d, const struct vsock_hdr *to)
 }
 
 /* Ends a connection now: RST to the guest, the socket closed. */
-static void conn_reset_why(struct conn *c, const char *why)
+static void conn_reset(struct conn *c, const char *why)
 {
 	log_debug("vsock device: guest port %u, host port %u: reset (%s)", c->guest_port, c->host_port, why);
 	if (c->fd >= 0) {
@@ -237,8 +237,6 @@ static void conn_reset_why(struct conn *c, const char *why)
 	c->pending = P_RST;
 	make_ready(c);
 }
-
-#define conn_reset(c, why) conn_reset_why(c, why)
 
 static void on_conn_io(struct loop *l, struct loop_io *io, uint32_t events);
 
