@@ -1,10 +1,13 @@
 /* Benchmark client: "thru HOST PORT BYTES" sends BYTES to an echo server while reading them back
- * and prints the seconds taken; "lat HOST PORT N" does N one-byte round trips and prints the
+ * and prints the seconds taken; "send", "recv" and "echo HOST PORT BYTES" do the same with a probe
+ * "stream" server, one way each or both at once (its request: 'S', 'R' or 'E', then the count as
+ * a little-endian u64); "lat HOST PORT N" does N one-byte round trips and prints the
  * median and 99th percentile in microseconds. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +60,16 @@ static void *sender(void *arg)
 	return NULL;
 }
 
+/* A probe "stream" server's request: what to do, and how many bytes. */
+static bool request(int fd, char what, unsigned long long n)
+{
+	unsigned char req[9] = { (unsigned char)what };
+
+	for (int i = 1; i <= 8; i++)
+		req[i] = (unsigned char)(n >> (8 * (i - 1)));
+	return write(fd, req, sizeof(req)) == (ssize_t)sizeof(req);
+}
+
 static int cmp(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -66,7 +79,7 @@ static int cmp(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-	if (argc == 5 && !strcmp(argv[1], "thru")) {
+	if (argc == 5 && (!strcmp(argv[1], "thru") || !strcmp(argv[1], "echo"))) {
 		struct job j = { dial(argv[2], atoi(argv[3])), atoll(argv[4]) };
 		static char buf[1 << 18];
 		long long got = 0;
@@ -74,12 +87,45 @@ int main(int argc, char **argv)
 		double t0 = now();
 		ssize_t n;
 
+		if (argv[1][0] == 'e' && !request(j.fd, 'E', (unsigned long long)j.bytes))
+			return 4;
 		pthread_create(&t, NULL, sender, &j);
 		while ((n = read(j.fd, buf, sizeof(buf))) > 0)
 			got += n;
 		pthread_join(t, NULL);
 		if (got != j.bytes) {
 			fprintf(stderr, "short echo: %lld of %lld\n", got, j.bytes);
+			return 3;
+		}
+		printf("%.6f\n", now() - t0);
+		return 0;
+	}
+	if (argc == 5 && (!strcmp(argv[1], "send") || !strcmp(argv[1], "recv"))) {
+		/* one way, to a probe "stream" server: the seconds until all BYTES arrived */
+		int fd = dial(argv[2], atoi(argv[3]));
+		unsigned long long n = strtoull(argv[4], NULL, 10), done = 0, ack = 0;
+		bool send = argv[1][0] == 's';
+		static char buf[1 << 18];
+		unsigned char a[8];
+		double t0 = now();
+
+		if (!request(fd, send ? 'S' : 'R', n))
+			return 4;
+		while (done < n) {
+			size_t want = n - done < sizeof(buf) ? (size_t)(n - done) : sizeof(buf);
+			ssize_t r = send ? write(fd, buf, want) : read(fd, buf, want);
+
+			if (r <= 0) {
+				fprintf(stderr, "%s: stopped after %llu of %llu bytes\n", argv[1], done, n);
+				return 3;
+			}
+			done += (unsigned long long)r;
+		}
+		if (send && read(fd, a, 8) == 8)
+			for (int i = 7; i >= 0; i--)
+				ack = ack << 8 | a[i];
+		if (send && ack != n) {
+			fprintf(stderr, "send: no acknowledgement of %llu bytes\n", n);
 			return 3;
 		}
 		printf("%.6f\n", now() - t0);
@@ -101,6 +147,6 @@ int main(int argc, char **argv)
 		printf("%.1f %.1f\n", d[n / 2], d[n * 99 / 100]);
 		return 0;
 	}
-	fprintf(stderr, "usage: bclient thru HOST PORT BYTES | lat HOST PORT N\n");
+	fprintf(stderr, "usage: bclient thru|send|recv|echo HOST PORT BYTES | lat HOST PORT N\n");
 	return 2;
 }

@@ -31,9 +31,15 @@
 #define DEBIAN_KERNEL "/usr/local/share/enclaver/vmlinuz" /* older scripts/install-deps.sh --demo */
 /* scripts/install-deps.sh: Debian's cloud kernel and the modules it needs to boot as an enclave */
 #define DEFAULT_KIT "/usr/local/share/enclaver/bootkit/x86_64"
+/* AWS's cmdline, then the boot parameters that make a distribution kernel behave as AWS's enclave
+ * kernel is built (aws-nitro-enclaves-sdk-bootstrap's microvm config): no crypto self-tests at
+ * boot (CRYPTO_MANAGER_DISABLE_TESTS), no KASLR (RANDOMIZE_BASE), 4-level paging (X86_5LEVEL),
+ * no zeroing of every allocation (INIT_ON_ALLOC_DEFAULT_ON) and no hardened usercopy. Measured
+ * under software emulation: the boot about a second shorter, vsock half again as fast. */
 #define DEFAULT_CMDLINE                                                                             \
 	"reboot=k panic=30 pci=off nomodules console=ttyS0 i8042.noaux i8042.nomux i8042.nopnp " \
-	"i8042.dumbkbd random.trust_cpu=on"
+	"i8042.dumbkbd random.trust_cpu=on cryptomgr.notests nokaslr no5lvl init_on_alloc=0 "   \
+	"hardened_usercopy=off"
 
 struct bootkit {
 	char kernel[PATH_MAX];

@@ -194,6 +194,25 @@ int vsock_emulated_listen_as(uint32_t cid, uint32_t port, int backlog, struct er
 	return emulated_listen(cid, port, backlog, err);
 }
 
+/* An AF_VSOCK stream socket whose peer may have VSOCK_BUFFER_BYTES unread in it. That is the
+ * peer's credit: with the kernel's 256 KiB, a Linux receiver gives credit back only after reading
+ * 192 KiB, so a fast sender stalls on each round trip (a VM enclave's host-to-guest stream
+ * measured 130 MiB/s at 256 KiB, 200 at 1 MiB). The buffer is a bound, not an allocation.
+ * Accepted connections take the listener's. Failing to set it costs speed only. */
+#define VSOCK_BUFFER_BYTES (1ull << 20)
+
+static int vsock_socket(void)
+{
+	int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	unsigned long long size = VSOCK_BUFFER_BYTES;
+
+	if (fd >= 0) {
+		setsockopt(fd, AF_VSOCK, SO_VM_SOCKETS_BUFFER_MAX_SIZE, &size, sizeof(size));
+		setsockopt(fd, AF_VSOCK, SO_VM_SOCKETS_BUFFER_SIZE, &size, sizeof(size));
+	}
+	return fd;
+}
+
 int vsock_listen(uint32_t port, int backlog, struct err *err)
 {
 	int fd;
@@ -203,7 +222,7 @@ int vsock_listen(uint32_t port, int backlog, struct err *err)
 	{
 		struct sockaddr_vm sa = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY, .svm_port = port };
 
-		fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		fd = vsock_socket();
 		if (fd < 0)
 			return err_sys(err, "vsock socket");
 		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, backlog) < 0) {
@@ -231,7 +250,7 @@ int vsock_connect(uint32_t cid, uint32_t port, bool *in_progress, struct err *er
 	} else {
 		struct sockaddr_vm sa = { .svm_family = AF_VSOCK, .svm_cid = cid, .svm_port = port };
 
-		fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		fd = vsock_socket();
 		if (fd < 0)
 			return err_sys(err, "vsock socket");
 		rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));

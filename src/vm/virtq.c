@@ -16,6 +16,7 @@
 #define DESC_F_WRITE 2
 #define DESC_F_INDIRECT 4
 #define AVAIL_F_NO_INTERRUPT 1
+#define USED_F_NO_NOTIFY 1
 
 static uint8_t *lookup(const struct guest_mem *m, uint64_t addr, uint64_t len, bool by_gpa)
 {
@@ -150,6 +151,23 @@ int virtq_pop(struct virtq *q, const struct guest_mem *m, struct virtq_chain *c)
 broken:
 	q->broken = true;
 	return -1;
+}
+
+void virtq_kicks_off(struct virtq *q)
+{
+	if (virtq_ready(q))
+		__atomic_store_n((uint16_t *)q->used, htole16(USED_F_NO_NOTIFY), __ATOMIC_RELAXED);
+}
+
+bool virtq_kicks_on(struct virtq *q)
+{
+	if (!virtq_ready(q))
+		return false;
+	__atomic_store_n((uint16_t *)q->used, 0, __ATOMIC_RELAXED);
+	/* the flag is published before the index is read again: a chain the driver made available
+	 * while it saw the flag set is found here, and any later one comes with a kick */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return load16(q->avail + 2, __ATOMIC_ACQUIRE) != q->last_avail;
 }
 
 void virtq_unpop(struct virtq *q)

@@ -65,6 +65,11 @@ bool virtq_map(struct virtq *q, const struct guest_mem *m);
 bool virtq_ready(const struct virtq *q);
 /* The next chain the driver made available: 1, 0 when there is none, -1 when the queue broke. */
 int virtq_pop(struct virtq *q, const struct guest_mem *m, struct virtq_chain *c);
+/* Kicks are a guest's costliest act under software emulation, so the device asks for them only
+ * while it waits for chains (VIRTQ_USED_F_NO_NOTIFY). kicks_on says whether chains came before
+ * the request was seen: then the caller takes them rather than waiting for a kick. */
+void virtq_kicks_off(struct virtq *q);
+bool virtq_kicks_on(struct virtq *q);
 /* Gives back the chain taken last, unused (nothing was pushed since). */
 void virtq_unpop(struct virtq *q);
 /* Returns a chain to the driver with len bytes written into it. */

@@ -378,8 +378,15 @@ static void pump(struct vsock_dev *d)
 	while (d->n_rsts || d->ready_head) {
 		uint32_t written = 0;
 
-		if (virtq_pop(d->rx, d->mem, &ch) <= 0)
+		int got = virtq_pop(d->rx, d->mem, &ch);
+
+		/* out of buffers: the guest is asked to kick when it gives more; while there are
+		 * buffers, it need not (they are taken whenever something is waiting) */
+		if (got == 0 && virtq_kicks_on(d->rx))
+			got = virtq_pop(d->rx, d->mem, &ch);
+		if (got <= 0)
 			break;
+		virtq_kicks_off(d->rx);
 		if (ch.wr_len < VSOCK_DEV_HDR) {
 			/* a buffer too small for a header: returned empty */
 			virtq_push(d->rx, ch.head, 0);
@@ -652,11 +659,15 @@ void vsock_dev_tx_kick(struct vsock_dev *d)
 
 	if (!d->tx)
 		return;
-	while ((r = virtq_pop(d->tx, d->mem, &ch)) == 1) {
-		guest_packet(d, &ch);
-		virtq_push(d->tx, ch.head, 0);
-		pushed = true;
-	}
+	do {
+		/* no kicks while the ring is being emptied; asked for again once it is empty */
+		virtq_kicks_off(d->tx);
+		while ((r = virtq_pop(d->tx, d->mem, &ch)) == 1) {
+			guest_packet(d, &ch);
+			virtq_push(d->tx, ch.head, 0);
+			pushed = true;
+		}
+	} while (r == 0 && virtq_kicks_on(d->tx));
 	if (r < 0 && !d->tx_broken_said) {
 		log_warn("vsock device: the guest broke its transmit queue; no more packets are taken from it");
 		d->tx_broken_said = true;

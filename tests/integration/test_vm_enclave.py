@@ -223,7 +223,7 @@ def kit_image(path):
                                                "usr/share/nitro_enclaves/blobs", kit.rstrip("/"), kit + "modules"]]
     entries += [(kit + "bzImage", "f", (eu.KIT / "bzImage").read_bytes(), 0o644),
                 (kit + "init", "f", eu._static("enclaver-init").read_bytes(), 0o755),
-                (kit + "cmdline", "f", b"reboot=k panic=30 pci=off console=ttyS0 random.trust_cpu=on\n", 0o644),
+                (kit + "cmdline", "f", eu.KIT_CMDLINE.encode() + b"\n", 0o644),
                 (kit + "unrelated", "f", b"not taken", 0o644)]
     entries += [(kit + "modules/" + m.name, "f", m.read_bytes(), 0o644) for m in sorted((eu.KIT / "modules").iterdir())]
     mkimage.docker_archive(path, [layer(entries)], {"architecture": "amd64", "os": "linux", "config": {}})
@@ -251,6 +251,33 @@ def test_a_boot_kit_read_from_an_image(tmp_path):
             f"docker-archive:{tmp_path}/app.tar", "--odyn", static_odyn())
     assert r.code == 1 and "has no /usr/share/nitro_enclaves/blobs/x86_64/bzImage" in r.err, r
     assert not (tmp_path / "none.eif").exists()
+
+
+def test_the_default_boot_kit_is_what_the_vm_tests_boot(tmp_path):
+    """enclaver build with no kit named: Debian's kernel from the default kit, its boot modules in
+    the bootstrap ramdisk, and the cmdline the VM tests' EIFs carry (eu.KIT_CMDLINE), which makes
+    the distribution kernel behave as AWS's enclave kernel is built."""
+    from test_build import app_layers, docker_archive, static_odyn, write_manifest
+
+    if os.path.exists("/usr/share/nitro_enclaves/blobs/bzImage"):
+        import pytest
+        pytest.skip("AWS's blobs are installed: enclaver build takes them before the default kit")
+    docker_archive(tmp_path / "app.tar", app_layers())
+    write_manifest(tmp_path, f"docker-archive:{tmp_path}/app.tar")
+    env = {k: v for k, v in os.environ.items() if k != "ENCLAVER_KERNEL"}
+    r = run("build", "-f", tmp_path / "enclaver.yaml", "--eif-only", tmp_path / "app.eif", "--odyn", static_odyn(),
+            env=env)
+    assert r.code == 0, r
+    assert f"boot kit: kernel {eu.KIT}/bzImage with enclaver-init and its boot modules" in r.err, r.err
+    assert "is not known to boot on Nitro" in r.err
+    r = run("eif", "extract", tmp_path / "app.eif", "--cmdline", "-o", tmp_path / "cmdline")
+    assert r.code == 0, r
+    assert (tmp_path / "cmdline").read_text() == eu.KIT_CMDLINE
+    r = run("eif", "extract", tmp_path / "app.eif", "--ramdisk", "0", "-o", tmp_path / "bootstrap.cpio")
+    assert r.code == 0, r
+    bootstrap = (tmp_path / "bootstrap.cpio").read_bytes()
+    for m in (eu.KIT / "modules").iterdir():
+        assert f"enclaver-modules/{m.name}\0".encode() in bootstrap and m.read_bytes() in bootstrap, m.name
 
 
 def test_what_a_vm_enclave_needs_is_said_before_it_starts(tmp_path):

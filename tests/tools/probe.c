@@ -122,6 +122,65 @@ drop:
 	}
 }
 
+/* For throughput: the client sends 'S', 'R' or 'E' and a little-endian u64 count. 'S': the client
+ * sends count bytes, which are read and answered with the count once all came. 'R': count bytes
+ * are sent to the client, then the connection closes. 'E': what comes is echoed until the client
+ * ends. A process per connection. */
+__attribute__((noreturn)) static void stream_on(int lfd, int port)
+{
+	printf("stream listening on %d\n", port);
+	fflush(stdout);
+	signal(SIGCHLD, SIG_IGN);
+	for (;;) {
+		int fd = accept(lfd, NULL, NULL);
+
+		if (fd < 0)
+			continue;
+		if (fork() == 0) {
+			static char buf[1 << 18];
+			unsigned char req[9];
+			unsigned long long n = 0, done = 0;
+			size_t got = 0;
+
+			close(lfd);
+			while (got < sizeof(req)) {
+				ssize_t r = read(fd, req + got, sizeof(req) - got);
+
+				if (r <= 0)
+					_exit(1);
+				got += (size_t)r;
+			}
+			for (int i = 8; i >= 1; i--)
+				n = n << 8 | req[i];
+			while (req[0] == 'E') {
+				ssize_t r = read(fd, buf, sizeof(buf)), w = 0;
+
+				if (r <= 0)
+					_exit(r < 0);
+				while (w < r) {
+					ssize_t k = write(fd, buf + w, (size_t)(r - w));
+
+					if (k <= 0)
+						_exit(1);
+					w += k;
+				}
+			}
+			while (done < n) {
+				size_t want = n - done < sizeof(buf) ? (size_t)(n - done) : sizeof(buf);
+				ssize_t r = req[0] == 'S' ? read(fd, buf, want) : write(fd, buf, want);
+
+				if (r <= 0)
+					_exit(1);
+				done += (unsigned long long)r;
+			}
+			if (req[0] == 'S' && write(fd, req + 1, 8) != 8)
+				_exit(1);
+			_exit(0);
+		}
+		close(fd);
+	}
+}
+
 static int proxy_fd(void)
 {
 	const char *p = getenv("http_proxy");
@@ -324,15 +383,24 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "echo"))
 		echo(atoi(argv[2]));
-	if (!strcmp(argv[1], "vsock-echo")) { /* vsock-echo PORT: in a VM enclave's guest, on its own vsock */
+	if (!strcmp(argv[1], "stream"))
+		stream_on(listen_tcp(atoi(argv[2])), atoi(argv[2]));
+	if (!strcmp(argv[1], "vsock-echo") || !strcmp(argv[1], "vsock-stream")) {
+		/* vsock-echo|vsock-stream PORT: in a VM enclave's guest, on its own vsock, with the
+		 * buffer odyn's vsock sockets have (src/net/vsock.c) */
 		struct sockaddr_vm sa = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY,
 					  .svm_port = (unsigned)atoi(argv[2]) };
 		int fd = socket(AF_VSOCK, SOCK_STREAM, 0);
+		unsigned long long b = 1 << 20;
 
+		setsockopt(fd, AF_VSOCK, SO_VM_SOCKETS_BUFFER_MAX_SIZE, &b, sizeof(b));
+		setsockopt(fd, AF_VSOCK, SO_VM_SOCKETS_BUFFER_SIZE, &b, sizeof(b));
 		if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0) {
 			perror("vsock-echo");
 			return 1;
 		}
+		if (!strcmp(argv[1], "vsock-stream"))
+			stream_on(fd, atoi(argv[2]));
 		echo_on(fd, atoi(argv[2]));
 	}
 	if (!strcmp(argv[1], "sleep")) {

@@ -709,7 +709,67 @@ static void test_guest_reset_ends_every_connection(void)
 	rig_down(&r);
 }
 
+/* The used ring's flags: 1 (VRING_USED_F_NO_NOTIFY) while the device asks for no kicks. */
+static uint16_t used_flags(struct rig *r, int qi)
+{
+	return __atomic_load_n((uint16_t *)(r->mem + r->q[qi].used), __ATOMIC_ACQUIRE);
+}
+
+static void test_kicks_are_asked_for_only_while_the_device_waits(void)
+{
+	struct rig r;
+	struct err err = { 0 };
+	struct vsock_hdr h;
+	static uint8_t big[64 * 1024], got[80 * 1024];
+	uint32_t n, total = 0;
+	int lfd, fd;
+
+	rig_up(&r, NULL, 0);
+	lfd = vsock_listen(5000, 4, &err);
+	give_rx(&r, 2);
+	h = pkt(VSOCK_OP_REQUEST, 1234, VSOCK_CID_PARENT, 5000, 0);
+	h.buf_alloc = 1u << 20;
+	send_pkt(&r, &h, NULL, 0);
+	/* the transmit ring was emptied: kicks are wanted there again */
+	CHECK_EQ_INT(used_flags(&r, 1), 0);
+	CHECK(recv_pkt(&r, &h, NULL, NULL) && h.op == VSOCK_OP_RESPONSE);
+	/* a buffer is left and nothing waits: the guest need not say when it gives more */
+	CHECK_EQ_INT(used_flags(&r, 0), 1);
+	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (uint8_t)(i * 7);
+	CHECK_EQ_INT(write(fd, big, sizeof(big)), sizeof(big));
+	run(&r, 5);
+	/* out of buffers with data waiting: now it asks */
+	CHECK_EQ_INT(used_flags(&r, 0), 0);
+	give_rx(&r, 20);
+	run(&r, 5);
+	/* 60 KiB went into 15 of the 20: buffers are left, so no kicks again */
+	CHECK_EQ_INT(used_flags(&r, 0), 1);
+	/* the guest gives buffers without a kick, as it does while told not to; what the host sends
+	 * next still reaches it, through the buffers it had */
+	for (int i = 0; i < 4; i++) {
+		uint64_t b = alloc_buf(&r, VSOCK_DEV_HDR + 4096);
+		struct d ds[2] = { { b, VSOCK_DEV_HDR, true }, { b + VSOCK_DEV_HDR, 4096, true } };
+
+		rx_bufs[r.q[0].next_desc % QN] = b;
+		gq_add(&r, 0, ds, 2);
+	}
+	CHECK_EQ_INT(write(fd, big, 16 * 1024), 16 * 1024);
+	run(&r, 5);
+	while (recv_pkt(&r, &h, got + total, &n)) {
+		CHECK(h.op == VSOCK_OP_RW);
+		total += n;
+	}
+	CHECK_EQ_INT(total, sizeof(big) + 16 * 1024);
+	CHECK(!memcmp(got, big, sizeof(big)) && !memcmp(got + sizeof(big), big, 16 * 1024));
+	close(fd);
+	close(lfd);
+	rig_down(&r);
+}
+
 TEST_MAIN(T(test_guest_connects_to_the_parent), T(test_host_connects_to_the_guest),
 	  T(test_credit_bounds_what_goes_to_the_guest), T(test_guest_past_its_credit_is_reset),
 	  T(test_packets_that_break_the_rules), T(test_rings_that_break_the_rules),
-	  T(test_front_end_messages_that_break_the_rules), T(test_guest_reset_ends_every_connection))
+	  T(test_front_end_messages_that_break_the_rules), T(test_guest_reset_ends_every_connection),
+	  T(test_kicks_are_asked_for_only_while_the_device_waits))
