@@ -37,25 +37,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# A kernel for EIFs built where AWS's blobs are absent: Debian's, unpacked from its package.
-# (Fine for local enclaves; real Nitro enclaves want AWS's kernel blob.)
-KERNEL=/usr/local/share/enclaver/vmlinuz
-if [ "${1:-}" = "--demo" ] && [ ! -s "$KERNEL" ]; then
-  pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-  if [ -z "$pkg" ]; then
-    echo "install-deps: cannot find Debian's kernel package (run apt-get update)" >&2
-    exit 1
-  fi
-  tmp=$(mktemp -d)
-  chmod 755 "$tmp"
-  (cd "$tmp" && apt-get download -qq "$pkg" 2>/dev/null)
-  mkdir -p "$(dirname "$KERNEL")"
-  dpkg-deb --fsys-tarfile "$tmp"/*.deb | tar -x -O --wildcards './boot/vmlinuz-*' > "$KERNEL.tmp"
-  mv "$KERNEL.tmp" "$KERNEL"
-  rm -rf "$tmp"
-  echo "install-deps: kernel from $pkg at $KERNEL"
-fi
-
 # The default boot kit: Debian's cloud kernel (LZ4, quick to unpack under software emulation)
 # and the modules an enclave's boot needs from it (virtio over MMIO and vsock are modules there),
 # in load order. enclaver-init loads them from the bootstrap ramdisk.

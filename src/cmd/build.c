@@ -28,7 +28,6 @@
 #include "manifest/manifest.h"
 
 #define AWS_BLOBS "/usr/share/nitro_enclaves/blobs"
-#define DEBIAN_KERNEL "/usr/local/share/enclaver/vmlinuz" /* older scripts/install-deps.sh --demo */
 /* scripts/install-deps.sh: Debian's cloud kernel and the modules it needs to boot as an enclave */
 #define DEFAULT_KIT "/usr/local/share/enclaver/bootkit/x86_64"
 /* AWS's cmdline, then the boot parameters that make a distribution kernel behave as AWS's enclave
@@ -112,10 +111,8 @@ static int pick_bootkit(const char *kernel, const char *image, struct bootkit *b
 		snprintf(bk->kernel, sizeof(bk->kernel), AWS_BLOBS "/bzImage");
 		snprintf(bk->init, sizeof(bk->init), AWS_BLOBS "/init");
 		snprintf(bk->nsm, sizeof(bk->nsm), AWS_BLOBS "/nsm.ko");
-		if (fs_read_file(AWS_BLOBS "/cmdline", 65536, &bk->cmdline, err) < 0)
+		if (read_cmdline(AWS_BLOBS "/cmdline", bk, err) < 0)
 			return -1;
-		while (bk->cmdline.len && strchr(" \n\r\t", bk->cmdline.data[bk->cmdline.len - 1]))
-			bk->cmdline.len--;
 		snprintf(bk->origin, sizeof(bk->origin), "AWS Nitro Enclaves blobs (" AWS_BLOBS ")");
 		bk->nitro_known = true;
 		return 0;
@@ -126,11 +123,9 @@ static int pick_bootkit(const char *kernel, const char *image, struct bootkit *b
 		kernel = DEFAULT_KIT "/bzImage";
 		snprintf(bk->modules, sizeof(bk->modules), DEFAULT_KIT "/modules");
 	}
-	if ((!kernel || !*kernel) && access(DEBIAN_KERNEL, R_OK) == 0)
-		kernel = DEBIAN_KERNEL;
 	if (!kernel || !*kernel)
 		return err_set(err, ENOENT,
-			       "no enclave kernel: install AWS's aws-nitro-enclaves-cli-devel blobs, name a kernel with --kernel FILE or ENCLAVER_KERNEL, or fetch Debian's with scripts/install-deps.sh --demo");
+			       "no enclave kernel: install AWS's aws-nitro-enclaves-cli-devel blobs, name a boot kit image with --bootkit IMAGE or a kernel with --kernel FILE or ENCLAVER_KERNEL, or install the default kit with scripts/install-deps.sh");
 	if (access(kernel, R_OK) < 0)
 		return err_sys(err, "kernel %s", kernel);
 	snprintf(bk->kernel, sizeof(bk->kernel), "%s", kernel);
