@@ -3,7 +3,8 @@
  * as one initrd, its cmdline) in Debian's QEMU (microvm, software emulation, shared memfd memory),
  * with the guest's vsock served by our vhost-user back-end (`enclaver-run vhost-vsock`) on the
  * same emulated vsock folder as the local enclave. Runs in enclaver-run. The EIF is not changed:
- * only boot parameters are appended (reboot=, tsc_early_khz=, noreplace-smp, enclaver.nsm=vsock).
+ * only boot parameters are appended (reboot=, tsc_early_khz=, noreplace-smp, quiet outside debug
+ * mode, enclaver.nsm=vsock).
  * QEMU and the back-end die with enclaver-run (parent-death signal); their folder goes with the next run if
  * enclaver-run was killed.
  */
@@ -337,9 +338,12 @@ static int start_qemu(struct launcher *l, struct vm *vm, const char *cmdline, co
 	 * host's NSM emulator, since this machine has no NSM device to give the guest.
 	 * noreplace-smp: a kernel booted on one vCPU rewrites every LOCK prefix of its text, one
 	 * page-table switch each, which software emulation pays with a full TLB flush (half a
-	 * second, measured); the prefixes are correct either way. */
-	snprintf(append, sizeof(append), "%s reboot=a tsc_early_khz=%lu noreplace-smp enclaver.nsm=vsock", cmdline,
-		 tsc_khz());
+	 * second, measured); the prefixes are correct either way. quiet, unless in debug mode: as on
+	 * Nitro, where only debug mode shows the console, the kernel's chatter is not wanted, and each
+	 * character of it is two emulated port accesses (a quarter of a second a boot, measured);
+	 * errors, panics and what init says still reach the console and a failed boot's tail. */
+	snprintf(append, sizeof(append), "%s reboot=a tsc_early_khz=%lu noreplace-smp%s enclaver.nsm=vsock", cmdline,
+		 tsc_khz(), vm->debug ? "" : " quiet");
 	if (pipe2(pipefd, O_CLOEXEC) < 0)
 		return err_sys(err, "pipe");
 	vm->qemu = spawn(argv, pipefd[1], -1);
