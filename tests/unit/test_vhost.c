@@ -466,23 +466,33 @@ static void test_host_connects_to_the_guest(void)
 	rig_down(&r);
 }
 
+/* A rig whose guest gave rx receive buffers and connected to the parent's port 5000 with a
+ * buffer of buf_alloc; the host's end of it (and the listener, into lfd). */
+static int guest_connected(struct rig *r, int rx, uint32_t buf_alloc, int *lfd)
+{
+	struct err err = { 0 };
+	struct vsock_hdr h;
+
+	rig_up(r, NULL, 0);
+	*lfd = vsock_listen(5000, 4, &err);
+	give_rx(r, rx);
+	h = pkt(VSOCK_OP_REQUEST, 1234, VSOCK_CID_PARENT, 5000, 0);
+	h.buf_alloc = buf_alloc;
+	send_pkt(r, &h, NULL, 0);
+	CHECK(recv_pkt(r, &h, NULL, NULL) && h.op == VSOCK_OP_RESPONSE);
+	return accept4(*lfd, NULL, NULL, SOCK_CLOEXEC);
+}
+
 static void test_credit_bounds_what_goes_to_the_guest(void)
 {
 	struct rig r;
-	struct err err = { 0 };
 	struct vsock_hdr h;
 	static uint8_t big[64 * 1024];
 	uint32_t n, got = 0;
-	int lfd, fd;
+	int lfd;
+	/* the guest takes 8 KiB before it says it has read them */
+	int fd = guest_connected(&r, 4, 8192, &lfd);
 
-	rig_up(&r, NULL, 0);
-	lfd = vsock_listen(5000, 4, &err);
-	give_rx(&r, 4);
-	h = pkt(VSOCK_OP_REQUEST, 1234, VSOCK_CID_PARENT, 5000, 0);
-	h.buf_alloc = 8192; /* the guest takes 8 KiB before it says it has read them */
-	send_pkt(&r, &h, NULL, 0);
-	CHECK(recv_pkt(&r, &h, NULL, NULL) && h.op == VSOCK_OP_RESPONSE);
-	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 	memset(big, 'x', sizeof(big));
 	CHECK_EQ_INT(write(fd, big, sizeof(big)), sizeof(big));
 	give_rx(&r, 40);
@@ -718,24 +728,15 @@ static uint16_t used_flags(struct rig *r, int qi)
 static void test_kicks_are_asked_for_only_while_the_device_waits(void)
 {
 	struct rig r;
-	struct err err = { 0 };
 	struct vsock_hdr h;
 	static uint8_t big[64 * 1024], got[80 * 1024];
 	uint32_t n, total = 0;
-	int lfd, fd;
+	int lfd, fd = guest_connected(&r, 2, 1u << 20, &lfd);
 
-	rig_up(&r, NULL, 0);
-	lfd = vsock_listen(5000, 4, &err);
-	give_rx(&r, 2);
-	h = pkt(VSOCK_OP_REQUEST, 1234, VSOCK_CID_PARENT, 5000, 0);
-	h.buf_alloc = 1u << 20;
-	send_pkt(&r, &h, NULL, 0);
 	/* the transmit ring was emptied: kicks are wanted there again */
 	CHECK_EQ_INT(used_flags(&r, 1), 0);
-	CHECK(recv_pkt(&r, &h, NULL, NULL) && h.op == VSOCK_OP_RESPONSE);
 	/* a buffer is left and nothing waits: the guest need not say when it gives more */
 	CHECK_EQ_INT(used_flags(&r, 0), 1);
-	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 	for (size_t i = 0; i < sizeof(big); i++)
 		big[i] = (uint8_t)(i * 7);
 	CHECK_EQ_INT(write(fd, big, sizeof(big)), sizeof(big));
