@@ -18,17 +18,25 @@ import tarfile
 
 
 def layer(entries):
-    """A layer tar from (name, kind, data, mode) with kind f(ile), d(ir) or l(ink: data = target)."""
+    """A layer tar from (name, kind, data, mode[, extra]) with kind f(ile), d(ir), l(ink: data =
+    target) or h(ard link: data = the name linked to); extra: {"uid", "gid", "pax"} (PAX records,
+    e.g. SCHILY.xattr.*)."""
     b = io.BytesIO()
     with tarfile.open(fileobj=b, mode="w", format=tarfile.PAX_FORMAT) as t:
-        for name, kind, data, mode in entries:
+        for name, kind, data, mode, *extra in entries:
             ti = tarfile.TarInfo(name)
             ti.mode = mode
             ti.mtime = 1000
+            extra = extra[0] if extra else {}
+            ti.uid, ti.gid = extra.get("uid", 0), extra.get("gid", 0)
+            ti.pax_headers = dict(extra.get("pax", {}))
             if kind == "d":
                 ti.type = tarfile.DIRTYPE
             elif kind == "l":
                 ti.type = tarfile.SYMTYPE
+                ti.linkname = data
+            elif kind == "h":
+                ti.type = tarfile.LNKTYPE
                 ti.linkname = data
             else:
                 ti.size = len(data)

@@ -429,3 +429,14 @@ const char *fs_tmp_dir(void)
 
 	return t && *t ? t : "/var/tmp";
 }
+
+void fs_tmpfs_like(const char *path, char *out, size_t size)
+{
+	struct stat st;
+
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		snprintf(out, size, "mode=%o,uid=%u,gid=%u", (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid,
+			 (unsigned)st.st_gid);
+	else
+		snprintf(out, size, "mode=1777");
+}

@@ -55,6 +55,9 @@ void fs_beside_self(const char *name, char *out, size_t size);
 int fs_mkdir_p(const char *path, mode_t mode, struct err *err);
 /* Where large temporary files go: $TMPDIR, else /var/tmp (on disk, unlike a tmpfs /tmp). */
 const char *fs_tmp_dir(void);
+/* Mount options giving a tmpfs mounted on folder path the folder's own mode and owner, as a
+ * container runtime leaves it ("mode=1777" when path is no folder): out holds 64 bytes. */
+void fs_tmpfs_like(const char *path, char *out, size_t size);
 
 /* The directory part of path ("." when there is none); caller frees. */
 char *fs_dirname(const char *path);

@@ -55,14 +55,14 @@ struct step {
 	const char *target;
 	const char *fstype;
 	unsigned long flags;
-	const char *data;
+	const char *data; /* NULL for a tmpfs: the mode and owner of the folder it covers */
 	bool tolerate_ebusy;
 };
 
 /* Inside the new root, in AWS init's order. */
 static const struct step rootfs_steps[] = {
-	{ OP_MOUNT, "dev", "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, NULL, true },
-	{ OP_MOUNT, "proc", "/proc", "proc", MS_NODEV | MS_NOSUID | MS_NOEXEC, NULL, false },
+	{ OP_MOUNT, "dev", "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, "", true },
+	{ OP_MOUNT, "proc", "/proc", "proc", MS_NODEV | MS_NOSUID | MS_NOEXEC, "", false },
 	{ OP_SYMLINK, "/proc/self/fd", "/dev/fd", NULL, 0, NULL, false },
 	{ OP_SYMLINK, "/proc/self/fd/0", "/dev/stdin", NULL, 0, NULL, false },
 	{ OP_SYMLINK, "/proc/self/fd/1", "/dev/stdout", NULL, 0, NULL, false },
@@ -70,10 +70,10 @@ static const struct step rootfs_steps[] = {
 	{ OP_MOUNT, "run", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755", false },
 	{ OP_MOUNT, "tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, NULL, false },
 	{ OP_MKDIR, NULL, "/dev/shm", NULL, 0, NULL, false },
-	{ OP_MOUNT, "shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, NULL, false },
+	{ OP_MOUNT, "shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "", false },
 	{ OP_MKDIR, NULL, "/dev/pts", NULL, 0, NULL, false },
-	{ OP_MOUNT, "devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, NULL, false },
-	{ OP_MOUNT, "sysfs", "/sys", "sysfs", MS_NODEV | MS_NOSUID | MS_NOEXEC, NULL, false },
+	{ OP_MOUNT, "devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "", false },
+	{ OP_MOUNT, "sysfs", "/sys", "sysfs", MS_NODEV | MS_NOSUID | MS_NOEXEC, "", false },
 	{ OP_MOUNT, "cgroup_root", "/sys/fs/cgroup", "tmpfs", MS_NODEV | MS_NOSUID | MS_NOEXEC, "mode=0755", false },
 };
 
@@ -83,11 +83,18 @@ static void run_steps(const struct step *steps, size_t n)
 		const struct step *s = &steps[i];
 
 		switch (s->op) {
-		case OP_MOUNT:
-			if (mount(s->source, s->target, s->fstype, s->flags, s->data) < 0 &&
+		case OP_MOUNT: {
+			char like[64];
+
+			/* /tmp as the image has it (AWS's init leaves the tmpfs default, 1777), so that an
+			 * app finds the folder docker run would give it */
+			if (!s->data)
+				fs_tmpfs_like(s->target, like, sizeof(like));
+			if (mount(s->source, s->target, s->fstype, s->flags, s->data ? s->data : like) < 0 &&
 			    !(s->tolerate_ebusy && errno == EBUSY))
 				die("mount %s on %s", s->fstype, s->target);
 			break;
+		}
 		case OP_MKDIR:
 			if (mkdir(s->target, 0755) < 0 && errno != EEXIST)
 				die("mkdir %s", s->target);

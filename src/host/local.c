@@ -213,7 +213,13 @@ static void setup_rootfs(struct local *lc, const char *rootfs)
 	xmount(NULL, path, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
 	snprintf(path, sizeof(path), "%s/tmp", rootfs);
 	xmkdir(path, 01777);
-	xmount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+	{
+		char like[64];
+
+		/* the image's own mode and owner, as docker run leaves /tmp */
+		fs_tmpfs_like(path, like, sizeof(like));
+		xmount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, like);
+	}
 }
 
 static void enter_rootfs(const char *rootfs)

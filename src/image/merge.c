@@ -151,11 +151,16 @@ int merge_add_file(struct merge *m, const char *path, mode_t mode, const void *d
 	return cpio_write_data(m->w, data, len, err);
 }
 
+bool merge_has(const struct merge *m, const char *path)
+{
+	return pathset_has(&m->emitted, path) || pathset_has(&m->synthetic, path);
+}
+
 int merge_touch_dir(struct merge *m, const char *path, struct err *err)
 {
 	struct cpio_entry e = { .mode = S_IFDIR | 0755, .mtime = CPIO_LINUXKIT_MTIME };
 
-	if (pathset_has(&m->emitted, path) || pathset_has(&m->synthetic, path) || !claim(m, path, true))
+	if (merge_has(m, path) || !claim(m, path, true))
 		return 0;
 	if (ensure_parents(m, path, err) < 0)
 		return -1;

@@ -47,6 +47,8 @@ int merge_add_file(struct merge *m, const char *path, mode_t mode, const void *d
 void merge_hide(struct merge *m, const char *path);
 /* Adds layers from the top down. */
 int merge_add_layer(struct merge *m, const struct layer_blob *l, struct err *err);
+/* Whether path was written, by a layer, above them or as a parent. */
+bool merge_has(const struct merge *m, const char *path);
 /* Writes a folder unless the image had it (e.g. "proc"). */
 int merge_touch_dir(struct merge *m, const char *path, struct err *err);
 int merge_touch_symlink(struct merge *m, const char *path, const char *target, struct err *err);

@@ -68,8 +68,7 @@ int ramdisk_write_customer(struct cpio_writer *w, const struct ramdisk_inputs *i
 	static const char *const dropped[] = { ".dockerenv", "Dockerfile", "dev/console", "dev/pts", "dev/shm",
 					       "etc/hostname" };
 	static const char *const touched[] = { "dev", "dev/pts", "dev/shm", "etc", "proc", "sys" };
-	static const char *const dirs[] = { "rootfs/dev", "rootfs/run", "rootfs/sys", "rootfs/var", "rootfs/proc",
-					    "rootfs/tmp" };
+	static const char *const dirs[] = { "dev", "run", "sys", "var", "proc", "tmp" };
 	struct buf odyn = BUF_INIT;
 	struct merge m;
 	char **cmd = NULL;
@@ -98,12 +97,17 @@ int ramdisk_write_customer(struct cpio_writer *w, const struct ramdisk_inputs *i
 			goto out;
 	if (merge_touch_symlink(&m, "etc/mtab", "/proc/mounts", err) < 0)
 		goto out;
-	/* linuxkit's "files": the prefix folder again, the mount points, then cmd and env */
+	/* linuxkit's "files": the prefix folder again, the mount points the image lacks (linuxkit
+	 * writes them all, at 0755, over the image's own: /tmp lost its 1777), then cmd and env */
 	if (add_dir(w, "rootfs", err) < 0)
 		goto out;
-	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
-		if (add_dir(w, dirs[i], err) < 0)
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "rootfs/%s", dirs[i]);
+		if (!merge_has(&m, dirs[i]) && add_dir(w, name, err) < 0)
 			goto out;
+	}
 	cmd = ramdisk_command(in->img);
 	if (add_lines(w, "cmd", cmd, err) < 0 || add_lines(w, "env", in->img->env, err) < 0)
 		goto out;
