@@ -54,6 +54,7 @@ void merge_init(struct merge *m, struct cpio_writer *w, const char *prefix)
 	pathset_init(&m->opaque);
 	pathset_init(&m->layer_whiteout);
 	pathset_init(&m->layer_opaque);
+	pathset_init(&m->layer_emitted);
 }
 
 void merge_free(struct merge *m)
@@ -65,6 +66,7 @@ void merge_free(struct merge *m)
 	pathset_free(&m->opaque);
 	pathset_free(&m->layer_whiteout);
 	pathset_free(&m->layer_opaque);
+	pathset_free(&m->layer_emitted);
 }
 
 void merge_hide(struct merge *m, const char *path)
@@ -79,7 +81,7 @@ static bool hidden(const struct merge *m, const char *p)
 	size_t n = strlen(p);
 
 	memcpy(a, p, n + 1);
-	if (pathset_has(&m->whiteout, a))
+	if (pathset_has(&m->whiteout, a) || (m->in_layer && m->lower_hidden))
 		return true;
 	while (n) {
 		while (n && a[n - 1] != '/')
@@ -130,11 +132,21 @@ static int ensure_parents(struct merge *m, const char *p, struct err *err)
  * entry (written again, which updates its metadata). */
 static bool claim(struct merge *m, const char *p, bool is_dir)
 {
-	if (hidden(m, p) || pathset_has(&m->emitted, p))
+	if (hidden(m, p))
 		return false;
+	if (pathset_has(&m->emitted, p)) {
+		/* the same layer again: its later entry replaces the earlier, as extraction does */
+		if (!m->in_layer || !pathset_has(&m->layer_emitted, p))
+			return false;
+		if (!is_dir)
+			pathset_add(&m->nondir, p);
+		return true;
+	}
 	if (!is_dir && pathset_has(&m->synthetic, p))
 		return false; /* an upper layer has a folder here */
 	pathset_add(&m->emitted, p);
+	if (m->in_layer)
+		pathset_add(&m->layer_emitted, p);
 	if (!is_dir)
 		pathset_add(&m->nondir, p);
 	return true;
@@ -284,6 +296,7 @@ static int add_entry(struct merge *m, struct archive *a, struct archive_entry *a
 			return 0;
 	}
 	pathset_add(&m->emitted, p);
+	pathset_add(&m->layer_emitted, p);
 	e.mode = (uint32_t)(type | (archive_entry_perm(ae) & 07777));
 	e.uid = (uint32_t)archive_entry_uid(ae);
 	e.gid = (uint32_t)archive_entry_gid(ae);
@@ -322,23 +335,70 @@ static int add_entry(struct merge *m, struct archive *a, struct archive_entry *a
 	return 0;
 }
 
-int merge_add_layer(struct merge *m, const struct layer_blob *l, struct err *err)
+/* The uncompressed stream, which the tar reader reads through here to have it hashed. */
+struct tar_reader {
+	struct archive *outer; /* the blob, decompressed (libarchive's raw format) */
+	struct sha_ctx sha;
+};
+
+static la_ssize_t tar_read(struct archive *a, void *ctx, const void **out)
 {
-	struct archive *a = archive_read_new();
-	struct archive_entry *ae;
-	struct blob_reader *r = calloc(1, sizeof(*r));
+	struct tar_reader *t = ctx;
+	const void *p;
+	size_t len;
+	la_int64_t off;
+	int st = archive_read_data_block(t->outer, &p, &len, &off);
+
+	if (st == ARCHIVE_EOF)
+		return 0;
+	if (st != ARCHIVE_OK) {
+		archive_set_error(a, EIO, "%s", archive_error_string(t->outer));
+		return -1;
+	}
+	sha_update(&t->sha, p, len);
+	*out = p;
+	return (la_ssize_t)len;
+}
+
+static int check_digest(const char *want, struct sha_ctx *sha, const char *layer, const char *what, struct err *err)
+{
 	uint8_t digest[32];
 	char hex[65];
+
+	sha_final(sha, digest);
+	hex_encode(digest, 32, hex);
+	if (strncmp(want, "sha256:", 7) || strcmp(want + 7, hex))
+		return err_set(err, EINVAL, "%s: digest mismatch: expected %s, %s is sha256:%s", layer, want, what, hex);
+	return 0;
+}
+
+int merge_add_layer(struct merge *m, const struct layer_blob *l, struct err *err)
+{
+	struct archive *a = archive_read_new(), *outer = archive_read_new();
+	struct archive_entry *ae;
+	struct blob_reader *r = calloc(1, sizeof(*r));
+	struct tar_reader t = { .outer = outer };
 	int rc = 0, st;
 
-	if (!a || !r)
+	if (!a || !outer || !r)
 		abort();
 	r->l = l;
+	m->in_layer = true;
+	pathset_clear(&m->layer_emitted);
 	sha_init(&r->sha, "SHA256");
-	archive_read_support_filter_all(a);
+	sha_init(&t.sha, "SHA256");
+	/* two readers: the blob decompressed as one raw stream, whose bytes are hashed for the
+	 * config's diff_id on their way to the tar reader */
+	archive_read_support_filter_all(outer);
+	archive_read_support_format_raw(outer);
 	archive_read_support_format_tar(a);
-	if (archive_read_open(a, r, NULL, blob_read, NULL) != ARCHIVE_OK) {
-		rc = err_set(err, EINVAL, "%s: %s", l->name, archive_error_string(a));
+	if (archive_read_open(outer, r, NULL, blob_read, NULL) != ARCHIVE_OK ||
+	    archive_read_next_header(outer, &ae) != ARCHIVE_OK) {
+		rc = err_set(err, EINVAL, "%s: %s", l->name, archive_error_string(outer));
+		goto out;
+	}
+	if (archive_read_open(a, &t, NULL, tar_read, NULL) != ARCHIVE_OK) {
+		rc = err_set(err, EINVAL, "%s: not a valid layer: %s", l->name, archive_error_string(a));
 		goto out;
 	}
 	while ((st = archive_read_next_header(a, &ae)) == ARCHIVE_OK || st == ARCHIVE_WARN)
@@ -348,32 +408,45 @@ int merge_add_layer(struct merge *m, const struct layer_blob *l, struct err *err
 		rc = err_set(err, EINVAL, "%s: not a valid layer: %s", l->name, archive_error_string(a));
 		goto out;
 	}
-	/* the digest covers every byte of the blob, also what the tar reader left unread */
+	/* the digests cover every byte, also what the tar reader left unread */
+	for (;;) {
+		const void *dummy;
+		la_ssize_t n = tar_read(a, &t, &dummy);
+
+		if (n == 0)
+			break;
+		if (n < 0) {
+			rc = err_set(err, EIO, "%s: cannot read the end of the layer: %s", l->name, archive_error_string(a));
+			goto out;
+		}
+	}
 	while (r->pos < l->len) {
 		const void *dummy;
 
-		if (blob_read(a, r, &dummy) <= 0) {
+		if (blob_read(outer, r, &dummy) <= 0) {
 			rc = err_set(err, EIO, "%s: cannot read the end of the blob", l->name);
 			goto out;
 		}
 	}
-	if (l->digest) {
-		sha_final(&r->sha, digest);
-		hex_encode(digest, 32, hex);
-		if (strncmp(l->digest, "sha256:", 7) || strcmp(l->digest + 7, hex)) {
-			rc = err_set(err, EINVAL, "%s: digest mismatch: expected %s, the blob is sha256:%s", l->name,
-				     l->digest, hex);
-			goto out;
-		}
-	}
-	/* this layer's whiteouts and opaque folders apply to the layers below it */
+	if ((l->digest && (rc = check_digest(l->digest, &r->sha, l->name, "the blob", err)) < 0) ||
+	    (l->diff_id && (rc = check_digest(l->diff_id, &t.sha, l->name, "its uncompressed tar (the config's diff_id)",
+					      err)) < 0))
+		goto out;
+	/* this layer's whiteouts and opaque folders apply to the layers below it; an opaque root
+	 * hides all of them */
+	if (pathset_has(&m->layer_opaque, ""))
+		m->lower_hidden = true;
 	pathset_merge(&m->whiteout, &m->layer_whiteout);
 	pathset_merge(&m->opaque, &m->layer_opaque);
 	pathset_clear(&m->layer_whiteout);
 	pathset_clear(&m->layer_opaque);
 out:
+	m->in_layer = false;
+	pathset_clear(&m->layer_emitted);
 	sha_free(&r->sha);
+	sha_free(&t.sha);
 	free(r);
 	archive_read_free(a);
+	archive_read_free(outer);
 	return rc;
 }

@@ -1,7 +1,8 @@
 /*
  * Image layers merged into a cpio stream in one pass, top layer first: an entry is written the
- * first time its path is seen unless an upper layer whited it out, made a parent opaque, or put
- * a non-directory above it. Every path is normalised and none may leave the tree. Runs in the
+ * first time its path is seen unless an upper layer whited it out, made a parent (or the root)
+ * opaque, or put a non-directory above it. Within one layer a later entry for a path is written
+ * too, after the earlier one, and replaces it when unpacked, as Docker's extraction does. Every path is normalised and none may leave the tree. Runs in the
  * CLI at build time; the layers come from image authors and registries and are not trusted.
  */
 #ifndef ENCLAVER_IMAGE_MERGE_H
@@ -15,12 +16,13 @@
 #include "eif/cpio.h"
 #include "image/pathset.h"
 
-/* One layer blob: len bytes of fd from off (tar, gzip or zstd), and its expected digest. */
+/* One layer blob: len bytes of fd from off (tar, gzip or zstd), and its expected digests. */
 struct layer_blob {
 	const char *name; /* for messages */
 	int fd;
 	uint64_t off, len;
-	const char *digest; /* "sha256:<64 hex>" of the blob's bytes, or NULL not to check */
+	const char *digest;  /* "sha256:<64 hex>" of the blob's bytes, or NULL not to check */
+	const char *diff_id; /* "sha256:<64 hex>" of the uncompressed tar (the config's), or NULL */
 };
 
 struct merge {
@@ -32,6 +34,9 @@ struct merge {
 	struct pathset whiteout;   /* paths removed by upper layers */
 	struct pathset opaque;     /* folders whose lower-layer contents are hidden */
 	struct pathset layer_whiteout, layer_opaque; /* this layer's, applied to the layers below */
+	struct pathset layer_emitted; /* written by this layer: a later entry of it replaces them */
+	bool in_layer;
+	bool lower_hidden; /* a layer made the root opaque: nothing below it shows */
 	uint64_t entries;
 };
 

@@ -229,6 +229,31 @@ static char *config_id(int fd, uint64_t off, uint64_t size)
 	return id;
 }
 
+/* The image id is the config's digest, and the config's rootfs.diff_ids are what ties the layers
+ * to it: one per layer, each the digest of the layer's uncompressed tar (checked as it is read).
+ * Without them the layers could change under the same id, so an image without them is refused,
+ * as Docker refuses to load it. */
+static int check_diff_ids(json_t *diff_ids, size_t n_layers, const char *label, struct err *err)
+{
+	if (!json_is_array(diff_ids))
+		return err_set(err, EINVAL,
+			       "%s: the image config has no rootfs.diff_ids, so nothing ties its layers to it: "
+			       "rebuild or re-save the image with a current Docker or OCI tool",
+			       label);
+	if (json_array_size(diff_ids) != n_layers)
+		return err_set(err, EINVAL,
+			       "%s: the image config lists %zu layers (rootfs.diff_ids) and the image has %zu: "
+			       "the config and the layers disagree; rebuild or re-save the image",
+			       label, json_array_size(diff_ids), n_layers);
+	for (size_t i = 0; i < n_layers; i++) {
+		const char *d = json_string_value(json_array_get(diff_ids, i));
+
+		if (!d || strncmp(d, "sha256:", 7) || strlen(d) != 71 || strspn(d + 7, "0123456789abcdef") != 64)
+			return err_set(err, EINVAL, "%s: the image config's diff_id %zu is not a sha256 digest", label, i);
+	}
+	return 0;
+}
+
 /* A docker-archive read in place from fd (owned by img); path names it in messages. */
 static int open_docker_archive_fd(struct image *img, int fd, const char *path, const char *ref, struct err *err)
 {
@@ -274,6 +299,8 @@ static int open_docker_archive_fd(struct image *img, int fd, const char *path, c
 	take_config(img, config);
 	layers = json_object_get(entry, "Layers");
 	diff_ids = json_object_get(json_object_get(config, "rootfs"), "diff_ids");
+	if (check_diff_ids(diff_ids, json_array_size(layers), path, err) < 0)
+		goto out;
 	img->layers = calloc(json_array_size(layers) + 1, sizeof(*img->layers));
 	if (!img->layers)
 		abort();
@@ -287,20 +314,17 @@ static int open_docker_archive_fd(struct image *img, int fd, const char *path, c
 			err_set(err, EINVAL, "%s: layer %s is missing from the archive", path, name ? name : "?");
 			goto out;
 		}
-		/* blobs/sha256/<hex> names the blob's own digest; legacy <id>/layer.tar is an
-		 * uncompressed tar whose digest is the config's diff_id */
-		if (!strncmp(name, "blobs/sha256/", 13)) {
-			if (asprintf(&digest, "sha256:%s", name + 13) < 0)
-				abort();
-		} else if (json_is_string(json_array_get(diff_ids, i))) {
-			digest = strdup(json_string_value(json_array_get(diff_ids, i)));
-		}
+		/* blobs/sha256/<hex> names the blob's own digest; legacy <id>/layer.tar has only the
+		 * config's diff_id, which every layer is checked against */
+		if (!strncmp(name, "blobs/sha256/", 13) && asprintf(&digest, "sha256:%s", name + 13) < 0)
+			abort();
 		if (asprintf((char **)&b->name, "layer %zu (%s)", i, name) < 0)
 			abort();
 		b->fd = fd;
 		b->off = lm->off;
 		b->len = lm->size;
 		b->digest = digest;
+		b->diff_id = strdup(json_string_value(json_array_get(diff_ids, i)));
 		img->n_layers++;
 	}
 	rc = 0;
@@ -459,6 +483,9 @@ static int open_layout(struct image *img, struct layout *L, const char *tag, str
 	img->id = strdup(json_string_value(json_object_get(json_object_get(manifest, "config"), "digest")));
 	take_config(img, config);
 	layers = json_object_get(manifest, "layers");
+	if (check_diff_ids(json_object_get(json_object_get(config, "rootfs"), "diff_ids"), json_array_size(layers),
+			   L->label, err) < 0)
+		goto out;
 	img->layers = calloc(json_array_size(layers) + 1, sizeof(*img->layers));
 	if (!img->layers)
 		abort();
@@ -478,7 +505,9 @@ static int open_layout(struct image *img, struct layout *L, const char *tag, str
 			err_wrap(err, "layer %s", digest);
 			goto out;
 		}
-		*b = (struct layer_blob){ NULL, fd, off, size, strdup(digest) };
+		*b = (struct layer_blob){ NULL, fd, off, size, strdup(digest),
+					  strdup(json_string_value(json_array_get(
+						  json_object_get(json_object_get(config, "rootfs"), "diff_ids"), i))) };
 		if (asprintf((char **)&b->name, "layer %.19s", digest) < 0)
 			abort();
 		img->n_layers++;
@@ -651,6 +680,7 @@ void image_free(struct image *img)
 	for (size_t i = 0; i < img->n_layers; i++) {
 		free((char *)img->layers[i].name);
 		free((char *)img->layers[i].digest);
+		free((char *)img->layers[i].diff_id);
 	}
 	free(img->layers);
 	for (size_t i = 0; i < img->n_fds; i++)

@@ -28,7 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fd = memfd_create("fuzz-layer", 0);
 	if (ftruncate(fd, 0) < 0 || pwrite(fd, data, size, 0) != (ssize_t)size)
 		abort();
-	b = (struct layer_blob){ "fuzz", fd, 0, size, NULL };
+	b = (struct layer_blob){ "fuzz", fd, 0, size, NULL, NULL };
 	cpio_writer_init(&w, sink, &written);
 	merge_init(&m, &w, "rootfs");
 	merge_add_layer(&m, &b, &err);

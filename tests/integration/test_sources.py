@@ -174,21 +174,18 @@ def test_without_a_daemon(tmp_path):
 
 @pytest.fixture(scope="module")
 def dockerd(tmp_path_factory):
-    """The machine's Docker daemon, started here when none answers."""
+    """The machine's Docker daemon, started here when none answers. One started here stays up:
+    another test run on this machine may be using it by the time this one ends."""
     def answers():
         return subprocess.run([DOCKER, "version"], capture_output=True, timeout=30).returncode == 0
-    proc = None
     if not answers():
         log = open(tmp_path_factory.mktemp("dockerd") / "dockerd.log", "w")
-        proc = subprocess.Popen([DOCKERD], stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([DOCKERD], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + 60
         while not answers():
             assert time.time() < deadline and proc.poll() is None, "dockerd did not start"
             time.sleep(0.5)
     yield DOCKER
-    if proc:
-        proc.terminate()
-        proc.wait(timeout=60)
 
 
 def docker(*args, **kw):
@@ -224,12 +221,14 @@ def test_daemon_source_and_output_and_docker_run(tmp_path, dockerd):
         p = docker("run", "--rm", *LOCAL_CAPS, target)
         assert p.returncode == 7, p
         assert "probe exiting with 7" in p.stdout and "LOCAL ENCLAVE" in p.stderr
-        # enclaver run IMAGE: the same through the Engine API, and the container is removed
-        before = set(docker("ps", "-aq").stdout.split())
+        # enclaver run IMAGE: the same through the Engine API, and the container is removed (this
+        # test's containers only: others may run beside it)
+        def ours(image):
+            return docker("ps", "-aq", "--filter", f"ancestor={image}").stdout.split()
         r = run("run", target)
         assert r.code == 7 and "probe exiting with 7" in r.out and "LOCAL ENCLAVE" in r.err, r
         assert "container exited with code 7" in r.err
-        assert set(docker("ps", "-aq").stdout.split()) == before
+        assert ours(target) == []
         r = run("run", "-f", tmp_path / "enclaver.yaml", target)
         assert r.code == 2 and "both an image name and a manifest file were specified" in r.err
         r = run("run", "-p", "80", target)
@@ -240,7 +239,7 @@ def test_daemon_source_and_output_and_docker_run(tmp_path, dockerd):
         assert r.code == 1 and r.out == "", r
         assert f"{tag} is not a release image (it has no /enclave/application.eif): run enclaver build" in r.err
         assert "probe" not in r.err and "local enclave" not in r.err.lower()
-        assert set(docker("ps", "-aq").stdout.split()) == before
+        assert ours(tag) == [] and ours(target) == []
     finally:
         docker("rmi", "-f", tag, target)
 
@@ -251,16 +250,18 @@ def test_enclaver_run_ctrl_c_stops_and_removes(tmp_path, dockerd):
     cfg = dict(CONFIG, config=dict(CONFIG["config"], Cmd=["sleep", "120"]))
     try:
         load_and_build(tmp_path, tag, target, cfg)
-        before = set(docker("ps", "-aq").stdout.split())
+
+        def ours(*flags):  # this test's containers only: others may run beside it
+            return docker("ps", "-q", *flags, "--filter", f"ancestor={target}").stdout.split()
         p = subprocess.Popen([str(BUILD / "enclaver"), "run", "-f", str(tmp_path / "enclaver.yaml")],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 60
-        while not (set(docker("ps", "-q").stdout.split()) - before):
+        while not ours():
             assert time.time() < deadline and p.poll() is None, p.communicate()
             time.sleep(0.2)
         # of the state folder the container gets what the launcher reads, read-only: never the
         # key store, its master key, or the development CA's root key
-        cid = (set(docker("ps", "-q").stdout.split()) - before).pop()
+        cid = ours()[0]
         binds = json.loads(docker("inspect", "-f", "{{json .HostConfig.Binds}}", cid).stdout)
         state = os.environ["ENCLAVER_STATE_DIR"]
         assert sorted(binds) == sorted(f"{state}/{f}:/var/lib/enclaver/{f}:ro" for f in (
@@ -271,7 +272,7 @@ def test_enclaver_run_ctrl_c_stops_and_removes(tmp_path, dockerd):
         out, err = p.communicate(timeout=60)
         assert p.returncode == 109, err  # enclaver-run's "stopped on request"
         assert "received SIGINT: stopping the container" in err and "stopped on request" in err
-        assert set(docker("ps", "-aq").stdout.split()) == before
+        assert ours("-a") == []
     finally:
         docker("rmi", "-f", tag, target)
 

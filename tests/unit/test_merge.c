@@ -22,14 +22,39 @@ struct ent {
 	int mode;
 };
 
-/* A tar in a memfd: plain, gzip (filter 1) or zstd (filter 2). */
-static int make_layer(const struct ent *es, size_t n, int filter, char digest[72])
+static void fd_digest(int fd, char digest[72])
 {
-	struct archive *a = archive_write_new();
-	int fd = memfd_create("layer", 0);
 	struct stat st;
 	uint8_t *map, d[32];
 	char hex[65];
+
+	fstat(fd, &st);
+	map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	sha256(map, (size_t)st.st_size, d);
+	munmap(map, (size_t)st.st_size);
+	hex_encode(d, 32, hex);
+	snprintf(digest, 72, "sha256:%s", hex);
+}
+
+static int write_tar(const struct ent *es, size_t n, int filter);
+
+/* A tar in a memfd: plain, gzip (filter 1) or zstd (filter 2); its digest and its uncompressed
+ * tar's (the diff_id). */
+static int make_layer(const struct ent *es, size_t n, int filter, char digest[72], char diff_id[72])
+{
+	int plain = write_tar(es, n, 0), fd = filter ? write_tar(es, n, filter) : plain;
+
+	fd_digest(plain, diff_id);
+	fd_digest(fd, digest);
+	if (fd != plain)
+		close(plain);
+	return fd;
+}
+
+static int write_tar(const struct ent *es, size_t n, int filter)
+{
+	struct archive *a = archive_write_new();
+	int fd = memfd_create("layer", 0);
 
 	archive_write_set_format_pax_restricted(a);
 	if (filter == 1)
@@ -71,12 +96,6 @@ static int make_layer(const struct ent *es, size_t n, int filter, char digest[72
 	}
 	archive_write_close(a);
 	archive_write_free(a);
-	fstat(fd, &st);
-	map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
-	sha256(map, (size_t)st.st_size, d);
-	munmap(map, (size_t)st.st_size);
-	hex_encode(d, 32, hex);
-	snprintf(digest, 72, "sha256:%s", hex);
 	return fd;
 }
 
@@ -88,8 +107,10 @@ static int buf_sink(void *ctx, const void *data, size_t len, struct err *err)
 
 static char root[64];
 
+enum corrupt { NONE, BLOB_DIGEST, DIFF_ID };
+
 /* Merges the layers (bottom first) and extracts the result under root/rootfs. */
-static int merge_and_extract(const struct ent *const *layers, const size_t *counts, size_t n, bool corrupt,
+static int merge_and_extract(const struct ent *const *layers, const size_t *counts, size_t n, enum corrupt corrupt,
 			     struct err *err)
 {
 	struct buf out = BUF_INIT;
@@ -97,15 +118,17 @@ static int merge_and_extract(const struct ent *const *layers, const size_t *coun
 	struct merge m;
 	char cmd[128];
 	int rc = 0, fds[8];
-	char digests[8][72];
+	char digests[8][72], diff_ids[8][72];
 
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'; mkdir -p '%s'", root, root);
 	if (system(cmd) != 0)
 		abort();
 	for (size_t i = 0; i < n; i++)
-		fds[i] = make_layer(layers[i], counts[i], (int)(i % 3), digests[i]);
-	if (corrupt)
+		fds[i] = make_layer(layers[i], counts[i], (int)(i % 3), digests[i], diff_ids[i]);
+	if (corrupt == BLOB_DIGEST)
 		digests[0][10] = digests[0][10] == 'a' ? 'b' : 'a';
+	if (corrupt == DIFF_ID)
+		diff_ids[0][10] = diff_ids[0][10] == 'a' ? 'b' : 'a';
 	cpio_writer_init(&w, buf_sink, &out);
 	{ /* the ramdisk writer puts the prefix folder first, as linuxkit does */
 		struct cpio_entry r = { .name = "rootfs", .mode = S_IFDIR | 0755 };
@@ -118,7 +141,7 @@ static int merge_and_extract(const struct ent *const *layers, const size_t *coun
 		struct layer_blob b;
 
 		fstat(fds[i], &st);
-		b = (struct layer_blob){ "layer", fds[i], 0, (uint64_t)st.st_size, digests[i] };
+		b = (struct layer_blob){ "layer", fds[i], 0, (uint64_t)st.st_size, digests[i], diff_ids[i] };
 		rc = merge_add_layer(&m, &b, err);
 	}
 	if (rc == 0)
@@ -187,7 +210,7 @@ static void test_layers_merge(void)
 	struct stat st;
 	char path[256];
 
-	CHECK_EQ_INT(merge_and_extract(layers, counts, 3, false, &err), 0);
+	CHECK_EQ_INT(merge_and_extract(layers, counts, 3, NONE, &err), 0);
 	if (err.msg[0])
 		fprintf(stderr, "%s\n", err.msg);
 	CHECK_STR(slurp("a/x"), "two");        /* the upper layer wins */
@@ -221,7 +244,7 @@ static void expect_refused(const struct ent *l, size_t n, const char *msg)
 	struct err err = { 0 };
 	char outside[128];
 
-	CHECK(merge_and_extract(layers, counts, 1, false, &err) < 0);
+	CHECK(merge_and_extract(layers, counts, 1, NONE, &err) < 0);
 	CHECK(strstr(err.msg, msg) != NULL);
 	if (!strstr(err.msg, msg))
 		fprintf(stderr, "got \"%s\", expected \"%s\"\n", err.msg, msg);
@@ -251,7 +274,7 @@ static void test_symlink_then_file_stays_inside(void)
 	struct err err = { 0 };
 
 	/* the merge writes "esc" as a symlink and refuses nothing; extraction must not follow it */
-	CHECK(merge_and_extract(layers, counts, 1, false, &err) < 0 || !exists("esc/pwned"));
+	CHECK(merge_and_extract(layers, counts, 1, NONE, &err) < 0 || !exists("esc/pwned"));
 	CHECK(access("/tmp/pwned", F_OK) < 0);
 }
 
@@ -262,8 +285,44 @@ static void test_digest_mismatch(void)
 	size_t counts[] = { 1 };
 	struct err err = { 0 };
 
-	CHECK(merge_and_extract(layers, counts, 1, true, &err) < 0);
-	CHECK(strstr(err.msg, "digest mismatch") != NULL);
+	CHECK(merge_and_extract(layers, counts, 1, BLOB_DIGEST, &err) < 0);
+	CHECK(strstr(err.msg, "digest mismatch") != NULL && strstr(err.msg, "the blob is") != NULL);
+}
+
+static void test_diff_id_mismatch(void)
+{
+	/* the second layer is gzip: its tar, not its blob, is what the config's diff_id names */
+	static const struct ent l1[] = { { "f", 'f', "x", 0 } }, l2[] = { { "g", 'f', "y", 0 } };
+	const struct ent *layers[] = { l1, l2 };
+	size_t counts[] = { 1, 1 };
+	struct err err = { 0 };
+
+	CHECK_EQ_INT(merge_and_extract(layers, counts, 2, NONE, &err), 0);
+	CHECK(merge_and_extract(layers, counts, 2, DIFF_ID, &err) < 0);
+	CHECK(strstr(err.msg, "its uncompressed tar (the config's diff_id) is sha256:") != NULL);
+}
+
+static void test_docker_layer_semantics(void)
+{
+	/* a layer that makes the root opaque hides every layer below it (deleted files stay
+	 * deleted); a layer holding a path twice keeps the later entry, as extraction does */
+	static const struct ent l1[] = { { "old", 'f', "from below", 0 }, { "keep/", 'd', NULL, 0755 },
+					 { "keep/f", 'f', "below too", 0 } };
+	static const struct ent l2[] = { { ".wh..wh..opq", 'f', NULL, 0 }, { "new", 'f', "first", 0 },
+					 { "new", 'f', "second", 0 }, { "keep/", 'd', NULL, 0700 } };
+	static const struct ent l3[] = { { "top", 'f', "top", 0 }, { "top", 'f', "top again", 0 } };
+	const struct ent *layers[] = { l1, l2, l3 };
+	size_t counts[] = { 3, 4, 2 };
+	struct err err = { 0 };
+	struct stat st;
+	char path[256];
+
+	CHECK_EQ_INT(merge_and_extract(layers, counts, 3, NONE, &err), 0);
+	CHECK(!exists("old") && !exists("keep/f"));
+	snprintf(path, sizeof(path), "%s/rootfs/keep", root);
+	CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0700);
+	CHECK_STR(slurp("new"), "second");
+	CHECK_STR(slurp("top"), "top again");
 }
 
 static void setup(void)
@@ -280,4 +339,4 @@ static void teardown(void)
 }
 
 TEST_MAIN(T(setup), T(test_layers_merge), T(test_hostile_layers), T(test_symlink_then_file_stays_inside),
-	  T(test_digest_mismatch), T(teardown))
+	  T(test_digest_mismatch), T(test_diff_id_mismatch), T(test_docker_layer_semantics), T(teardown))
