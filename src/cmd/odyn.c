@@ -45,7 +45,8 @@ struct odyn {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: odyn [--no-bootstrap] [--no-console] --config-dir DIR [-v...] -- ENTRYPOINT [ARGS...]\n");
+	fprintf(f, "usage: odyn [--no-bootstrap] [--no-console] --config-dir DIR [--user UID:GID[:GID,...]] "
+		   "[--workdir DIR] [-v...] -- ENTRYPOINT [ARGS...]\n");
 }
 
 static void publish_exit(struct odyn *o)
@@ -129,7 +130,7 @@ static void kms_fatal(void *data, const char *msg)
 }
 
 static int start_services(struct odyn *o, const char *config_dir, bool bootstrap, char **argv,
-			  struct err *err)
+			  const struct launch_as *as, struct err *err)
 {
 	char path[4096];
 	struct ingress_port ports[64];
@@ -218,7 +219,7 @@ static int start_services(struct odyn *o, const char *config_dir, bool bootstrap
 			snprintf(line + strlen(line), sizeof(line) - strlen(line), "%s\"%s\"", a == argv ? "" : ", ", *a);
 		log_info("Starting [%s]", line);
 	}
-	o->app = launcher_start(argv, err);
+	o->app = launcher_start(argv, as, err);
 	return o->app < 0 ? -1 : 0;
 }
 
@@ -227,11 +228,14 @@ int main(int argc, char **argv)
 	static const struct option opts[] = { { "no-bootstrap", no_argument, NULL, 'b' },
 					      { "no-console", no_argument, NULL, 'c' },
 					      { "config-dir", required_argument, NULL, 'd' },
+					      { "user", required_argument, NULL, 'u' },
+					      { "workdir", required_argument, NULL, 'w' },
 					      { "verbose", no_argument, NULL, 'v' },
 					      { "help", no_argument, NULL, 'h' },
 					      { "version", no_argument, NULL, 'V' },
 					      { NULL, 0, NULL, 0 } };
 	struct odyn o = { 0 };
+	struct launch_as as = { 0 };
 	struct err err = { 0 };
 	const char *config_dir = NULL, *vdir;
 	bool bootstrap = true, capture = true;
@@ -244,6 +248,19 @@ int main(int argc, char **argv)
 		case 'b': bootstrap = false; break;
 		case 'c': capture = false; break;
 		case 'd': config_dir = optarg; break;
+		case 'u':
+			if (!launch_as_parse_user(optarg, &as)) {
+				log_error("--user %s: expected UID:GID[:GID,...]", optarg);
+				return 2;
+			}
+			break;
+		case 'w':
+			if (optarg[0] != '/') {
+				log_error("--workdir %s: expected an absolute path", optarg);
+				return 2;
+			}
+			as.workdir = optarg;
+			break;
 		case 'v': verbose++; break;
 		case 'V': printf("odyn %s\n", ENCLAVER_VERSION); return 0;
 		case 'h': usage(stdout); return 0;
@@ -274,7 +291,7 @@ int main(int argc, char **argv)
 		log_error("%s", err.msg);
 		return 1;
 	}
-	if (start_services(&o, config_dir, bootstrap, argv + optind, &err) < 0) {
+	if (start_services(&o, config_dir, bootstrap, argv + optind, &as, &err) < 0) {
 		log_error("Fatal error: %s", err.msg);
 		console_status_fatal(o.console, err.msg);
 	}

@@ -55,6 +55,8 @@ void merge_init(struct merge *m, struct cpio_writer *w, const char *prefix)
 	pathset_init(&m->layer_whiteout);
 	pathset_init(&m->layer_opaque);
 	pathset_init(&m->layer_emitted);
+	m->passwd = (struct buf)BUF_INIT;
+	m->group = (struct buf)BUF_INIT;
 }
 
 void merge_free(struct merge *m)
@@ -67,6 +69,8 @@ void merge_free(struct merge *m)
 	pathset_free(&m->layer_whiteout);
 	pathset_free(&m->layer_opaque);
 	pathset_free(&m->layer_emitted);
+	buf_free(&m->passwd);
+	buf_free(&m->group);
 }
 
 void merge_hide(struct merge *m, const char *path)
@@ -241,6 +245,7 @@ static int add_entry(struct merge *m, struct archive *a, struct archive_entry *a
 		     struct err *err)
 {
 	char p[MAX_PATH + 1], t[MAX_PATH + 1], rel[2 * MAX_PATH];
+	struct buf *account = NULL;
 	const char *raw = archive_entry_pathname(ae), *base;
 	const char *hl = archive_entry_hardlink(ae);
 	mode_t type = archive_entry_filetype(ae);
@@ -297,6 +302,16 @@ static int add_entry(struct merge *m, struct archive *a, struct archive_entry *a
 	}
 	pathset_add(&m->emitted, p);
 	pathset_add(&m->layer_emitted, p);
+	/* what the image's accounts are: this entry, whatever it is, is the last word on them */
+	if (!strcmp(p, "etc/passwd") || !strcmp(p, "etc/group")) {
+		bool pw = p[4] == 'p';
+
+		account = pw ? &m->passwd : &m->group;
+		buf_reset(account);
+		*(pw ? &m->has_passwd : &m->has_group) = type == AE_IFREG;
+		if (type != AE_IFREG)
+			account = NULL;
+	}
 	e.mode = (uint32_t)(type | (archive_entry_perm(ae) & 07777));
 	e.uid = (uint32_t)archive_entry_uid(ae);
 	e.gid = (uint32_t)archive_entry_gid(ae);
@@ -329,6 +344,11 @@ static int add_entry(struct merge *m, struct archive *a, struct archive_entry *a
 					       n < 0 ? archive_error_string(a) : "data shorter than its header says");
 			if (cpio_write_data(m->w, chunk, (size_t)n, err) < 0)
 				return -1;
+			if (account && account->len + (size_t)n <= MERGE_MAX_ACCOUNTS)
+				buf_append(account, chunk, (size_t)n);
+			else if (account)
+				return err_set(err, EFBIG, "%s: %s: larger than %u MiB, too large to read its accounts from",
+					       layer, raw, MERGE_MAX_ACCOUNTS >> 20);
 			left -= (uint64_t)n;
 		}
 	}

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "base/buf.h"
 #include "base/err.h"
 #include "eif/cpio.h"
 #include "image/pathset.h"
@@ -38,7 +39,12 @@ struct merge {
 	bool in_layer;
 	bool lower_hidden; /* a layer made the root opaque: nothing below it shows */
 	uint64_t entries;
+	/* the image's /etc/passwd and /etc/group as written (its USER is resolved against them) */
+	struct buf passwd, group;
+	bool has_passwd, has_group;
 };
+
+#define MERGE_MAX_ACCOUNTS (4u << 20) /* the most of /etc/passwd or /etc/group kept */
 
 /* Normalises a layer path: drops leading "/" and "./", empty and "." parts; refuses "..".
  * out must hold strlen(in)+1 bytes; "" is the root. */

@@ -2,6 +2,8 @@
 #include "image/ramdisk.h"
 
 #include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -10,16 +12,18 @@
 #include "base/fs.h"
 #include "eif/initfiles.h"
 #include "image/merge.h"
+#include "image/user.h"
 
 #define ODYN_MAX (64u << 20)
 
 /* linuxkit's /etc/hosts for init images */
 static const char HOSTS[] = "127.0.0.1       localhost\n::1     localhost ip6-localhost ip6-loopback\n";
 
-char **ramdisk_command(const struct image *img)
+char **ramdisk_command(const struct image *img, const struct image_user *u)
 {
-	static const char *const head[] = { "/sbin/odyn", "--config-dir", "/etc/enclaver", "--" };
-	size_t n = 4, k = 0;
+	static const char *const head[] = { "/sbin/odyn", "--config-dir", "/etc/enclaver" };
+	const char *wd = img->workdir ? img->workdir : "";
+	size_t n = 3 + 4 + 1, k = 0;
 	char **v;
 
 	for (char **p = img->entrypoint; *p; p++)
@@ -29,12 +33,54 @@ char **ramdisk_command(const struct image *img)
 	v = calloc(n + 1, sizeof(*v));
 	if (!v)
 		abort();
-	for (size_t i = 0; i < 4; i++)
+	for (size_t i = 0; i < 3; i++)
 		v[k++] = strdup(head[i]);
+	if (u->uid || u->gid || u->n_groups) {
+		struct buf b = BUF_INIT;
+
+		buf_printf(&b, "%u:%u", u->uid, u->gid);
+		for (size_t i = 0; i < u->n_groups; i++)
+			buf_printf(&b, "%c%u", i ? ',' : ':', u->groups[i]);
+		v[k++] = strdup("--user");
+		v[k++] = strdup(buf_cstr(&b));
+		buf_free(&b);
+	}
+	if (*wd && strcmp(wd, "/")) {
+		v[k++] = strdup("--workdir");
+		v[k++] = strdup(wd);
+	}
+	v[k++] = strdup("--");
 	for (char **p = img->entrypoint; *p; p++)
 		v[k++] = strdup(*p);
 	for (char **p = img->cmd; *p; p++)
 		v[k++] = strdup(*p);
+	return v;
+}
+
+static void free_list(char **v)
+{
+	for (char **p = v; p && *p; p++)
+		free(*p);
+	free(v);
+}
+
+/* The image's environment, with HOME added as Docker's runtime adds it when the image sets none:
+ * the user's home from /etc/passwd, else "/". */
+static char **env_with_home(char *const *env, const char *home)
+{
+	size_t n = 0;
+	bool has = false;
+	char **v;
+
+	for (; env[n]; n++)
+		has |= !strncmp(env[n], "HOME=", 5);
+	v = calloc(n + 2, sizeof(*v));
+	if (!v)
+		abort();
+	for (size_t i = 0; i < n; i++)
+		v[i] = strdup(env[i]);
+	if (!has && asprintf(&v[n], "HOME=%s", home) < 0)
+		abort();
 	return v;
 }
 
@@ -71,9 +117,13 @@ int ramdisk_write_customer(struct cpio_writer *w, const struct ramdisk_inputs *i
 	static const char *const dirs[] = { "dev", "run", "sys", "var", "proc", "tmp" };
 	struct buf odyn = BUF_INIT;
 	struct merge m;
-	char **cmd = NULL;
+	struct image_user user;
+	char **cmd = NULL, **env = NULL;
 	int rc = -1;
 
+	if (in->img->workdir && *in->img->workdir && in->img->workdir[0] != '/')
+		return err_set(err, EINVAL, "WORKDIR %s: not an absolute path, which Docker would refuse too",
+			       in->img->workdir);
 	if (fs_read_file(in->odyn_path, ODYN_MAX, &odyn, err) < 0) {
 		buf_free(&odyn);
 		return err_wrap(err, "odyn");
@@ -92,6 +142,9 @@ int ramdisk_write_customer(struct cpio_writer *w, const struct ramdisk_inputs *i
 	for (size_t i = in->img->n_layers; i-- > 0;)
 		if (merge_add_layer(&m, &in->img->layers[i], err) < 0)
 			goto out;
+	if (image_user_resolve(in->img->user ? in->img->user : "", m.has_passwd ? (const char *)m.passwd.data : NULL,
+			       m.passwd.len, m.has_group ? (const char *)m.group.data : NULL, m.group.len, &user, err) < 0)
+		goto out;
 	for (size_t i = 0; i < sizeof(touched) / sizeof(touched[0]); i++)
 		if (merge_touch_dir(&m, touched[i], err) < 0)
 			goto out;
@@ -108,16 +161,14 @@ int ramdisk_write_customer(struct cpio_writer *w, const struct ramdisk_inputs *i
 		if (!merge_has(&m, dirs[i]) && add_dir(w, name, err) < 0)
 			goto out;
 	}
-	cmd = ramdisk_command(in->img);
-	if (add_lines(w, "cmd", cmd, err) < 0 || add_lines(w, "env", in->img->env, err) < 0)
+	cmd = ramdisk_command(in->img, &user);
+	env = env_with_home(in->img->env, user.home);
+	if (add_lines(w, "cmd", cmd, err) < 0 || add_lines(w, "env", env, err) < 0)
 		goto out;
 	rc = cpio_finish(w, err);
 out:
-	if (cmd) {
-		for (char **p = cmd; *p; p++)
-			free(*p);
-		free(cmd);
-	}
+	free_list(cmd);
+	free_list(env);
 	merge_free(&m);
 	buf_free(&odyn);
 	return rc;

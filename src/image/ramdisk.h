@@ -20,8 +20,11 @@ struct ramdisk_inputs {
 	size_t manifest_len;
 };
 
-/* The enclave command line: /sbin/odyn --config-dir /etc/enclaver -- ENTRYPOINT... CMD... */
-char **ramdisk_command(const struct image *img);
+struct image_user;
+
+/* The enclave command line: /sbin/odyn --config-dir /etc/enclaver [--user UID:GID[:GIDS]]
+ * [--workdir DIR] -- ENTRYPOINT... CMD... (the user when not root, the folder when not /). */
+char **ramdisk_command(const struct image *img, const struct image_user *u);
 
 int ramdisk_write_customer(struct cpio_writer *w, const struct ramdisk_inputs *in, struct err *err);
 

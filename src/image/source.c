@@ -204,6 +204,10 @@ static void take_config(struct image *img, json_t *config)
 	img->entrypoint = string_list(json_object_get(c, "Entrypoint"));
 	img->cmd = string_list(json_object_get(c, "Cmd"));
 	img->env = string_list(json_object_get(c, "Env"));
+	img->workdir = strdup(json_string_value(json_object_get(c, "WorkingDir")) ?: "");
+	img->user = strdup(json_string_value(json_object_get(c, "User")) ?: "");
+	if (!img->workdir || !img->user)
+		abort();
 }
 
 static void add_fd(struct image *img, int fd)
@@ -677,6 +681,8 @@ void image_free(struct image *img)
 	free_list(img->entrypoint);
 	free_list(img->cmd);
 	free_list(img->env);
+	free(img->workdir);
+	free(img->user);
 	for (size_t i = 0; i < img->n_layers; i++) {
 		free((char *)img->layers[i].name);
 		free((char *)img->layers[i].digest);

@@ -21,6 +21,7 @@ struct image {
 	char *id;        /* sha256:<hex> of the config */
 	char *repo_digest; /* repo@sha256:<manifest digest>, when known */
 	char **entrypoint, **cmd, **env; /* NULL-terminated; may be empty, never NULL */
+	char *workdir, *user;            /* the config's WorkingDir and User; "" when unset */
 	struct layer_blob *layers;       /* bottom first */
 	size_t n_layers;
 	int *fds;

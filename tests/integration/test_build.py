@@ -110,7 +110,8 @@ def test_ramdisk_layout_and_reproducible(tmp_path):
     subprocess.run(["cpio", "-idm", "--quiet", "--no-absolute-filenames"], input=(tmp_path / "r1").read_bytes(),
                    cwd=x, check=True)
     assert (x / "cmd").read_text() == "/sbin/odyn\n--config-dir\n/etc/enclaver\n--\n/bin/probe\nexit\n7\n"
-    assert (x / "env").read_text() == "PATH=/bin\nFOO=bar\n"
+    # HOME as docker run adds it to an image without one (no /etc/passwd here: "/")
+    assert (x / "env").read_text() == "PATH=/bin\nFOO=bar\nHOME=/\n"
     assert (x / "rootfs/etc/enclaver/enclaver.yaml").read_bytes() == (tmp_path / "enclaver.yaml").read_bytes()
     assert (x / "rootfs/sbin/odyn").read_bytes() == static_odyn().read_bytes()
     assert (x / "rootfs/etc/greeting").read_text() == "hello from the image\n"

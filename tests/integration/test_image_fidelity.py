@@ -47,3 +47,75 @@ def test_the_build_keeps_the_image_folders(tmp_path):
                         str(tmp_path / "enclaver.yaml")], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     assert "/tmp 1770 0 1000\n" in p.stdout and "/var 700 7 0\n" in p.stdout, p.stdout
+
+
+def run_enclave(d):
+    return subprocess.run([str(BUILD / "enclaver-run"), "--eif-file", str(d / "app.eif"), "--manifest-file",
+                           str(d / "enclaver.yaml")], capture_output=True, text=True, timeout=60)
+
+
+PASSWD = b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:App:/home/app:/bin/sh\n"
+GROUP = b"root:x:0:\napp:x:1000:\nextra:x:2000:other,app\nnone:x:3000:other\nmore:x:4000:app\n"
+
+
+def account_image(path, user, workdir, passwd=True):
+    probe = eu._probe().read_bytes()
+    entries = [("bin", "d", b"", 0o755), ("bin/probe", "f", probe, 0o755), ("tmp", "d", b"", 0o1777),
+               ("work", "d", b"", 0o750, {"uid": 1000, "gid": 1000}),
+               ("work/data.txt", "f", b"read by a relative path\n", 0o640, {"uid": 1000, "gid": 1000})]
+    if passwd:
+        entries += [("etc", "d", b"", 0o755), ("etc/passwd", "f", PASSWD, 0o644), ("etc/group", "f", GROUP, 0o644),
+                    ("home", "d", b"", 0o755), ("home/app", "d", b"", 0o700, {"uid": 1000, "gid": 1000})]
+    image(path, [layer(entries)], Entrypoint=["/bin/probe"],
+          Cmd=["seq", "id", "cat data.txt", "write /tmp/made", "write /made-at-the-root"], User=user,
+          WorkingDir=workdir)
+
+
+def test_user_and_workdir_as_docker_run_gives_them(tmp_path):
+    """USER by name: its uid, primary group, the groups listing it (supplementary) and its home;
+    WORKDIR: the app's folder, so relative paths resolve there. As root it could write anywhere;
+    as the user it can write /tmp and not /."""
+    account_image(tmp_path / "app.tar", "app", "/work")
+    write_manifest(tmp_path, f"docker-archive:{tmp_path}/app.tar")
+    r = build(tmp_path)
+    assert r.code == 0, r
+    p = run_enclave(tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "uid=1000 gid=1000 groups=2000,4000 cwd=/work home=/home/app\n" in p.stdout, p.stdout
+    assert "read by a relative path\n" in p.stdout
+    assert "write /tmp/made: ok\n" in p.stdout and "write /made-at-the-root: Permission denied\n" in p.stdout
+
+
+def test_user_forms_and_images_without_accounts(tmp_path):
+    """user:group, numbers with and without entries (an image with only a binary has no
+    /etc/passwd: a numeric USER runs as that number, in group 0, with HOME=/), and a name the
+    image does not know, refused at build time in one line."""
+    cases = [("app:none", True, "uid=1000 gid=3000 groups= cwd=/work home=/home/app"),
+             ("1000", True, "uid=1000 gid=1000 groups=2000,4000 cwd=/work home=/home/app"),
+             ("1000:2000", True, "uid=1000 gid=2000 groups= cwd=/work home=/home/app"),
+             ("4242:4343", True, "uid=4242 gid=4343 groups= cwd=/work home=/"),
+             ("1000", False, "uid=1000 gid=0 groups= cwd=/work home=/"),
+             ("", False, "uid=0 gid=0 groups= cwd=/work home=/")]
+    for i, (user, passwd, want) in enumerate(cases):
+        d = tmp_path / str(i)
+        d.mkdir()
+        account_image(d / "app.tar", user, "/work", passwd=passwd)
+        write_manifest(d, f"docker-archive:{d}/app.tar")
+        assert build(d).code == 0, user
+        p = run_enclave(d)
+        assert want + "\n" in p.stdout, (user, passwd, p.stdout, p.stderr)
+    d = tmp_path / "unknown"
+    d.mkdir()
+    account_image(d / "app.tar", "nobody-here", "/work")
+    write_manifest(d, f"docker-archive:{d}/app.tar")
+    r = build(d)
+    assert r.code == 1 and not (d / "app.eif").exists()
+    errors = [line for line in r.err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "USER nobody-here: no such user in the image's /etc/passwd" in errors[0], r.err
+    # a missing WORKDIR is made, as Docker makes it
+    d = tmp_path / "made"
+    d.mkdir()
+    account_image(d / "app.tar", "", "/srv/new")
+    write_manifest(d, f"docker-archive:{d}/app.tar")
+    assert build(d).code == 0
+    assert "cwd=/srv/new home=/root\n" in run_enclave(d).stdout
