@@ -34,11 +34,15 @@
 #include "base/log.h"
 #include "base/proc.h"
 #include "eif/cpio.h"
+#include "enclave/launcher.h"
 #include "eif/initfiles.h"
 #include "net/vsock.h"
 
 #define LOCAL_CID 16
 #define ID_RANGE 65536
+/* A uid_map is written in one write of less than a page: the line for 0-65535 and 160 of at
+ * most 24 bytes fit (the kernel's 340-line bound is not reached first). */
+#define MAX_HIGH_IDS 160
 #define STACK_SIZE (1 << 20)
 #define DEFAULT_PATH "/sbin:/usr/sbin:/bin:/usr/bin"
 #define ENCLAVE_VSOCK_DIR "/run/enclaver/vsock"
@@ -47,7 +51,7 @@ struct local {
 	char state[64]; /* /tmp/enclaver-XXXXXX: short, for Unix socket paths */
 	char vdir[80];
 	char root[80];
-	uid_t base;
+	uid_t base, high_base; /* host ids for the enclave's 0-65535, and for the ids above */
 	pid_t pid;
 	int pidfd;
 	char cgroups[4][256];
@@ -103,29 +107,120 @@ static ssize_t range_read(void *ctx, void *data, size_t len)
 	return n;
 }
 
-static void unpack_ramdisks(struct local *lc)
+/* The EIF's ramdisks that the enclave unpacks: the bootstrap ramdisk (init, nsm.ko) serves a real
+ * boot only; with a single ramdisk it is the whole image. Later ramdisks overlay earlier ones, as
+ * in the kernel's initramfs. The n-th of them as a source, or false past the last. */
+static bool app_ramdisk(const struct eif_info *in, int fd, size_t n, struct range_src *src)
 {
-	const struct eif_info *in = lc->spec->eif;
-	int fd = lc->eif_fd;
 	unsigned n_ramdisks = 0;
-	struct err err = { 0 };
 
 	for (size_t i = 0; i < in->n_sections; i++)
 		n_ramdisks += in->sections[i].type == EIF_SEC_RAMDISK;
-	/* The bootstrap ramdisk (init, nsm.ko) serves a real boot only; with a single ramdisk it is
-	 * the whole image. Later ramdisks overlay earlier ones, as in the kernel's initramfs. */
-	for (size_t i = 0, k = 0; i < in->n_sections; i++) {
-		struct range_src src;
-
+	for (size_t i = 0, k = 0, taken = 0; i < in->n_sections; i++) {
 		if (in->sections[i].type != EIF_SEC_RAMDISK || (k++ == 0 && n_ramdisks > 1))
 			continue;
-		src = (struct range_src){ fd, in->sections[i].offset + EIF_SEC_HDR_LEN, in->sections[i].size };
+		if (taken++ == n) {
+			*src = (struct range_src){ fd, in->sections[i].offset + EIF_SEC_HDR_LEN, in->sections[i].size };
+			return true;
+		}
+	}
+	return false;
+}
+
+static void unpack_ramdisks(struct local *lc)
+{
+	struct range_src src;
+	struct err err = { 0 };
+
+	for (size_t n = 0; app_ramdisk(lc->spec->eif, lc->eif_fd, n, &src); n++)
 		if (cpio_extract(range_read, &src, lc->root, CPIO_EXTRACT_OWNER, &err) < 0) {
 			errno = 0;
 			child_die("unpacking the EIF's ramdisk: %s", err.msg);
 		}
+	close(lc->eif_fd);
+}
+
+static void add_id(uint32_t *ids, size_t *n, uint32_t id)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (ids[i] == id)
+			return;
+	if (*n < MAX_HIGH_IDS)
+		ids[*n] = id;
+	(*n)++;
+}
+
+/* odyn's --user in /cmd (one argument a line), read from the current entry. */
+static bool cmd_user(struct cpio_reader *r, const struct cpio_entry *e, struct launch_as *as)
+{
+	static char data[65536];
+	size_t got = 0;
+	ssize_t n;
+	struct err err = { 0 };
+	char *line, *save = NULL;
+	bool next = false;
+
+	while (got < e->size && (n = cpio_read_data(r, data + got, (size_t)e->size - got, &err)) > 0)
+		got += (size_t)n;
+	data[got] = 0;
+	for (line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (next)
+			return launch_as_parse_user(line, as);
+		if (!strcmp(line, "--"))
+			return false;
+		next = !strcmp(line, "--user");
 	}
-	close(fd);
+	return false;
+}
+
+/* The user namespace maps ids 0-65535 to a range of unprivileged host ids. An image may own files
+ * by any id up to 2^32-2: each one above the range gets a host id of its own, from a second range
+ * of this enclave's, so that the file keeps its owner inside. */
+static int id_maps(struct local *lc, char *uid_map, char *gid_map, size_t size, struct err *err)
+{
+	uint32_t uids[MAX_HIGH_IDS], gids[MAX_HIGH_IDS];
+	size_t nu = 0, ng = 0;
+	struct range_src src;
+	struct launch_as as;
+
+	for (size_t n = 0; app_ramdisk(lc->spec->eif, lc->eif_fd, n, &src); n++) {
+		struct cpio_reader r;
+		struct cpio_entry e;
+		int st;
+
+		cpio_reader_init(&r, range_read, &src);
+		while ((st = cpio_next(&r, &e, err)) == 1) {
+			if (e.uid >= ID_RANGE)
+				add_id(uids, &nu, e.uid);
+			if (e.gid >= ID_RANGE)
+				add_id(gids, &ng, e.gid);
+			if (!strcmp(e.name, "cmd") && e.size < 65536 && cmd_user(&r, &e, &as)) {
+				/* the app's USER too: it must be able to become it */
+				if (as.uid >= ID_RANGE)
+					add_id(uids, &nu, as.uid);
+				for (size_t i = 0; i <= as.n_groups; i++)
+					if ((i ? as.groups[i - 1] : as.gid) >= ID_RANGE)
+						add_id(gids, &ng, i ? as.groups[i - 1] : as.gid);
+			}
+		}
+		if (st < 0)
+			return err_wrap(err, "the EIF's ramdisk");
+	}
+	if (nu > MAX_HIGH_IDS || ng > MAX_HIGH_IDS)
+		return err_set(err, E2BIG,
+			       "the EIF's files have %zu owners and %zu groups above 65535; a local enclave maps at most %d "
+			       "of each (the image runs unchanged on Nitro)",
+			       nu, ng, MAX_HIGH_IDS);
+	for (int which = 0; which < 2; which++) {
+		char *map = which ? gid_map : uid_map;
+		const uint32_t *ids = which ? gids : uids;
+		size_t n = which ? ng : nu, len;
+
+		len = (size_t)snprintf(map, size, "0 %u %u\n", lc->base, ID_RANGE);
+		for (size_t i = 0; i < n && len < size; i++)
+			len += (size_t)snprintf(map + len, size - len, "%u %u 1\n", ids[i], lc->high_base + (uint32_t)i);
+	}
+	return 0;
 }
 
 static char **read_items(const char *path)
@@ -621,6 +716,7 @@ static int local_prepare(struct launcher *l, struct err *err)
 	snprintf(lc->vdir, sizeof(lc->vdir), "%s/v", lc->state);
 	snprintf(lc->root, sizeof(lc->root), "%s/r", lc->state);
 	lc->base = 0x20000000u + (((uid_t)getpid() & 0xfffu) << 16);
+	lc->high_base = 0x30000000u + (((uid_t)getpid() & 0xfffu) << 16);
 	/* The vsock folder is the host's (it holds the host's listeners, which the enclave may
 	 * connect to): the enclave's root reads it through its group and can create, rename or
 	 * replace nothing in it; others cannot enter. The enclave's root (an unprivileged uid
@@ -690,7 +786,8 @@ static int local_start(struct launcher *l, struct err *err)
 {
 	struct local *lc = l->priv;
 	int sync_pipe[2], report[2], nsfd;
-	char *stack, map[64], path[64], msg[1100];
+	char *stack, path[64], msg[1100];
+	static char uid_map[4096], gid_map[4096];
 	ssize_t n;
 
 	if (geteuid() != 0)
@@ -700,6 +797,11 @@ static int local_start(struct launcher *l, struct err *err)
 	lc->eif_fd = open(l->spec.eif_path, O_RDONLY | O_CLOEXEC);
 	if (lc->eif_fd < 0)
 		return err_sys(err, "%s", l->spec.eif_path);
+	if (id_maps(lc, uid_map, gid_map, sizeof(uid_map), err) < 0) {
+		close(lc->eif_fd);
+		lc->eif_fd = -1;
+		return -1;
+	}
 	if (pipe2(sync_pipe, O_CLOEXEC) < 0 || pipe2(report, O_CLOEXEC) < 0)
 		return err_sys(err, "pipe");
 	lc->sync_rd = sync_pipe[0];
@@ -722,12 +824,11 @@ static int local_start(struct launcher *l, struct err *err)
 		close(report[0]);
 		return err_sys(err, "clone (user namespaces may be disabled here)");
 	}
-	snprintf(map, sizeof(map), "0 %u %u\n", lc->base, ID_RANGE);
 	snprintf(path, sizeof(path), "/proc/%d/uid_map", (int)lc->pid);
-	if (write_file(path, map, err) < 0)
+	if (write_file(path, uid_map, err) < 0)
 		goto fail;
 	snprintf(path, sizeof(path), "/proc/%d/gid_map", (int)lc->pid);
-	if (write_file(path, map, err) < 0 || setup_cgroups(lc, err) < 0)
+	if (write_file(path, gid_map, err) < 0 || setup_cgroups(lc, err) < 0)
 		goto fail;
 	/* The enclave's PID 1 and odyn (which inherits it) are the OOM killer's last choice; odyn
 	 * gives the app the first place. Lowering a score needs CAP_SYS_RESOURCE, which a container

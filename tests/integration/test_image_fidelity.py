@@ -119,3 +119,24 @@ def test_user_forms_and_images_without_accounts(tmp_path):
     write_manifest(d, f"docker-archive:{d}/app.tar")
     assert build(d).code == 0
     assert "cwd=/srv/new home=/root\n" in run_enclave(d).stdout
+
+
+def test_owners_above_65535_boot_and_keep_their_ids(tmp_path):
+    """Any id an image can hold, up to 2^32-2, as a file's owner or as USER: the local enclave
+    boots and stat inside shows the ids unchanged (the namespace maps each one)."""
+    probe = eu._probe().read_bytes()
+    top = 2**32 - 2
+    image(tmp_path / "app.tar", [layer([
+        ("bin", "d", b"", 0o755), ("bin/probe", "f", probe, 0o755),
+        ("data", "d", b"", 0o755, {"uid": 100000}),
+        ("data/a", "f", b"a", 0o644, {"uid": 70000, "gid": 70001}),
+        ("data/b", "f", b"b", 0o644, {"uid": top, "gid": top}),
+        ("data/c", "l", "a", 0o777, {"uid": 65536, "gid": 65535})])],
+        Entrypoint=["/bin/probe"], Cmd=["seq", "stat /data /data/a /data/b", "id"], User="200000:200001")
+    write_manifest(tmp_path, f"docker-archive:{tmp_path}/app.tar")
+    assert build(tmp_path).code == 0
+    p = run_enclave(tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "/data 755 100000 0\n" in p.stdout, p.stdout
+    assert "/data/a 644 70000 70001\n" in p.stdout and f"/data/b 644 {top} {top}\n" in p.stdout, p.stdout
+    assert "uid=200000 gid=200001 groups= cwd=/" in p.stdout, p.stdout
