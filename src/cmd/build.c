@@ -150,6 +150,17 @@ struct sink_ctx {
 	uint64_t over;	/* bytes counted, not written, past the limit */
 };
 
+static int eif_read_back(void *ctx, uint64_t off, void *data, size_t len, struct err *err)
+{
+	struct sink_ctx *s = ctx;
+
+	if (s->over) { /* the build fails for its size anyway: nothing was kept to read */
+		memset(data, 0, len);
+		return 0;
+	}
+	return eif_writer_read_back(s->w, off, data, len, err);
+}
+
 static int eif_sink(void *ctx, const void *data, size_t len, struct err *err)
 {
 	struct sink_ctx *s = ctx;
@@ -329,6 +340,7 @@ int cmd_build(int argc, char **argv)
 	    bootkit_write_bootstrap(&cw, bk.init, bk.nsm[0] ? bk.nsm : NULL, bk.modules[0] ? bk.modules : NULL, &err) < 0 || eif_writer_end(w, &err) < 0)
 		goto fail;
 	cpio_writer_init(&cw, eif_sink, &sink);
+	cw.read_back = eif_read_back;
 	ri = (struct ramdisk_inputs){ img, odyn, m->raw.data, m->raw.len };
 	if (eif_writer_begin(w, EIF_SEC_RAMDISK, &err) < 0 || ramdisk_write_customer(&cw, &ri, &err) < 0 ||
 	    eif_writer_end(w, &err) < 0)

@@ -57,14 +57,21 @@ int cpio_write_header(struct cpio_writer *w, const struct cpio_entry *e, struct 
 	if (pad_to(w, 4, err) < 0)
 		return -1;
 	/* gocpio: constant devmajor 3 / devminor 1, nlink 2 for directories. */
-	snprintf(hdr, sizeof(hdr), "070701%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x", w->ino,
-		 (e->mode & 0xfff) | (type << 12), e->uid, e->gid, type == 4 ? 2u : 1u, e->mtime,
-		 (uint32_t)e->size, 3u, 1u, e->rdevmajor, e->rdevminor, (uint32_t)namelen + 1, 0u);
+	snprintf(hdr, sizeof(hdr), "070701%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x",
+		 e->ino ? e->ino : w->ino, (e->mode & 0xfff) | (type << 12), e->uid, e->gid,
+		 e->nlink ? e->nlink : type == 4 ? 2u : 1u, e->mtime, (uint32_t)e->size, 3u, 1u, e->rdevmajor,
+		 e->rdevminor, (uint32_t)namelen + 1, 0u);
 	if (emit(w, hdr, HDR_LEN, err) < 0 || emit(w, e->name, namelen + 1, err) < 0 || pad_to(w, 4, err) < 0)
 		return -1;
-	w->ino++;
+	if (!e->ino)
+		w->ino++;
 	w->pending = e->size;
 	return 0;
+}
+
+uint32_t cpio_next_ino(const struct cpio_writer *w)
+{
+	return w->ino;
 }
 
 int cpio_write_data(struct cpio_writer *w, const void *data, size_t len, struct err *err)
@@ -189,6 +196,8 @@ int cpio_next(struct cpio_reader *r, struct cpio_entry *e, struct err *err)
 	e->size = f[6];
 	e->rdevmajor = f[9];
 	e->rdevminor = f[10];
+	e->ino = f[0];
+	e->nlink = f[4];
 	if (strcmp(r->name, "TRAILER!!!") == 0)
 		return 0;
 	r->remaining = e->size;
@@ -268,7 +277,66 @@ static int open_parent(int root, const char *name, char *last, struct err *err)
 	}
 }
 
-static int extract_entry(struct cpio_reader *r, int root, const struct cpio_entry *e, unsigned flags,
+/* The first name of each hard-linked file seen (nlink >= 2), by ino; bounded, so that a hostile
+ * archive cannot make it grow without end (past the bound, files stay apart). */
+#define MAX_LINKED 65536
+
+struct links {
+	struct {
+		uint32_t ino;
+		char *name;
+	} *v;
+	size_t n, cap;
+};
+
+static const char *links_find(const struct links *l, uint32_t ino)
+{
+	for (size_t i = l->n; i-- > 0;)
+		if (l->v[i].ino == ino)
+			return l->v[i].name;
+	return NULL;
+}
+
+static void links_add(struct links *l, uint32_t ino, const char *name)
+{
+	if (l->n == MAX_LINKED)
+		return;
+	if (l->n == l->cap) {
+		l->cap = l->cap ? 2 * l->cap : 64;
+		l->v = realloc(l->v, l->cap * sizeof(*l->v));
+		if (!l->v)
+			abort();
+	}
+	l->v[l->n].ino = ino;
+	l->v[l->n].name = strdup(name);
+	if (!l->v[l->n].name)
+		abort();
+	l->n++;
+}
+
+static void links_free(struct links *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i].name);
+	free(l->v);
+}
+
+/* A later name of a hard-linked file: a link to the first name, resolved as safely as any entry
+ * (no symlink on the way; linkat does not follow a symlink at the old name either). Returns an
+ * open descriptor of the file, -1 when the first name is gone (then the entry is a file of its
+ * own, as the kernel would leave it). */
+static int link_to_first(int root, const char *first, int dir, const char *last)
+{
+	char first_last[CPIO_NAME_MAX + 1];
+	struct err ignored = { 0 };
+	autoclose int fdir = open_parent(root, first, first_last, &ignored);
+
+	if (fdir < 0 || linkat(fdir, first_last, dir, last, 0) < 0)
+		return -1;
+	return openat(dir, last, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+static int extract_entry(struct cpio_reader *r, int root, const struct cpio_entry *e, struct links *links,
 			 struct err *err)
 {
 	char last[CPIO_NAME_MAX + 1];
@@ -301,11 +369,21 @@ static int extract_entry(struct cpio_reader *r, int root, const struct cpio_entr
 		uint8_t chunk[65536];
 		ssize_t n;
 
+		const char *first = e->nlink >= 2 ? links_find(links, e->ino) : NULL;
+
 		if (unlinkat(dir, last, 0) < 0 && errno != ENOENT)
 			return err_sys(err, "cpio: replace %s", e->name);
-		fd = openat(dir, last, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, perm & 0777);
-		if (fd < 0)
-			return err_sys(err, "cpio: create %s", e->name);
+		if (first && (fd = link_to_first(root, first, dir, last)) >= 0) {
+			/* its data, if any, replaces the file's */
+			if (e->size && ftruncate(fd, (off_t)e->size) < 0)
+				return err_sys(err, "cpio: write %s", e->name);
+		} else {
+			fd = openat(dir, last, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, perm & 0777);
+			if (fd < 0)
+				return err_sys(err, "cpio: create %s", e->name);
+			if (e->nlink >= 2 && !first)
+				links_add(links, e->ino, e->name);
+		}
 		while ((n = cpio_read_data(r, chunk, sizeof(chunk), err)) > 0)
 			if (fs_write_full(fd, chunk, (size_t)n) < 0)
 				return err_sys(err, "cpio: write %s", e->name);
@@ -375,13 +453,16 @@ int cpio_extract(cpio_source_fn source, void *ctx, const char *root, unsigned fl
 
 	if (rootfd < 0)
 		return err_sys(err, "%s", root);
+	struct links links = { 0 };
+
 	cpio_reader_init(&r, source, ctx);
-	while ((rc = cpio_next(&r, &e, err)) == 1) {
-		if (extract_entry(&r, rootfd, &e, flags, err) < 0)
-			return -1;
-		if ((flags & CPIO_EXTRACT_OWNER) && apply_owner(rootfd, &e, err) < 0)
-			return -1;
-	}
+	while ((rc = cpio_next(&r, &e, err)) == 1)
+		if (extract_entry(&r, rootfd, &e, &links, err) < 0 ||
+		    ((flags & CPIO_EXTRACT_OWNER) && apply_owner(rootfd, &e, err) < 0)) {
+			rc = -1;
+			break;
+		}
+	links_free(&links);
 	return rc;
 }
 

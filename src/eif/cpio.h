@@ -25,13 +25,22 @@ struct cpio_entry {
 	uint64_t size; /* data bytes: file contents, or the symlink target's length */
 	uint32_t rdevmajor;
 	uint32_t rdevminor;
+	/* Hard links (regular files): entries with nlink >= 2 and the same ino are one file. The
+	 * first creates it; later ones become links to it, and their data (if any) is written into
+	 * it, as the kernel's initramfs unpacker does. Writing: 0 for the defaults (a new ino; nlink
+	 * 2 for folders, 1 otherwise). */
+	uint32_t nlink;
+	uint32_t ino;
 };
 
 /* Receives the archive bytes in order. */
 typedef int (*cpio_sink_fn)(void *ctx, const void *data, size_t len, struct err *err);
+/* Gives back len bytes the sink received, from archive offset off (for hard links). */
+typedef int (*cpio_read_back_fn)(void *ctx, uint64_t off, void *data, size_t len, struct err *err);
 
 struct cpio_writer {
 	cpio_sink_fn sink;
+	cpio_read_back_fn read_back; /* NULL: hard links are written as symlinks */
 	void *ctx;
 	uint64_t offset;
 	uint32_t ino;
@@ -39,6 +48,8 @@ struct cpio_writer {
 };
 
 void cpio_writer_init(struct cpio_writer *w, cpio_sink_fn sink, void *ctx);
+/* The ino the next entry written with e->ino == 0 gets. */
+uint32_t cpio_next_ino(const struct cpio_writer *w);
 /* Starts an entry; its e->size data bytes follow through cpio_write_data. */
 int cpio_write_header(struct cpio_writer *w, const struct cpio_entry *e, struct err *err);
 int cpio_write_data(struct cpio_writer *w, const void *data, size_t len, struct err *err);

@@ -51,6 +51,8 @@ int eif_writer_open(struct eif_writer **out, const char *path, uint16_t flags, s
 /* Sections must come in nitro-cli's order: kernel, cmdline, metadata, ramdisk... */
 int eif_writer_begin(struct eif_writer *w, enum eif_section_type type, struct err *err);
 int eif_writer_write(struct eif_writer *w, const void *data, size_t len, struct err *err);
+/* Gives back len bytes written into the open section, from offset off of its data. */
+int eif_writer_read_back(struct eif_writer *w, uint64_t off, void *data, size_t len, struct err *err);
 /* Bytes of the EIF so far, what is buffered included. */
 uint64_t eif_writer_size(const struct eif_writer *w);
 int eif_writer_end(struct eif_writer *w, struct err *err);

@@ -248,6 +248,33 @@ uint64_t eif_writer_size(const struct eif_writer *w)
 	return w->pos + w->buf_len;
 }
 
+int eif_writer_read_back(struct eif_writer *w, uint64_t off, void *data, size_t len, struct err *err)
+{
+	uint64_t at, end;
+	uint8_t *out = data;
+
+	if (w->cur_type < 0)
+		return err_set(err, EINVAL, "EIF: read back outside a section");
+	at = w->sections[w->n_sections].offset + EIF_SEC_HDR_LEN + off;
+	end = w->pos + w->buf_len;
+	if (at > end || len > end - at)
+		return err_set(err, EINVAL, "EIF: read back past what was written");
+	/* what is on disk, then what is still buffered */
+	while (len && at < w->pos) {
+		size_t n = w->pos - at < len ? (size_t)(w->pos - at) : len;
+		ssize_t got = pread(w->af.fd, out, n, (off_t)at);
+
+		if (got <= 0)
+			return err_sys(err, "%s: read back", w->af.path);
+		out += got;
+		at += (uint64_t)got;
+		len -= (size_t)got;
+	}
+	if (len)
+		memcpy(out, w->buf + (at - w->pos), len);
+	return 0;
+}
+
 int eif_writer_write(struct eif_writer *w, const void *data, size_t len, struct err *err)
 {
 	const uint8_t *p = data;

@@ -42,6 +42,72 @@ int merge_normalize(const char *in, char *out, struct err *err)
 	return 0;
 }
 
+/* A layer's regular files as written: where their data is in the archive, and the ino of their
+ * hard-link group once one of the layer's hard links names them. Open addressing, FNV-1a. */
+struct file_rec {
+	char *path;
+	struct cpio_entry e; /* e.name unused */
+	uint64_t data_off;
+	uint32_t group_ino;
+};
+
+struct merge_files {
+	struct file_rec *slots;
+	size_t cap, n;
+};
+
+static size_t files_slot(const struct merge_files *f, const char *path)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (const char *c = path; *c; c++)
+		h = (h ^ (uint8_t)*c) * 1099511628211ull;
+	for (size_t i = (size_t)(h & (f->cap - 1));; i = (i + 1) & (f->cap - 1))
+		if (!f->slots[i].path || !strcmp(f->slots[i].path, path))
+			return i;
+}
+
+static struct file_rec *files_get(struct merge_files *f, const char *path)
+{
+	struct file_rec *r = f->cap ? &f->slots[files_slot(f, path)] : NULL;
+
+	return r && r->path ? r : NULL;
+}
+
+static struct file_rec *files_put(struct merge_files *f, const char *path)
+{
+	struct file_rec *r;
+
+	if (2 * (f->n + 1) > f->cap) {
+		struct merge_files bigger = { calloc(f->cap ? 2 * f->cap : 256, sizeof(struct file_rec)),
+					      f->cap ? 2 * f->cap : 256, f->n };
+
+		if (!bigger.slots)
+			abort();
+		for (size_t i = 0; i < f->cap; i++)
+			if (f->slots[i].path)
+				bigger.slots[files_slot(&bigger, f->slots[i].path)] = f->slots[i];
+		free(f->slots);
+		*f = bigger;
+	}
+	r = &f->slots[files_slot(f, path)];
+	if (!r->path) {
+		r->path = strdup(path);
+		if (!r->path)
+			abort();
+		f->n++;
+	}
+	return r;
+}
+
+static void files_clear(struct merge_files *f)
+{
+	for (size_t i = 0; i < f->cap; i++)
+		free(f->slots[i].path);
+	free(f->slots);
+	*f = (struct merge_files){ 0 };
+}
+
 void merge_init(struct merge *m, struct cpio_writer *w, const char *prefix)
 {
 	memset(m, 0, sizeof(*m));
@@ -57,6 +123,9 @@ void merge_init(struct merge *m, struct cpio_writer *w, const char *prefix)
 	pathset_init(&m->layer_emitted);
 	m->passwd = (struct buf)BUF_INIT;
 	m->group = (struct buf)BUF_INIT;
+	m->layer_files = calloc(1, sizeof(*m->layer_files));
+	if (!m->layer_files)
+		abort();
 }
 
 void merge_free(struct merge *m)
@@ -71,6 +140,9 @@ void merge_free(struct merge *m)
 	pathset_free(&m->layer_emitted);
 	buf_free(&m->passwd);
 	buf_free(&m->group);
+	if (m->layer_files)
+		files_clear(m->layer_files);
+	free(m->layer_files);
 }
 
 void merge_hide(struct merge *m, const char *path)
@@ -241,6 +313,48 @@ static void relative_target(const char *link, const char *target, char *out, siz
 	strncat(out, target + common, size - strlen(out) - 1);
 }
 
+/* A hard link to a file of the same layer. The kernel's unpacker (and ours) join entries with
+ * nlink >= 2 and one ino, the first of them making the file: the target is written again as the
+ * first of its group (its data read back from the archive so far), then each name joins it. */
+static int add_hard_link(struct merge *m, const char *p, struct file_rec *target, struct archive_entry *ae,
+			 struct err *err)
+{
+	struct cpio_entry e;
+	struct file_rec *r;
+	uint32_t group;
+
+	if (!target->group_ino) {
+		uint8_t chunk[65536];
+		uint64_t off = target->data_off, left = target->e.size;
+
+		e = target->e;
+		e.nlink = 2;
+		target->group_ino = cpio_next_ino(m->w);
+		if (emit_header(m, target->path, &e, err) < 0)
+			return -1;
+		target->data_off = m->w->offset;
+		while (left) {
+			size_t n = left < sizeof(chunk) ? (size_t)left : sizeof(chunk);
+
+			if (m->w->read_back(m->w->ctx, off, chunk, n, err) < 0 || cpio_write_data(m->w, chunk, n, err) < 0)
+				return -1;
+			off += n;
+			left -= n;
+		}
+	}
+	group = target->group_ino;
+	/* the link's own owner and mode apply to the file, as Docker's extraction applies them */
+	e = (struct cpio_entry){ .mode = S_IFREG | (archive_entry_perm(ae) & 07777),
+				 .uid = (uint32_t)archive_entry_uid(ae), .gid = (uint32_t)archive_entry_gid(ae),
+				 .mtime = (uint32_t)archive_entry_mtime(ae), .nlink = 2, .ino = group };
+	if (ensure_parents(m, p, err) < 0 || emit_header(m, p, &e, err) < 0)
+		return -1;
+	/* a link to the link joins the same group (target may move as the table grows: not used) */
+	r = files_put(m->layer_files, p);
+	*r = (struct file_rec){ r->path, e, m->w->offset, group };
+	return 0;
+}
+
 static int add_entry(struct merge *m, struct archive *a, struct archive_entry *ae, const char *layer,
 		     struct err *err)
 {
@@ -278,6 +392,8 @@ static int add_entry(struct merge *m, struct archive *a, struct archive_entry *a
 		return 0;
 	}
 	if (hl) {
+		struct file_rec *target;
+
 		if (merge_normalize(hl, t, err) < 0)
 			return err_wrap(err, "%s: hard link %s", layer, raw);
 		if (!*t)
@@ -285,6 +401,10 @@ static int add_entry(struct merge *m, struct archive *a, struct archive_entry *a
 		relative_target(p, t, rel, sizeof(rel));
 		if (!claim(m, p, false))
 			return 0;
+		/* a file this layer wrote: one inode with several names, as Docker keeps it */
+		target = m->w->read_back ? files_get(m->layer_files, t) : NULL;
+		if (target)
+			return add_hard_link(m, p, target, ae, err);
 		e = (struct cpio_entry){ .mode = S_IFLNK | 0777, .uid = (uint32_t)archive_entry_uid(ae),
 					 .gid = (uint32_t)archive_entry_gid(ae),
 					 .mtime = (uint32_t)archive_entry_mtime(ae), .size = strlen(rel) };
@@ -332,6 +452,11 @@ static int add_entry(struct merge *m, struct archive *a, struct archive_entry *a
 		e.size = archive_entry_size_is_set(ae) ? (uint64_t)archive_entry_size(ae) : 0;
 	if (ensure_parents(m, p, err) < 0 || emit_header(m, p, &e, err) < 0)
 		return -1;
+	if (type == AE_IFREG && m->w->read_back) {
+		struct file_rec *r = files_put(m->layer_files, p);
+
+		*r = (struct file_rec){ r->path, e, m->w->offset, 0 };
+	}
 	if (type == AE_IFREG) {
 		uint8_t chunk[65536];
 		uint64_t left = e.size;
@@ -405,6 +530,7 @@ int merge_add_layer(struct merge *m, const struct layer_blob *l, struct err *err
 	r->l = l;
 	m->in_layer = true;
 	pathset_clear(&m->layer_emitted);
+	files_clear(m->layer_files);
 	sha_init(&r->sha, "SHA256");
 	sha_init(&t.sha, "SHA256");
 	/* two readers: the blob decompressed as one raw stream, whose bytes are hashed for the
@@ -463,6 +589,7 @@ int merge_add_layer(struct merge *m, const struct layer_blob *l, struct err *err
 out:
 	m->in_layer = false;
 	pathset_clear(&m->layer_emitted);
+	files_clear(m->layer_files);
 	sha_free(&r->sha);
 	sha_free(&t.sha);
 	free(r);

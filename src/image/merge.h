@@ -17,6 +17,8 @@
 #include "eif/cpio.h"
 #include "image/pathset.h"
 
+struct merge_files;
+
 /* One layer blob: len bytes of fd from off (tar, gzip or zstd), and its expected digests. */
 struct layer_blob {
 	const char *name; /* for messages */
@@ -36,6 +38,7 @@ struct merge {
 	struct pathset opaque;     /* folders whose lower-layer contents are hidden */
 	struct pathset layer_whiteout, layer_opaque; /* this layer's, applied to the layers below */
 	struct pathset layer_emitted; /* written by this layer: a later entry of it replaces them */
+	struct merge_files *layer_files; /* this layer's regular files, for its hard links */
 	bool in_layer;
 	bool lower_hidden; /* a layer made the root opaque: nothing below it shows */
 	uint64_t entries;

@@ -140,3 +140,25 @@ def test_owners_above_65535_boot_and_keep_their_ids(tmp_path):
     assert "/data 755 100000 0\n" in p.stdout, p.stdout
     assert "/data/a 644 70000 70001\n" in p.stdout and f"/data/b 644 {top} {top}\n" in p.stdout, p.stdout
     assert "uid=200000 gid=200001 groups= cwd=/" in p.stdout, p.stdout
+
+
+def test_hard_links_stay_one_file(tmp_path):
+    """Names a layer gives one file with hard links are one inode in the enclave, as Docker keeps
+    them (they were separate symlinks once)."""
+    probe = eu._probe().read_bytes()
+    image(tmp_path / "app.tar", [layer([
+        ("bin", "d", b"", 0o755), ("bin/probe", "f", probe, 0o755), ("data", "d", b"", 0o755),
+        ("data/real", "f", b"one file, three names\n", 0o640, {"uid": 5, "gid": 6}),
+        ("data/link", "h", "data/real", 0o640, {"uid": 5, "gid": 6}),
+        ("data/sub", "d", b"", 0o755), ("data/sub/other", "h", "data/real", 0o640, {"uid": 5, "gid": 6})])],
+        Entrypoint=["/bin/probe"], Cmd=["walk", "/data"])
+    write_manifest(tmp_path, f"docker-archive:{tmp_path}/app.tar")
+    assert build(tmp_path).code == 0
+    p = run_enclave(tmp_path)
+    assert p.returncode == 0, p.stderr
+    rows = {f[0]: f for f in (line.split("\t") for line in p.stdout.splitlines() if line.startswith("/data/"))}
+    names = ["/data/real", "/data/link", "/data/sub/other"]
+    assert all(n in rows for n in names), p.stdout
+    # type, mode, owner, size, links, inode: the same file three times
+    assert {tuple(rows[n][1:]) for n in names} == {tuple(rows["/data/real"][1:])}, p.stdout
+    assert rows["/data/real"][1:7] == ["10", "640", "5", "6", "22", "3"], rows["/data/real"]
