@@ -20,6 +20,7 @@
 #include "enclave/egress.h"
 #include "enclave/ingress.h"
 #include "enclave/kms_proxy.h"
+#include "enclave/caps.h"
 #include "enclave/launcher.h"
 #include "enclave/tls_relay.h"
 #include "manifest/manifest.h"
@@ -212,6 +213,10 @@ static int start_services(struct odyn *o, const char *config_dir, bool bootstrap
 		if (ingress_start(o->loop, ports, n_ports, &o->ingress, err) < 0)
 			return -1;
 	}
+	/* the image's file capabilities, which its ramdisk could not carry as attributes */
+	snprintf(path, sizeof(path), "%s/capabilities", config_dir);
+	if (caps_apply_file(path, err) < 0)
+		return -1;
 	{
 		char line[1024] = "";
 

@@ -123,6 +123,7 @@ void merge_init(struct merge *m, struct cpio_writer *w, const char *prefix)
 	pathset_init(&m->layer_emitted);
 	m->passwd = (struct buf)BUF_INIT;
 	m->group = (struct buf)BUF_INIT;
+	m->caps = (struct buf)BUF_INIT;
 	m->layer_files = calloc(1, sizeof(*m->layer_files));
 	if (!m->layer_files)
 		abort();
@@ -140,6 +141,7 @@ void merge_free(struct merge *m)
 	pathset_free(&m->layer_emitted);
 	buf_free(&m->passwd);
 	buf_free(&m->group);
+	buf_free(&m->caps);
 	if (m->layer_files)
 		files_clear(m->layer_files);
 	free(m->layer_files);
@@ -355,6 +357,31 @@ static int add_hard_link(struct merge *m, const char *p, struct file_rec *target
 	return 0;
 }
 
+/* The extended attributes of an entry written as p: file capabilities are kept for the enclave
+ * to set again; the others (which cpio cannot carry either) are counted for one warning. */
+static void take_xattrs(struct merge *m, const char *p, struct archive_entry *ae)
+{
+	const char *name;
+	const void *value;
+	size_t size;
+
+	if (!archive_entry_xattr_reset(ae))
+		return;
+	while (archive_entry_xattr_next(ae, &name, &value, &size) == ARCHIVE_OK) {
+		if (!strcmp(name, "security.capability") && S_ISREG(archive_entry_filetype(ae)) && size &&
+		    size <= 64) {
+			char hex[129];
+
+			hex_encode(value, size, hex);
+			buf_printf(&m->caps, "/%s%c%s%c\n", p, 0, hex, 0);
+			m->n_caps++;
+			continue;
+		}
+		if (!m->dropped_xattrs++)
+			snprintf(m->dropped_example, sizeof(m->dropped_example), "%s on /%s", name, p);
+	}
+}
+
 static int add_entry(struct merge *m, struct archive *a, struct archive_entry *ae, const char *layer,
 		     struct err *err)
 {
@@ -422,6 +449,7 @@ static int add_entry(struct merge *m, struct archive *a, struct archive_entry *a
 	}
 	pathset_add(&m->emitted, p);
 	pathset_add(&m->layer_emitted, p);
+	take_xattrs(m, p, ae);
 	/* what the image's accounts are: this entry, whatever it is, is the last word on them */
 	if (!strcmp(p, "etc/passwd") || !strcmp(p, "etc/group")) {
 		bool pw = p[4] == 'p';

@@ -42,6 +42,11 @@ struct merge {
 	bool in_layer;
 	bool lower_hidden; /* a layer made the root opaque: nothing below it shows */
 	uint64_t entries;
+	/* file capabilities (security.capability), which cpio cannot carry: records for the enclave
+	 * to apply ("/path" NUL hex NUL, a line each), and how many other attributes were left out */
+	struct buf caps;
+	uint64_t n_caps, dropped_xattrs;
+	char dropped_example[256];
 	/* the image's /etc/passwd and /etc/group as written (its USER is resolved against them) */
 	struct buf passwd, group;
 	bool has_passwd, has_group;

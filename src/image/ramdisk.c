@@ -10,11 +10,13 @@
 
 #include "base/buf.h"
 #include "base/fs.h"
+#include "base/log.h"
 #include "eif/initfiles.h"
 #include "image/merge.h"
 #include "image/user.h"
 
 #define ODYN_MAX (64u << 20)
+#define CAPS_FILE "etc/enclaver/capabilities" /* (enclave/caps.h reads it) */
 
 /* linuxkit's /etc/hosts for init images */
 static const char HOSTS[] = "127.0.0.1       localhost\n::1     localhost ip6-localhost ip6-loopback\n";
@@ -139,6 +141,7 @@ int ramdisk_write_customer(struct cpio_writer *w, const struct ramdisk_inputs *i
 		goto out;
 	for (size_t i = 0; i < sizeof(dropped) / sizeof(dropped[0]); i++)
 		merge_hide(&m, dropped[i]);
+	merge_hide(&m, CAPS_FILE); /* ours, written below */
 	for (size_t i = in->img->n_layers; i-- > 0;)
 		if (merge_add_layer(&m, &in->img->layers[i], err) < 0)
 			goto out;
@@ -150,6 +153,20 @@ int ramdisk_write_customer(struct cpio_writer *w, const struct ramdisk_inputs *i
 			goto out;
 	if (merge_touch_symlink(&m, "etc/mtab", "/proc/mounts", err) < 0)
 		goto out;
+	/* file capabilities, which cpio cannot carry, measured with the rest: odyn sets them again
+	 * before the app starts */
+	if (m.n_caps) {
+		struct cpio_entry e = { .name = "rootfs/" CAPS_FILE, .mode = S_IFREG | 0644,
+					.mtime = CPIO_LINUXKIT_MTIME, .size = m.caps.len };
+
+		if (cpio_add(w, &e, m.caps.data, err) < 0)
+			goto out;
+	}
+	if (m.dropped_xattrs)
+		log_warn("%llu extended attribute%s of the image cannot be carried into the enclave and %s left out "
+			 "(%s%s); only file capabilities (security.capability) are kept",
+			 (unsigned long long)m.dropped_xattrs, m.dropped_xattrs > 1 ? "s" : "",
+			 m.dropped_xattrs > 1 ? "are" : "is", m.dropped_example, m.dropped_xattrs > 1 ? ", ..." : "");
 	/* linuxkit's "files": the prefix folder again, the mount points the image lacks (linuxkit
 	 * writes them all, at 0755, over the image's own: /tmp lost its 1777), then cmd and env */
 	if (add_dir(w, "rootfs", err) < 0)

@@ -162,3 +162,32 @@ def test_hard_links_stay_one_file(tmp_path):
     # type, mode, owner, size, links, inode: the same file three times
     assert {tuple(rows[n][1:]) for n in names} == {tuple(rows["/data/real"][1:])}, p.stdout
     assert rows["/data/real"][1:7] == ["10", "640", "5", "6", "22", "3"], rows["/data/real"]
+
+
+# security.capability as setcap writes it (VFS_CAP_REVISION_2): cap_net_bind_service=+ep
+NET_BIND_EP = bytes([1, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+
+
+def test_file_capabilities_are_carried(tmp_path):
+    """A cap_net_bind_service=+ep binary lets a uid-1000 app bind port 80, as under docker run;
+    the same binary without it cannot. Other extended attributes are named in one warning."""
+    probe = eu._probe().read_bytes()
+    xattr = {"pax": {"SCHILY.xattr.security.capability": NET_BIND_EP.decode("utf-8", "surrogateescape")}}
+    layers = [layer([
+        ("bin", "d", b"", 0o755), ("bin/probe", "f", probe, 0o755), ("bin/bound", "f", probe, 0o755, xattr),
+        ("etc", "d", b"", 0o755), ("etc/note", "f", b"x", 0o644, {"pax": {"SCHILY.xattr.user.origin": "build"}})])]
+    for binary, want in (("bound", "bind 80: ok"), ("probe", "bind 80: Permission denied")):
+        d = tmp_path / binary
+        d.mkdir()
+        image(d / "app.tar", layers, Entrypoint=[f"/bin/{binary}"], Cmd=["bind", "80"], User="1000")
+        write_manifest(d, f"docker-archive:{d}/app.tar")
+        r = build(d)
+        assert r.code == 0, r
+        warnings = [line for line in r.err.splitlines() if "extended attribute" in line]
+        assert len(warnings) == 1 and "user.origin on /etc/note" in warnings[0], r.err
+        root = ramdisk_tree(d, d / "app.eif")
+        assert (root / "etc/enclaver/capabilities").read_bytes() == (
+            b"/bin/bound\0" + NET_BIND_EP.hex().encode() + b"\0\n")
+        p = run_enclave(d)
+        assert p.returncode == 0, p.stderr
+        assert want + "\n" in p.stdout, (binary, p.stdout, p.stderr)

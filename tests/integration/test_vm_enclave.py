@@ -335,3 +335,35 @@ def test_a_boot_that_dies_is_reported_with_the_console_tail(tmp_path):
     assert "enclaver-init: vsock socket: Address family not supported by protocol" in tail, tail
     assert "Kernel panic - not syncing: Attempted to kill init!" in tail, tail
     assert vm.tag() is None
+
+
+def test_an_image_runs_in_the_vm_as_docker_run_runs_it(tmp_path):
+    """The real kernel and init with an image's USER, WORKDIR, file capabilities, owners above
+    65535 and hard links: what the local enclave shows, the VM shows too."""
+    from test_build import static_odyn
+    from test_image_fidelity import NET_BIND_EP, PASSWD, GROUP, image, layer, write_manifest
+
+    xattr = {"pax": {"SCHILY.xattr.security.capability": NET_BIND_EP.decode("utf-8", "surrogateescape")}}
+    probe = eu._probe().read_bytes()
+    image(tmp_path / "app.tar", [layer([
+        ("bin", "d", b"", 0o755), ("bin/bound", "f", probe, 0o755, xattr), ("tmp", "d", b"", 0o1777),
+        ("etc", "d", b"", 0o755), ("etc/passwd", "f", PASSWD, 0o644), ("etc/group", "f", GROUP, 0o644),
+        ("work", "d", b"", 0o750, {"uid": 1000, "gid": 1000}),
+        ("work/data.txt", "f", b"read by a relative path\n", 0o640, {"uid": 1000, "gid": 1000}),
+        ("work/same.txt", "h", "work/data.txt", 0o640, {"uid": 1000, "gid": 1000}),
+        ("work/high", "f", b"h", 0o644, {"uid": 2**32 - 2, "gid": 70000})])],
+        Entrypoint=["/bin/bound"], Cmd=["seq", "id", "cat data.txt", "bind 80", "write /tmp/x", "walk /work"],
+        User="app", WorkingDir="/work")
+    kit_image(tmp_path / "kit.tar")
+    write_manifest(tmp_path, f"docker-archive:{tmp_path}/app.tar")
+    r = run("build", "-f", tmp_path / "enclaver.yaml", "--eif-only", tmp_path / "app.eif", "--bootkit",
+            f"docker-archive:{tmp_path}/kit.tar", "--odyn", static_odyn())
+    assert r.code == 0, r
+    vm = VM(tmp_path, None, None, eif=tmp_path / "app.eif")
+    assert vm.wait() == 0, vm.err
+    out = vm.out
+    assert "uid=1000 gid=1000 groups=2000,4000 cwd=/work home=/home/app\n" in out, out
+    assert "read by a relative path\n" in out and "bind 80: ok\n" in out and "write /tmp/x: ok\n" in out, out
+    rows = {f[0]: f for f in (line.split("\t") for line in out.splitlines() if line.startswith("/work/"))}
+    assert rows["/work/data.txt"][1:] == rows["/work/same.txt"][1:] and rows["/work/data.txt"][6] == "2", rows
+    assert rows["/work/high"][3:5] == [str(2**32 - 2), "70000"], rows

@@ -861,6 +861,13 @@ int main(int argc, char **argv)
 		printf("write %s: %s\n", argv[2], fd < 0 ? strerror(errno) : "ok");
 		return 0;
 	}
+	if (!strcmp(argv[1], "bind") && argc == 3) { /* bind PORT: a TCP listener, or why not */
+		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[2])) };
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+		printf("bind %s: %s\n", argv[2], bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? strerror(errno) : "ok");
+		return 0;
+	}
 	if (!strcmp(argv[1], "whoami")) {
 		printf("uid=%d gid=%d pid=%d\n", (int)getuid(), (int)getgid(), (int)getpid());
 		return 0;
