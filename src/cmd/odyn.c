@@ -240,7 +240,7 @@ int main(int argc, char **argv)
 					      { "version", no_argument, NULL, 'V' },
 					      { NULL, 0, NULL, 0 } };
 	struct odyn o = { 0 };
-	struct launch_as as = { 0 };
+	struct launch_as as = { .set_user = true, .groups = { 0 }, .n_groups = 1 }; /* root, as Docker */
 	struct err err = { 0 };
 	const char *config_dir = NULL, *vdir;
 	bool bootstrap = true, capture = true;

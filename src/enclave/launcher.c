@@ -84,7 +84,8 @@ static void become(const struct launch_as *as, int fd)
 
 pid_t launcher_start(char *const *argv, const struct launch_as *as, struct err *err)
 {
-	static const struct launch_as root = { 0 };
+	/* as Docker starts a container's root: group 0 its only supplementary group */
+	static const struct launch_as root = { .set_user = true, .groups = { 0 }, .n_groups = 1 };
 	int p[2], report[2] = { 0, 0 };
 	pid_t pid;
 	ssize_t n;

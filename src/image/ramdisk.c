@@ -37,7 +37,8 @@ char **ramdisk_command(const struct image *img, const struct image_user *u)
 		abort();
 	for (size_t i = 0; i < 3; i++)
 		v[k++] = strdup(head[i]);
-	if (u->uid || u->gid || u->n_groups) {
+	/* root in group 0 with no other groups is odyn's default */
+	if (u->uid || u->gid || u->n_groups != 1) {
 		struct buf b = BUF_INIT;
 
 		buf_printf(&b, "%u:%u", u->uid, u->gid);

@@ -217,13 +217,17 @@ int image_user_resolve(const char *spec, const char *passwd, size_t passwd_len, 
 		else
 			return err_set(err, ENOENT, "USER %s: no group %.*s in the image's /etc/group%s", spec, (int)glen, garg,
 				       group ? "" : " (the image has none): name the group by number");
-	} else if (um.found) {
+	}
+	/* Docker (since 20.10.18, CVE-2022-36109) puts the primary group first among the
+	 * supplementary groups, then, for a user named without a group, those listing it */
+	out->groups[out->n_groups++] = out->gid;
+	if (!glen && um.found) {
 		struct group_match gm = { .member = um.matched, .u = out };
 
 		each_line(group, group_len, group_line, &gm);
 		if (gm.too_many)
 			return err_set(err, E2BIG, "USER %s: the image's /etc/group lists it in more than %d groups", spec,
-				       IMAGE_USER_MAX_GROUPS);
+				       IMAGE_USER_MAX_GROUPS - 1);
 	}
 	return 0;
 }

@@ -15,7 +15,7 @@
 
 struct image_user {
 	uint32_t uid, gid;
-	uint32_t groups[IMAGE_USER_MAX_GROUPS]; /* supplementary groups */
+	uint32_t groups[IMAGE_USER_MAX_GROUPS]; /* supplementary groups: the primary one first */
 	size_t n_groups;
 	char home[4096]; /* the passwd entry's, else "/" */
 };

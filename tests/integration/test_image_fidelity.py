@@ -72,7 +72,8 @@ def account_image(path, user, workdir, passwd=True):
 
 
 def test_user_and_workdir_as_docker_run_gives_them(tmp_path):
-    """USER by name: its uid, primary group, the groups listing it (supplementary) and its home;
+    """USER by name: its uid, primary group, the groups listing it (supplementary, after the
+    primary one, as Docker gives them) and its home;
     WORKDIR: the app's folder, so relative paths resolve there. As root it could write anywhere;
     as the user it can write /tmp and not /."""
     account_image(tmp_path / "app.tar", "app", "/work")
@@ -81,7 +82,7 @@ def test_user_and_workdir_as_docker_run_gives_them(tmp_path):
     assert r.code == 0, r
     p = run_enclave(tmp_path)
     assert p.returncode == 0, p.stderr
-    assert "uid=1000 gid=1000 groups=2000,4000 cwd=/work home=/home/app\n" in p.stdout, p.stdout
+    assert "uid=1000 gid=1000 groups=1000,2000,4000 cwd=/work home=/home/app\n" in p.stdout, p.stdout
     assert "read by a relative path\n" in p.stdout
     assert "write /tmp/made: ok\n" in p.stdout and "write /made-at-the-root: Permission denied\n" in p.stdout
 
@@ -90,12 +91,12 @@ def test_user_forms_and_images_without_accounts(tmp_path):
     """user:group, numbers with and without entries (an image with only a binary has no
     /etc/passwd: a numeric USER runs as that number, in group 0, with HOME=/), and a name the
     image does not know, refused at build time in one line."""
-    cases = [("app:none", True, "uid=1000 gid=3000 groups= cwd=/work home=/home/app"),
-             ("1000", True, "uid=1000 gid=1000 groups=2000,4000 cwd=/work home=/home/app"),
-             ("1000:2000", True, "uid=1000 gid=2000 groups= cwd=/work home=/home/app"),
-             ("4242:4343", True, "uid=4242 gid=4343 groups= cwd=/work home=/"),
-             ("1000", False, "uid=1000 gid=0 groups= cwd=/work home=/"),
-             ("", False, "uid=0 gid=0 groups= cwd=/work home=/")]
+    cases = [("app:none", True, "uid=1000 gid=3000 groups=3000 cwd=/work home=/home/app"),
+             ("1000", True, "uid=1000 gid=1000 groups=1000,2000,4000 cwd=/work home=/home/app"),
+             ("1000:2000", True, "uid=1000 gid=2000 groups=2000 cwd=/work home=/home/app"),
+             ("4242:4343", True, "uid=4242 gid=4343 groups=4343 cwd=/work home=/"),
+             ("1000", False, "uid=1000 gid=0 groups=0 cwd=/work home=/"),
+             ("", False, "uid=0 gid=0 groups=0 cwd=/work home=/")]
     for i, (user, passwd, want) in enumerate(cases):
         d = tmp_path / str(i)
         d.mkdir()
@@ -139,7 +140,7 @@ def test_owners_above_65535_boot_and_keep_their_ids(tmp_path):
     assert p.returncode == 0, p.stderr
     assert "/data 755 100000 0\n" in p.stdout, p.stdout
     assert "/data/a 644 70000 70001\n" in p.stdout and f"/data/b 644 {top} {top}\n" in p.stdout, p.stdout
-    assert "uid=200000 gid=200001 groups= cwd=/" in p.stdout, p.stdout
+    assert "uid=200000 gid=200001 groups=200001 cwd=/" in p.stdout, p.stdout
 
 
 def test_hard_links_stay_one_file(tmp_path):

@@ -362,7 +362,7 @@ def test_an_image_runs_in_the_vm_as_docker_run_runs_it(tmp_path):
     vm = VM(tmp_path, None, None, eif=tmp_path / "app.eif")
     assert vm.wait() == 0, vm.err
     out = vm.out
-    assert "uid=1000 gid=1000 groups=2000,4000 cwd=/work home=/home/app\n" in out, out
+    assert "uid=1000 gid=1000 groups=1000,2000,4000 cwd=/work home=/home/app\n" in out, out
     assert "read by a relative path\n" in out and "bind 80: ok\n" in out and "write /tmp/x: ok\n" in out, out
     rows = {f[0]: f for f in (line.split("\t") for line in out.splitlines() if line.startswith("/work/"))}
     assert rows["/work/data.txt"][1:] == rows["/work/same.txt"][1:] and rows["/work/data.txt"][6] == "2", rows

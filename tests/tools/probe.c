@@ -181,8 +181,27 @@ __attribute__((noreturn)) static void stream_on(int lfd, int port)
 	}
 }
 
+static unsigned long crc32_update(unsigned long c, const unsigned char *b, size_t n)
+{
+	static unsigned long table[256];
+
+	if (!table[1])
+		for (unsigned long i = 0; i < 256; i++) {
+			unsigned long v = i;
+
+			for (int k = 0; k < 8; k++)
+				v = v & 1 ? 0xedb88320ul ^ (v >> 1) : v >> 1;
+			table[i] = v;
+		}
+	c ^= 0xfffffffful;
+	while (n--)
+		c = table[(c ^ *b++) & 0xff] ^ (c >> 8);
+	return c ^ 0xfffffffful;
+}
+
 /* One line per entry under dir (not crossing into other mounts): path, type, mode, uid, gid,
- * size, links, inode, a 64-bit FNV-1a of the contents (files) or the target (symlinks). */
+ * size, links, inode, the CRC-32 of the contents (files) or the target (symlinks), and the
+ * file capabilities in hex ("-" for none). */
 static void walk(const char *dir, dev_t dev)
 {
 	DIR *d = opendir(dir);
@@ -191,9 +210,11 @@ static void walk(const char *dir, dev_t dev)
 	if (!d)
 		return;
 	while ((de = readdir(d))) {
-		char path[4096], target[4096] = "";
+		char path[4096], target[4096] = "", caps[160] = "-";
+		unsigned char cv[64];
 		struct stat st;
-		unsigned long long h = 14695981039346656037ull;
+		unsigned long h = 0;
+		ssize_t cl;
 
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
@@ -204,22 +225,23 @@ static void walk(const char *dir, dev_t dev)
 			ssize_t n = readlink(path, target, sizeof(target) - 1);
 
 			target[n > 0 ? n : 0] = 0;
-			for (char *c = target; *c; c++)
-				h = (h ^ (unsigned char)*c) * 1099511628211ull;
+			h = crc32_update(0, (const unsigned char *)target, strlen(target));
 		} else if (S_ISREG(st.st_mode)) {
 			int fd = open(path, O_RDONLY | O_NOFOLLOW);
 			unsigned char b[65536];
 			ssize_t n;
 
 			while (fd >= 0 && (n = read(fd, b, sizeof(b))) > 0)
-				for (ssize_t i = 0; i < n; i++)
-					h = (h ^ b[i]) * 1099511628211ull;
+				h = crc32_update(h, b, (size_t)n);
 			if (fd >= 0)
 				close(fd);
+			cl = lgetxattr(path, "security.capability", cv, sizeof(cv));
+			for (ssize_t i = 0; i < cl; i++)
+				snprintf(caps + 2 * i, 3, "%02x", cv[i]);
 		}
-		printf("%s\t%o\t%o\t%u\t%u\t%lld\t%lu\t%lu\t%016llx\n", path, (unsigned)(st.st_mode & S_IFMT) >> 12,
+		printf("%s\t%o\t%o\t%u\t%u\t%lld\t%lu\t%lu\t%08lx\t%s\n", path, (unsigned)(st.st_mode & S_IFMT) >> 12,
 		       (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid, (unsigned)st.st_gid, (long long)st.st_size,
-		       (unsigned long)st.st_nlink, (unsigned long)st.st_ino, h);
+		       (unsigned long)st.st_nlink, (unsigned long)st.st_ino, h, caps);
 		if (S_ISDIR(st.st_mode))
 			walk(path, dev);
 	}
