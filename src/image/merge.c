@@ -49,6 +49,8 @@ struct file_rec {
 	struct cpio_entry e; /* e.name unused */
 	uint64_t data_off;
 	uint32_t group_ino;
+	bool hidden;      /* an upper layer replaced it: its data was not written */
+	char *stand_in;   /* then the first of its links, written with its data in its place */
 };
 
 struct merge_files {
@@ -102,8 +104,10 @@ static struct file_rec *files_put(struct merge_files *f, const char *path)
 
 static void files_clear(struct merge_files *f)
 {
-	for (size_t i = 0; i < f->cap; i++)
+	for (size_t i = 0; i < f->cap; i++) {
 		free(f->slots[i].path);
+		free(f->slots[i].stand_in);
+	}
 	free(f->slots);
 	*f = (struct merge_files){ 0 };
 }
@@ -353,7 +357,7 @@ static int add_hard_link(struct merge *m, const char *p, struct file_rec *target
 		return -1;
 	/* a link to the link joins the same group (target may move as the table grows: not used) */
 	r = files_put(m->layer_files, p);
-	*r = (struct file_rec){ r->path, e, m->w->offset, group };
+	*r = (struct file_rec){ .path = r->path, .e = e, .data_off = m->w->offset, .group_ino = group };
 	return 0;
 }
 
@@ -381,6 +385,9 @@ static void take_xattrs(struct merge *m, const char *p, struct archive_entry *ae
 			snprintf(m->dropped_example, sizeof(m->dropped_example), "%s on /%s", name, p);
 	}
 }
+
+static int add_stand_in(struct merge *m, const char *p, struct file_rec *target, struct archive_entry *link,
+			struct err *err);
 
 static int add_entry(struct merge *m, struct archive *a, struct archive_entry *ae, const char *layer,
 		     struct err *err)
@@ -430,6 +437,10 @@ static int add_entry(struct merge *m, struct archive *a, struct archive_entry *a
 			return 0;
 		/* a file this layer wrote: one inode with several names, as Docker keeps it */
 		target = m->w->read_back ? files_get(m->layer_files, t) : NULL;
+		if (target && target->hidden && target->stand_in)
+			target = files_get(m->layer_files, target->stand_in);
+		else if (target && target->hidden)
+			return add_stand_in(m, p, target, ae, err);
 		if (target)
 			return add_hard_link(m, p, target, ae, err);
 		e = (struct cpio_entry){ .mode = S_IFLNK | 0777, .uid = (uint32_t)archive_entry_uid(ae),
@@ -443,6 +454,15 @@ static int add_entry(struct merge *m, struct archive *a, struct archive_entry *a
 	    type != AE_IFIFO)
 		return 0; /* sockets and the like have no place in an image */
 	if (!claim(m, p, type == AE_IFDIR)) {
+		/* a file an upper layer replaced: its links in this layer still name its data */
+		if (type == AE_IFREG && m->w->read_back) {
+			struct file_rec *r = files_put(m->layer_files, p);
+
+			free(r->stand_in);
+			*r = (struct file_rec){ .path = r->path, .hidden = true,
+						.e = { .mode = S_IFREG | (archive_entry_perm(ae) & 07777),
+						       .size = archive_entry_size_is_set(ae) ? (uint64_t)archive_entry_size(ae) : 0 } };
+		}
 		/* an upper layer's folder already stands here: only a real folder may refine it */
 		if (!(type == AE_IFDIR && pathset_has(&m->synthetic, p) && !hidden(m, p)))
 			return 0;
@@ -483,7 +503,8 @@ static int add_entry(struct merge *m, struct archive *a, struct archive_entry *a
 	if (type == AE_IFREG && m->w->read_back) {
 		struct file_rec *r = files_put(m->layer_files, p);
 
-		*r = (struct file_rec){ r->path, e, m->w->offset, 0 };
+		free(r->stand_in);
+		*r = (struct file_rec){ .path = r->path, .e = e, .data_off = m->w->offset };
 	}
 	if (type == AE_IFREG) {
 		uint8_t chunk[65536];
@@ -545,6 +566,80 @@ static int check_digest(const char *want, struct sha_ctx *sha, const char *layer
 	return 0;
 }
 
+/* A hard link whose file an upper layer replaced: Docker's link still has the layer's data, which
+ * was not written; it is read again from the layer (only in this case) and written under the
+ * link's name, which stands in for the file from then on. */
+static int add_stand_in(struct merge *m, const char *p, struct file_rec *target, struct archive_entry *link,
+			struct err *err)
+{
+	struct archive *outer = archive_read_new(), *a = archive_read_new();
+	struct blob_reader *r = calloc(1, sizeof(*r));
+	struct tar_reader t = { .outer = outer };
+	struct archive_entry *ae;
+	char want[MAX_PATH + 1], name[MAX_PATH + 1];
+	struct cpio_entry e = { .mode = S_IFREG | (archive_entry_perm(link) & 07777),
+				.uid = (uint32_t)archive_entry_uid(link), .gid = (uint32_t)archive_entry_gid(link),
+				.mtime = (uint32_t)archive_entry_mtime(link), .size = target->e.size };
+	int rc = -1, st;
+
+	if (!a || !outer || !r)
+		abort();
+	snprintf(want, sizeof(want), "%s", target->path);
+	r->l = m->cur_layer;
+	sha_init(&r->sha, "SHA256");
+	sha_init(&t.sha, "SHA256");
+	archive_read_support_filter_all(outer);
+	archive_read_support_format_raw(outer);
+	archive_read_support_format_tar(a);
+	if (archive_read_open(outer, r, NULL, blob_read, NULL) != ARCHIVE_OK ||
+	    archive_read_next_header(outer, &ae) != ARCHIVE_OK || archive_read_open(a, &t, NULL, tar_read, NULL) != ARCHIVE_OK) {
+		err_set(err, EIO, "%s: reading it again: %s", m->cur_layer->name, archive_error_string(outer));
+		goto out;
+	}
+	while ((st = archive_read_next_header(a, &ae)) == ARCHIVE_OK || st == ARCHIVE_WARN) {
+		const char *raw = archive_entry_pathname(ae);
+		uint8_t chunk[65536];
+		uint64_t left = e.size;
+
+		if (!raw || strlen(raw) > MAX_PATH || merge_normalize(raw, name, err) < 0 || strcmp(name, want) ||
+		    archive_entry_filetype(ae) != AE_IFREG || archive_entry_hardlink(ae))
+			continue;
+		if (ensure_parents(m, p, err) < 0 || emit_header(m, p, &e, err) < 0)
+			goto out;
+		while (left) {
+			la_ssize_t n = archive_read_data(a, chunk, left < sizeof(chunk) ? (size_t)left : sizeof(chunk));
+
+			if (n <= 0) {
+				err_set(err, EIO, "%s: %s: data shorter than its header says", m->cur_layer->name, raw);
+				goto out;
+			}
+			if (cpio_write_data(m->w, chunk, (size_t)n, err) < 0)
+				goto out;
+			left -= (uint64_t)n;
+		}
+		{
+			struct file_rec *s = files_put(m->layer_files, p);
+
+			*s = (struct file_rec){ .path = s->path, .e = e, .data_off = m->w->offset - e.size };
+		}
+		/* the table may have moved: find the replaced file's record again */
+		target = files_get(m->layer_files, want);
+		target->stand_in = strdup(p);
+		if (!target->stand_in)
+			abort();
+		rc = 0;
+		goto out;
+	}
+	err_set(err, EIO, "%s: %s: hard link to %s, which the layer does not hold", m->cur_layer->name, p, want);
+out:
+	sha_free(&r->sha);
+	sha_free(&t.sha);
+	free(r);
+	archive_read_free(a);
+	archive_read_free(outer);
+	return rc;
+}
+
 int merge_add_layer(struct merge *m, const struct layer_blob *l, struct err *err)
 {
 	struct archive *a = archive_read_new(), *outer = archive_read_new();
@@ -556,6 +651,7 @@ int merge_add_layer(struct merge *m, const struct layer_blob *l, struct err *err
 	if (!a || !outer || !r)
 		abort();
 	r->l = l;
+	m->cur_layer = l;
 	m->in_layer = true;
 	pathset_clear(&m->layer_emitted);
 	files_clear(m->layer_files);

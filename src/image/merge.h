@@ -39,6 +39,7 @@ struct merge {
 	struct pathset layer_whiteout, layer_opaque; /* this layer's, applied to the layers below */
 	struct pathset layer_emitted; /* written by this layer: a later entry of it replaces them */
 	struct merge_files *layer_files; /* this layer's regular files, for its hard links */
+	const struct layer_blob *cur_layer;
 	bool in_layer;
 	bool lower_hidden; /* a layer made the root opaque: nothing below it shows */
 	uint64_t entries;

@@ -191,8 +191,9 @@ COPY --chown=1234:5678 ctx/ /copied/
 COPY --from=stage /out/built.txt /copied/built.txt
 ADD caps.tar /
 RUN /bin/busybox --install -s /bin && mkdir -p /gone/deep /opq /repl /hl && echo x > /gone/deep/f && \\
-    echo old > /opq/old && echo r > /repl/r && echo keep > /keep && echo linked > /hl/a
-RUN rm -rf /gone /opq && mkdir /opq && echo new > /opq/new && rm -rf /repl && echo now-a-file > /repl && \\
+    echo old > /opq/old && echo r > /repl/r && echo keep > /keep && echo linked > /hl/a && \
+    echo v1 > /up1 && ln /up1 /up2 && ln /up1 /up3
+RUN echo v2 > /up1 && rm -rf /gone /opq && mkdir /opq && echo new > /opq/new && rm -rf /repl && echo now-a-file > /repl && \\
     ln /hl/a /hl/b && mkdir /hl/sub && ln /hl/a /hl/sub/c && ln /bin/capped /bin/capped-too && \\
     ln -s /keep /abs-link && ln -s keep /rel-link && ln -s /nowhere /dangling && ln -s hl /dir-link && \\
     ln -s rel-link /chain && echo s > /suid && chmod 4755 /suid && echo g > /sgid && chmod 2755 /sgid && \\
@@ -268,6 +269,8 @@ def test_a_docker_built_image_runs_as_docker_run_runs_it(tmp_path, dockerd):  # 
         want = tree_of_export(exported)
         assert want[0]["tmp"][1] == 0o1777 and want[0]["high"][2:4] == (100000, 4000000000)
         assert frozenset({"hl/a", "hl/b", "hl/sub/c"}) in want[1] and want[2]["bin/capped"] == NET_BIND_EP.hex()
+        # an upper layer rewrote one name of a hard-linked file: the others keep the old data, together
+        assert frozenset({"up2", "up3"}) in want[1] and want[0]["up1"][5] != want[0]["up2"][5]
         d = tmp_path / "eif"
         d.mkdir()
         eif = enclave_of(d, app)

@@ -306,6 +306,31 @@ static void test_digest_mismatch(void)
 	CHECK(strstr(err.msg, "digest mismatch") != NULL && strstr(err.msg, "the blob is") != NULL);
 }
 
+static void test_hard_links_to_a_replaced_file(void)
+{
+	/* an upper layer replaces one name of a hard-linked file (as a package upgrade does): the
+	 * other names keep the lower layer's data, together, as Docker keeps them */
+	static const struct ent l1[] = { { "bin/", 'd', NULL, 0755 }, { "bin/perl", 'f', "old perl", 0755 },
+					 { "bin/perl5", 'h', "bin/perl", 0755 }, { "bin/perl6", 'h', "bin/perl", 0755 } };
+	static const struct ent l2[] = { { "bin/perl", 'f', "new perl", 0755 } };
+	const struct ent *layers[] = { l1, l2 };
+	size_t counts[] = { 4, 1 };
+	struct err err = { 0 };
+	struct stat a, b, c;
+	char path[256];
+
+	CHECK_EQ_INT(merge_and_extract(layers, counts, 2, NONE, &err), 0);
+	CHECK_STR(slurp("bin/perl"), "new perl");
+	CHECK_STR(slurp("bin/perl5"), "old perl");
+	CHECK_STR(slurp("bin/perl6"), "old perl");
+	snprintf(path, sizeof(path), "%s/rootfs/bin/perl", root);
+	CHECK(lstat(path, &a) == 0 && S_ISREG(a.st_mode));
+	snprintf(path, sizeof(path), "%s/rootfs/bin/perl5", root);
+	CHECK(lstat(path, &b) == 0 && S_ISREG(b.st_mode));
+	snprintf(path, sizeof(path), "%s/rootfs/bin/perl6", root);
+	CHECK(lstat(path, &c) == 0 && b.st_ino == c.st_ino && a.st_ino != b.st_ino);
+}
+
 static void test_diff_id_mismatch(void)
 {
 	/* the second layer is gzip: its tar, not its blob, is what the config's diff_id names */
@@ -356,4 +381,5 @@ static void teardown(void)
 }
 
 TEST_MAIN(T(setup), T(test_layers_merge), T(test_hostile_layers), T(test_symlink_then_file_stays_inside),
-	  T(test_digest_mismatch), T(test_diff_id_mismatch), T(test_docker_layer_semantics), T(teardown))
+	  T(test_digest_mismatch), T(test_diff_id_mismatch), T(test_docker_layer_semantics),
+	  T(test_hard_links_to_a_replaced_file), T(teardown))
