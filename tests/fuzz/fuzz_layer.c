@@ -1,4 +1,5 @@
-/* Fuzzes layer reading and merging: any tar, gzip or zstd bytes as an image layer. */
+/* Fuzzes layer reading and merging: any tar, gzip or zstd bytes as an image layer, hard links
+ * (which read back what was written) included. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static int sink(void *ctx, const void *d, size_t len, struct err *err)
 {
-	*(uint64_t *)ctx += len;
+	buf_append(ctx, d, len);
+	return 0;
+}
+
+/* hard links read back what was written: the archive is kept for them */
+static int read_back(void *ctx, uint64_t off, void *d, size_t len, struct err *err)
+{
+	struct buf *b = ctx;
+
+	if (off > b->len || len > b->len - off)
+		abort(); /* the merge asked for bytes it never wrote */
+	memcpy(d, b->data + off, len);
 	return 0;
 }
 
@@ -22,16 +34,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct merge m;
 	struct err err = { 0 };
 	struct layer_blob b;
-	uint64_t written = 0;
+	struct buf out = BUF_INIT;
 
 	if (fd < 0)
 		fd = memfd_create("fuzz-layer", 0);
 	if (ftruncate(fd, 0) < 0 || pwrite(fd, data, size, 0) != (ssize_t)size)
 		abort();
 	b = (struct layer_blob){ "fuzz", fd, 0, size, NULL, NULL };
-	cpio_writer_init(&w, sink, &written);
+	cpio_writer_init(&w, sink, &out);
+	w.read_back = read_back;
 	merge_init(&m, &w, "rootfs");
-	merge_add_layer(&m, &b, &err);
+	/* twice: the second time as a lower layer, whose files the first hides (stand-ins for
+	 * hard links to them) */
+	if (merge_add_layer(&m, &b, &err) == 0)
+		merge_add_layer(&m, &b, &err);
 	merge_free(&m);
+	buf_free(&out);
 	return 0;
 }
