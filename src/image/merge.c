@@ -566,15 +566,55 @@ static int check_digest(const char *want, struct sha_ctx *sha, const char *layer
 	return 0;
 }
 
+/* A layer's tar, read through the blob decompressed as one raw stream: the blob's bytes and the
+ * stream's are hashed on the way (for the digest and the config's diff_id). Stays in place while
+ * open: the readers hold pointers into it. */
+struct layer_reader {
+	struct archive *outer, *a;
+	struct blob_reader *r;
+	struct tar_reader t;
+};
+
+static int layer_open(struct layer_reader *lr, const struct layer_blob *l, struct err *err)
+{
+	struct archive_entry *ae;
+
+	lr->outer = archive_read_new();
+	lr->a = archive_read_new();
+	lr->r = calloc(1, sizeof(*lr->r));
+	if (!lr->outer || !lr->a || !lr->r)
+		abort();
+	lr->r->l = l;
+	lr->t.outer = lr->outer;
+	sha_init(&lr->r->sha, "SHA256");
+	sha_init(&lr->t.sha, "SHA256");
+	archive_read_support_filter_all(lr->outer);
+	archive_read_support_format_raw(lr->outer);
+	archive_read_support_format_tar(lr->a);
+	if (archive_read_open(lr->outer, lr->r, NULL, blob_read, NULL) != ARCHIVE_OK ||
+	    archive_read_next_header(lr->outer, &ae) != ARCHIVE_OK)
+		return err_set(err, EINVAL, "%s: %s", l->name, archive_error_string(lr->outer));
+	if (archive_read_open(lr->a, &lr->t, NULL, tar_read, NULL) != ARCHIVE_OK)
+		return err_set(err, EINVAL, "%s: not a valid layer: %s", l->name, archive_error_string(lr->a));
+	return 0;
+}
+
+static void layer_close(struct layer_reader *lr)
+{
+	sha_free(&lr->r->sha);
+	sha_free(&lr->t.sha);
+	free(lr->r);
+	archive_read_free(lr->a);
+	archive_read_free(lr->outer);
+}
+
 /* A hard link whose file an upper layer replaced: Docker's link still has the layer's data, which
  * was not written; it is read again from the layer (only in this case) and written under the
  * link's name, which stands in for the file from then on. */
 static int add_stand_in(struct merge *m, const char *p, struct file_rec *target, struct archive_entry *link,
 			struct err *err)
 {
-	struct archive *outer = archive_read_new(), *a = archive_read_new();
-	struct blob_reader *r = calloc(1, sizeof(*r));
-	struct tar_reader t = { .outer = outer };
+	struct layer_reader lr = { 0 };
 	struct archive_entry *ae;
 	char want[MAX_PATH + 1], name[MAX_PATH + 1];
 	struct cpio_entry e = { .mode = S_IFREG | (archive_entry_perm(link) & 07777),
@@ -582,21 +622,10 @@ static int add_stand_in(struct merge *m, const char *p, struct file_rec *target,
 				.mtime = (uint32_t)archive_entry_mtime(link), .size = target->e.size };
 	int rc = -1, st;
 
-	if (!a || !outer || !r)
-		abort();
 	snprintf(want, sizeof(want), "%s", target->path);
-	r->l = m->cur_layer;
-	sha_init(&r->sha, "SHA256");
-	sha_init(&t.sha, "SHA256");
-	archive_read_support_filter_all(outer);
-	archive_read_support_format_raw(outer);
-	archive_read_support_format_tar(a);
-	if (archive_read_open(outer, r, NULL, blob_read, NULL) != ARCHIVE_OK ||
-	    archive_read_next_header(outer, &ae) != ARCHIVE_OK || archive_read_open(a, &t, NULL, tar_read, NULL) != ARCHIVE_OK) {
-		err_set(err, EIO, "%s: reading it again: %s", m->cur_layer->name, archive_error_string(outer));
+	if (layer_open(&lr, m->cur_layer, err) < 0)
 		goto out;
-	}
-	while ((st = archive_read_next_header(a, &ae)) == ARCHIVE_OK || st == ARCHIVE_WARN) {
+	while ((st = archive_read_next_header(lr.a, &ae)) == ARCHIVE_OK || st == ARCHIVE_WARN) {
 		const char *raw = archive_entry_pathname(ae);
 		uint8_t chunk[65536];
 		uint64_t left = e.size;
@@ -607,7 +636,7 @@ static int add_stand_in(struct merge *m, const char *p, struct file_rec *target,
 		if (ensure_parents(m, p, err) < 0 || emit_header(m, p, &e, err) < 0)
 			goto out;
 		while (left) {
-			la_ssize_t n = archive_read_data(a, chunk, left < sizeof(chunk) ? (size_t)left : sizeof(chunk));
+			la_ssize_t n = archive_read_data(lr.a, chunk, left < sizeof(chunk) ? (size_t)left : sizeof(chunk));
 
 			if (n <= 0) {
 				err_set(err, EIO, "%s: %s: data shorter than its header says", m->cur_layer->name, raw);
@@ -632,75 +661,54 @@ static int add_stand_in(struct merge *m, const char *p, struct file_rec *target,
 	}
 	err_set(err, EIO, "%s: %s: hard link to %s, which the layer does not hold", m->cur_layer->name, p, want);
 out:
-	sha_free(&r->sha);
-	sha_free(&t.sha);
-	free(r);
-	archive_read_free(a);
-	archive_read_free(outer);
+	if (lr.r)
+		layer_close(&lr);
 	return rc;
 }
 
 int merge_add_layer(struct merge *m, const struct layer_blob *l, struct err *err)
 {
-	struct archive *a = archive_read_new(), *outer = archive_read_new();
+	struct layer_reader lr = { 0 };
 	struct archive_entry *ae;
-	struct blob_reader *r = calloc(1, sizeof(*r));
-	struct tar_reader t = { .outer = outer };
-	int rc = 0, st;
+	int rc, st;
 
-	if (!a || !outer || !r)
-		abort();
-	r->l = l;
 	m->cur_layer = l;
 	m->in_layer = true;
 	pathset_clear(&m->layer_emitted);
 	files_clear(m->layer_files);
-	sha_init(&r->sha, "SHA256");
-	sha_init(&t.sha, "SHA256");
-	/* two readers: the blob decompressed as one raw stream, whose bytes are hashed for the
-	 * config's diff_id on their way to the tar reader */
-	archive_read_support_filter_all(outer);
-	archive_read_support_format_raw(outer);
-	archive_read_support_format_tar(a);
-	if (archive_read_open(outer, r, NULL, blob_read, NULL) != ARCHIVE_OK ||
-	    archive_read_next_header(outer, &ae) != ARCHIVE_OK) {
-		rc = err_set(err, EINVAL, "%s: %s", l->name, archive_error_string(outer));
+	if ((rc = layer_open(&lr, l, err)) < 0)
 		goto out;
-	}
-	if (archive_read_open(a, &t, NULL, tar_read, NULL) != ARCHIVE_OK) {
-		rc = err_set(err, EINVAL, "%s: not a valid layer: %s", l->name, archive_error_string(a));
-		goto out;
-	}
-	while ((st = archive_read_next_header(a, &ae)) == ARCHIVE_OK || st == ARCHIVE_WARN)
-		if ((rc = add_entry(m, a, ae, l->name, err)) < 0)
+	while ((st = archive_read_next_header(lr.a, &ae)) == ARCHIVE_OK || st == ARCHIVE_WARN)
+		if ((rc = add_entry(m, lr.a, ae, l->name, err)) < 0)
 			goto out;
 	if (st != ARCHIVE_EOF) {
-		rc = err_set(err, EINVAL, "%s: not a valid layer: %s", l->name, archive_error_string(a));
+		rc = err_set(err, EINVAL, "%s: not a valid layer: %s", l->name, archive_error_string(lr.a));
 		goto out;
 	}
 	/* the digests cover every byte, also what the tar reader left unread */
 	for (;;) {
 		const void *dummy;
-		la_ssize_t n = tar_read(a, &t, &dummy);
+		la_ssize_t n = tar_read(lr.a, &lr.t, &dummy);
 
 		if (n == 0)
 			break;
 		if (n < 0) {
-			rc = err_set(err, EIO, "%s: cannot read the end of the layer: %s", l->name, archive_error_string(a));
+			rc = err_set(err, EIO, "%s: cannot read the end of the layer: %s", l->name,
+				     archive_error_string(lr.a));
 			goto out;
 		}
 	}
-	while (r->pos < l->len) {
+	while (lr.r->pos < l->len) {
 		const void *dummy;
 
-		if (blob_read(outer, r, &dummy) <= 0) {
+		if (blob_read(lr.outer, lr.r, &dummy) <= 0) {
 			rc = err_set(err, EIO, "%s: cannot read the end of the blob", l->name);
 			goto out;
 		}
 	}
-	if ((l->digest && (rc = check_digest(l->digest, &r->sha, l->name, "the blob", err)) < 0) ||
-	    (l->diff_id && (rc = check_digest(l->diff_id, &t.sha, l->name, "its uncompressed tar (the config's diff_id)",
-					      err)) < 0))
+	if ((l->digest && (rc = check_digest(l->digest, &lr.r->sha, l->name, "the blob", err)) < 0) ||
+	    (l->diff_id && (rc = check_digest(l->diff_id, &lr.t.sha, l->name,
+					      "its uncompressed tar (the config's diff_id)", err)) < 0))
 		goto out;
 	/* this layer's whiteouts and opaque folders apply to the layers below it; an opaque root
 	 * hides all of them */
@@ -714,10 +722,7 @@ out:
 	m->in_layer = false;
 	pathset_clear(&m->layer_emitted);
 	files_clear(m->layer_files);
-	sha_free(&r->sha);
-	sha_free(&t.sha);
-	free(r);
-	archive_read_free(a);
-	archive_read_free(outer);
+	if (lr.r)
+		layer_close(&lr);
 	return rc;
 }
