@@ -127,6 +127,12 @@ static int skip(struct cpio_reader *r, uint64_t len, struct err *err)
 {
 	uint8_t tmp[4096];
 
+	if (r->skip && len) {
+		if (r->skip(r->ctx, len) < 0)
+			return err_set(err, EINVAL, "cpio: truncated archive at offset %llu", (unsigned long long)r->offset);
+		r->offset += len;
+		return 0;
+	}
 	while (len) {
 		size_t n = len > sizeof(tmp) ? sizeof(tmp) : (size_t)len;
 

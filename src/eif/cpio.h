@@ -61,8 +61,12 @@ int cpio_finish(struct cpio_writer *w, struct err *err);
 /* Supplies archive bytes; returns bytes read (0 at end) or -1. */
 typedef ssize_t (*cpio_source_fn)(void *ctx, void *data, size_t len);
 
+/* Passes over len bytes without reading them; returns 0, or -1 when the source is shorter. */
+typedef int (*cpio_skip_fn)(void *ctx, uint64_t len);
+
 struct cpio_reader {
 	cpio_source_fn source;
+	cpio_skip_fn skip; /* optional: data not wanted is read and dropped without it */
 	void *ctx;
 	uint64_t offset;
 	uint64_t remaining; /* data bytes of the current entry not yet consumed */

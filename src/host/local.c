@@ -127,6 +127,17 @@ static bool app_ramdisk(const struct eif_info *in, int fd, size_t n, struct rang
 	return false;
 }
 
+static int range_skip(void *ctx, uint64_t len)
+{
+	struct range_src *s = ctx;
+
+	if (len > s->left)
+		return -1;
+	s->off += len;
+	s->left -= len;
+	return 0;
+}
+
 static void unpack_ramdisks(struct local *lc)
 {
 	struct range_src src;
@@ -189,6 +200,7 @@ static int id_maps(struct local *lc, char *uid_map, char *gid_map, size_t size, 
 		int st;
 
 		cpio_reader_init(&r, range_read, &src);
+		r.skip = range_skip; /* headers only: the files' data is passed over */
 		while ((st = cpio_next(&r, &e, err)) == 1) {
 			if (e.uid >= ID_RANGE)
 				add_id(uids, &nu, e.uid);
