@@ -127,7 +127,6 @@ void merge_init(struct merge *m, struct cpio_writer *w, const char *prefix)
 	pathset_init(&m->layer_emitted);
 	m->passwd = (struct buf)BUF_INIT;
 	m->group = (struct buf)BUF_INIT;
-	m->caps = (struct buf)BUF_INIT;
 	m->layer_files = calloc(1, sizeof(*m->layer_files));
 	if (!m->layer_files)
 		abort();
@@ -145,7 +144,9 @@ void merge_free(struct merge *m)
 	pathset_free(&m->layer_emitted);
 	buf_free(&m->passwd);
 	buf_free(&m->group);
-	buf_free(&m->caps);
+	for (size_t i = 0; i < m->n_caps; i++)
+		free(m->caps[i].path);
+	free(m->caps);
 	if (m->layer_files)
 		files_clear(m->layer_files);
 	free(m->layer_files);
@@ -361,24 +362,46 @@ static int add_hard_link(struct merge *m, const char *p, struct file_rec *target
 	return 0;
 }
 
+void merge_caps_record(const struct merge *m, struct buf *out)
+{
+	for (size_t i = 0; i < m->n_caps; i++) {
+		buf_append_byte(out, '/');
+		buf_append(out, m->caps[i].path, strlen(m->caps[i].path) + 1);
+		buf_append(out, m->caps[i].hex, strlen(m->caps[i].hex) + 1);
+		buf_append_byte(out, '\n');
+	}
+}
+
 /* The extended attributes of an entry written as p: file capabilities are kept for the enclave
- * to set again; the others (which cpio cannot carry either) are counted for one warning. */
+ * to set again (what p had before, from an earlier entry of the layer, goes); the others (which
+ * cpio cannot carry either) are counted for one warning. */
 static void take_xattrs(struct merge *m, const char *p, struct archive_entry *ae)
 {
 	const char *name;
 	const void *value;
 	size_t size;
 
+	for (size_t i = 0; i < m->n_caps; i++)
+		if (!strcmp(m->caps[i].path, p)) {
+			free(m->caps[i].path);
+			m->caps[i] = m->caps[--m->n_caps];
+			break;
+		}
 	if (!archive_entry_xattr_reset(ae))
 		return;
 	while (archive_entry_xattr_next(ae, &name, &value, &size) == ARCHIVE_OK) {
 		if (!strcmp(name, "security.capability") && S_ISREG(archive_entry_filetype(ae)) && size &&
 		    size <= 64) {
-			char hex[129];
-
-			hex_encode(value, size, hex);
-			buf_printf(&m->caps, "/%s%c%s%c\n", p, 0, hex, 0);
-			m->n_caps++;
+			if (m->n_caps == m->cap_caps) {
+				m->cap_caps = m->cap_caps ? 2 * m->cap_caps : 16;
+				m->caps = realloc(m->caps, m->cap_caps * sizeof(*m->caps));
+				if (!m->caps)
+					abort();
+			}
+			m->caps[m->n_caps].path = strdup(p);
+			if (!m->caps[m->n_caps].path)
+				abort();
+			hex_encode(value, size, m->caps[m->n_caps++].hex);
 			continue;
 		}
 		if (!m->dropped_xattrs++)
@@ -651,6 +674,7 @@ static int add_stand_in(struct merge *m, const char *p, struct file_rec *target,
 
 			*s = (struct file_rec){ .path = s->path, .e = e, .data_off = m->w->offset - e.size };
 		}
+		take_xattrs(m, p, link); /* the file's capabilities, which the link's entry carries too */
 		/* the table may have moved: find the replaced file's record again */
 		target = files_get(m->layer_files, want);
 		target->stand_in = strdup(p);

@@ -19,6 +19,11 @@
 
 struct merge_files;
 
+struct merge_cap {
+	char *path;
+	char hex[129];
+};
+
 /* One layer blob: len bytes of fd from off (tar, gzip or zstd), and its expected digests. */
 struct layer_blob {
 	const char *name; /* for messages */
@@ -43,10 +48,11 @@ struct merge {
 	bool in_layer;
 	bool lower_hidden; /* a layer made the root opaque: nothing below it shows */
 	uint64_t entries;
-	/* file capabilities (security.capability), which cpio cannot carry: records for the enclave
-	 * to apply ("/path" NUL hex NUL, a line each), and how many other attributes were left out */
-	struct buf caps;
-	uint64_t n_caps, dropped_xattrs;
+	/* file capabilities (security.capability), which cpio cannot carry, by path; how many other
+	 * attributes were left out */
+	struct merge_cap *caps;
+	size_t n_caps, cap_caps;
+	uint64_t dropped_xattrs;
 	char dropped_example[256];
 	/* the image's /etc/passwd and /etc/group as written (its USER is resolved against them) */
 	struct buf passwd, group;
@@ -67,6 +73,8 @@ int merge_add_file(struct merge *m, const char *path, mode_t mode, const void *d
 void merge_hide(struct merge *m, const char *path);
 /* Adds layers from the top down. */
 int merge_add_layer(struct merge *m, const struct layer_blob *l, struct err *err);
+/* The file capabilities kept, as the enclave reads them (enclave/caps.h) into out. */
+void merge_caps_record(const struct merge *m, struct buf *out);
 /* Whether path was written, by a layer, above them or as a parent. */
 bool merge_has(const struct merge *m, const char *path);
 /* Writes a folder unless the image had it (e.g. "proc"). */

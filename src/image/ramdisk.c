@@ -157,11 +157,17 @@ int ramdisk_write_customer(struct cpio_writer *w, const struct ramdisk_inputs *i
 	/* file capabilities, which cpio cannot carry, measured with the rest: odyn sets them again
 	 * before the app starts */
 	if (m.n_caps) {
+		struct buf record = BUF_INIT;
 		struct cpio_entry e = { .name = "rootfs/" CAPS_FILE, .mode = S_IFREG | 0644,
-					.mtime = CPIO_LINUXKIT_MTIME, .size = m.caps.len };
+					.mtime = CPIO_LINUXKIT_MTIME };
 
-		if (cpio_add(w, &e, m.caps.data, err) < 0)
+		merge_caps_record(&m, &record);
+		e.size = record.len;
+		rc = cpio_add(w, &e, record.data, err);
+		buf_free(&record);
+		if (rc < 0)
 			goto out;
+		rc = -1;
 	}
 	if (m.dropped_xattrs)
 		log_warn("%llu extended attribute%s of the image cannot be carried into the enclave and %s left out "
