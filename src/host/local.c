@@ -165,23 +165,24 @@ static void add_id(uint32_t *ids, size_t *n, uint32_t id)
 static bool cmd_user(struct cpio_reader *r, const struct cpio_entry *e, struct launch_as *as)
 {
 	static char data[65536];
-	size_t got = 0;
+	size_t got = 0, n_items = 0;
 	ssize_t n;
 	struct err err = { 0 };
-	char *line, *save = NULL;
-	bool next = false;
+	char **items = NULL;
+	bool found = false;
 
 	while (got < e->size && (n = cpio_read_data(r, data + got, (size_t)e->size - got, &err)) > 0)
 		got += (size_t)n;
-	data[got] = 0;
-	for (line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		if (next)
-			return launch_as_parse_user(line, as);
-		if (!strcmp(line, "--"))
-			return false;
-		next = !strcmp(line, "--user");
-	}
-	return false;
+	/* split as init splits it, so that the arguments are the ones odyn will get */
+	if (initfiles_parse(data, got, &items, &n_items, &err) < 0)
+		return false;
+	for (size_t i = 0; i + 1 < n_items && strcmp(items[i], "--"); i++)
+		if (!strcmp(items[i], "--user")) {
+			found = launch_as_parse_user(items[i + 1], as);
+			break;
+		}
+	initfiles_free(items);
+	return found;
 }
 
 /* The user namespace maps ids 0-65535 to a range of unprivileged host ids. An image may own files
