@@ -9,7 +9,7 @@ packages=(
   libc-ares-dev libseccomp-dev libhttp-parser-dev
   openssl ca-certificates cpio file procps python3 python3-pytest python3-cbor2 python3-cryptography
   docker.io docker-registry awscli python3-boto3 mmdebstrap
-  qemu-system-x86
+  qemu-system-x86 iptables iproute2
 )
 
 # Baselines for `make bench` (socat, nginx's stream proxy), the demo's app (busybox) and client

@@ -4,11 +4,13 @@
  * and exits with the app's exit code. Static; trusts the release image it ships in, not the
  * enclave's bytes.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -39,16 +41,54 @@
 #define DEFAULT_MANIFEST "/enclave/enclaver.yaml"
 #define MAX_PUBLISH 64
 
-/* The local enclave's route table: AWS's addresses to the stand-ins on this machine. */
+#define MAX_ADD_HOSTS 64
+
+/* The host side's route table: --add-host names (as docker run --add-host), and in the local
+ * enclave AWS's addresses to the stand-ins on this machine. */
 struct routes {
+	bool local;
 	char state[4096];
 	char imds_sock[4200]; /* "unix:PATH" */
 	char kms_host[128];
+	const char *add_name[MAX_ADD_HOSTS];
+	char add_ip[MAX_ADD_HOSTS][INET6_ADDRSTRLEN];
+	size_t n_add;
 };
 
-static char *local_route(void *data, const char *host, uint16_t *port)
+/* "NAME:IP" (IPv6 with or without brackets); false when it is not that. */
+static bool parse_add_host(char *s, struct routes *r)
+{
+	char *colon = strchr(s, ':'), ip[INET6_ADDRSTRLEN + 2];
+	uint8_t a[16];
+	size_t n;
+
+	if (!colon || colon == s || r->n_add == MAX_ADD_HOSTS)
+		return false;
+	snprintf(ip, sizeof(ip), "%s", colon + 1);
+	n = strlen(ip);
+	if (n > 2 && ip[0] == '[' && ip[n - 1] == ']') {
+		memmove(ip, ip + 1, n - 2);
+		ip[n - 2] = 0;
+	}
+	if (inet_pton(AF_INET, ip, a) != 1 && inet_pton(AF_INET6, ip, a) != 1)
+		return false;
+	*colon = 0;
+	r->add_name[r->n_add] = s;
+	snprintf(r->add_ip[r->n_add], sizeof(r->add_ip[0]), "%s", ip);
+	r->n_add++;
+	return true;
+}
+
+static char *route(void *data, const char *host, uint16_t *port)
 {
 	struct routes *r = data;
+
+	/* after the policy check, which judged the name the enclave asked for */
+	for (size_t i = 0; i < r->n_add; i++)
+		if (!strcasecmp(host, r->add_name[i]))
+			return strdup(r->add_ip[i]);
+	if (!r->local)
+		return NULL;
 
 	if (!strcmp(host, "169.254.169.254") && *port == 80 && r->imds_sock[0])
 		return strdup(r->imds_sock);
@@ -146,7 +186,10 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: enclaver-run [--eif-file PATH] [--manifest-file PATH] [--cpu-count N] [--memory-mb N]\n"
 		   "                    [--debug-mode] [--launcher local|vm|nitro|nitro-cli] [-p HOST:ENCLAVE]... [-v]\n"
-		   "                    [--role-arn ARN] [--instance-id ID] [print-manifest | describe-eif]\n\n"
+		   "                    [--role-arn ARN] [--instance-id ID] [--add-host NAME:IP]...\n"
+		   "                    [print-manifest | describe-eif]\n\n"
+		   "--add-host: the host side of egress dials IP for NAME, as docker run --add-host (the enclave's\n"
+		   "policy still judges NAME).\n"
 		   "In a local enclave the NSM is emulated: PCR0/1/2/8 are the EIF's, PCR3 and PCR4 come from\n"
 		   "--role-arn and --instance-id (or ENCLAVER_ROLE_ARN and ENCLAVER_INSTANCE_ID), and\n"
 		   "attestation documents are signed by the development CA in $ENCLAVER_STATE_DIR.\n");
@@ -267,7 +310,7 @@ int main(int argc, char **argv)
 
 static int run_main(int argc, char **argv)
 {
-	enum { O_EIF = 256, O_MANIFEST, O_CPU, O_MEM, O_DEBUG, O_LAUNCHER, O_ROLE, O_INSTANCE };
+	enum { O_EIF = 256, O_MANIFEST, O_CPU, O_MEM, O_DEBUG, O_LAUNCHER, O_ROLE, O_INSTANCE, O_ADD_HOST };
 	static const struct option opts[] = {
 		{ "eif-file", required_argument, NULL, O_EIF },
 		{ "manifest-file", required_argument, NULL, O_MANIFEST },
@@ -278,6 +321,7 @@ static int run_main(int argc, char **argv)
 		{ "role-arn", required_argument, NULL, O_ROLE },
 		{ "instance-id", required_argument, NULL, O_INSTANCE },
 		{ "publish", required_argument, NULL, 'p' },
+		{ "add-host", required_argument, NULL, O_ADD_HOST },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -318,6 +362,12 @@ static int run_main(int argc, char **argv)
 		case O_LAUNCHER: launcher_name = optarg; break;
 		case O_ROLE: role_arn = optarg; break;
 		case O_INSTANCE: instance_id = optarg; break;
+		case O_ADD_HOST:
+			if (!parse_add_host(optarg, &routes)) {
+				log_error("--add-host %s: expected NAME:IP (at most %d of them)", optarg, MAX_ADD_HOSTS);
+				return 1;
+			}
+			break;
 		case 'p':
 			if (n_maps == MAX_PUBLISH || parse_publish(optarg, &maps[n_maps]) < 0) {
 				log_error("port forward specification '%s' does not match the format 'host_port:container_port'",
@@ -464,7 +514,8 @@ static int run_main(int argc, char **argv)
 			       m->n_egress_deny, &policy, &err) < 0 ||
 		    dns_new(r.loop, &dns, &err) < 0)
 			goto fail;
-		if (host_egress_start(r.loop, dns, policy, local ? local_route : NULL, &routes, &egress, &err) < 0) {
+		routes.local = local;
+		if (host_egress_start(r.loop, dns, policy, route, &routes, &egress, &err) < 0) {
 			if (!local && err.code == EADDRINUSE)
 				port_claim_explain_busy(HOST_EGRESS_PORT, "egress", &err);
 			goto fail;

@@ -8,11 +8,14 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/fs.h"
 #include "base/log.h"
 #include "enclave/bootstrap.h"
 #include "enclave/console.h"
@@ -22,6 +25,9 @@
 #include "enclave/kms_proxy.h"
 #include "enclave/caps.h"
 #include "enclave/launcher.h"
+#include "enclave/netrules.h"
+#include "enclave/pool.h"
+#include "enclave/resolver.h"
 #include "enclave/tls_relay.h"
 #include "manifest/manifest.h"
 #include "manifest/policy.h"
@@ -36,6 +42,8 @@ struct odyn {
 	struct manifest *manifest;
 	struct policy *policy;
 	struct egress *egress;
+	struct pool *pool;
+	struct resolver *resolver;
 	struct ingress *ingress;
 	struct api *api;
 	struct kms_proxy *kms;
@@ -72,6 +80,8 @@ static void on_ingress_drained(void *data)
 	o->kms = NULL;
 	egress_stop(o->egress);
 	o->egress = NULL;
+	resolver_stop(o->resolver);
+	o->resolver = NULL;
 	publish_exit(o);
 }
 
@@ -120,6 +130,48 @@ static int set_proxy_env(uint16_t port)
 	return 0;
 }
 
+#define DNS_PORT 53
+#define RESOLV_CONF "/etc/resolv.conf"
+
+/* The app's resolver is odyn's; short timeouts, as it answers at once or not at all. No search
+ * list: a name means itself. Written whole to a temporary name, then renamed over the old. */
+static int write_resolv_conf(struct err *err)
+{
+	static const char text[] = "# written by odyn: names resolve inside the enclave, by its egress policy\n"
+				   "nameserver 127.0.0.1\n"
+				   "options timeout:2 attempts:2\n";
+
+	if (fs_write_file_atomic(RESOLV_CONF, text, sizeof(text) - 1, 0644, err) < 0)
+		return err_wrap(err, "writing the app's %s", RESOLV_CONF);
+	return 0;
+}
+
+/* Transparent egress (spec/transparent-egress.md): the resolver and the listener first, then the
+ * rules that send the app's traffic to them, then the routes, then resolv.conf. IPv6 is taken
+ * only when its rules are in: without them it keeps no route, so it fails at once. */
+static int start_transparent(struct odyn *o, struct err *err)
+{
+	const struct manifest *m = o->manifest;
+	struct err e6 = { 0 };
+
+	if (pool_new(manifest_transparent_pool(m), &o->pool, err) < 0 ||
+	    resolver_start(o->loop, DNS_PORT, o->policy, o->pool, &o->resolver, err) < 0 ||
+	    egress_transparent_start(o->egress, o->pool, m->egress_transparent_port, err) < 0 ||
+	    netrules_install(AF_INET, DNS_PORT, m->egress_transparent_port, err) < 0)
+		return -1;
+	if (netrules_install(AF_INET6, DNS_PORT, m->egress_transparent_port, &e6) < 0 && e6.code != EAFNOSUPPORT)
+		log_warn("transparent egress is IPv4 only: %s", e6.msg);
+	if (bootstrap_default_route(AF_INET, err) < 0)
+		return -1;
+	if (!e6.msg[0] && bootstrap_default_route(AF_INET6, &e6) < 0)
+		log_warn("transparent egress is IPv4 only: %s", e6.msg);
+	if (write_resolv_conf(err) < 0)
+		return -1;
+	log_info("Transparent egress on: DNS on 127.0.0.1:%u, TCP on 127.0.0.1:%u, names from %s", DNS_PORT,
+		 m->egress_transparent_port, manifest_transparent_pool(m));
+	return 0;
+}
+
 /* The KMS proxy's start-up failures come after the app has started: as upstream, a fatal
  * status (odyn stays up for the host to read it). */
 static void kms_fatal(void *data, const char *msg)
@@ -131,7 +183,7 @@ static void kms_fatal(void *data, const char *msg)
 }
 
 static int start_services(struct odyn *o, const char *config_dir, bool bootstrap, char **argv,
-			  const struct launch_as *as, struct err *err)
+			  struct launch_as *as, struct err *err)
 {
 	char path[4096];
 	struct ingress_port ports[64];
@@ -159,6 +211,20 @@ static int start_services(struct odyn *o, const char *config_dir, bool bootstrap
 		log_info("Starting egress on 127.0.0.1:%u", m->egress_proxy_port);
 		if (egress_start(o->loop, m->egress_proxy_port, o->policy, &o->egress, err) < 0)
 			return -1;
+		if (manifest_transparent_enabled(m)) {
+			/* The rules are the whole network namespace's: only in an enclave's own. */
+			if (!bootstrap)
+				err_set(err, EINVAL, "odyn runs with --no-bootstrap, outside an enclave's own network");
+			if (bootstrap && start_transparent(o, err) == 0) {
+				as->confine = true;
+			} else if (m->egress_transparent == 1) {
+				return err_wrap(err, "transparent egress (egress.transparent is true)");
+			} else {
+				log_warn("transparent egress is off, apps reach the outside through the proxy only: %s",
+					 err->msg);
+				err_clear(err);
+			}
+		}
 	}
 	if (o->manifest->has_kms_proxy && !manifest_egress_enabled(o->manifest))
 		return err_set(err, EINVAL, "%s", MANIFEST_NO_EGRESS_MSG);
@@ -248,6 +314,9 @@ int main(int argc, char **argv)
 	int sigs[] = { SIGCHLD };
 
 	log_init("odyn", LOG_INFO);
+	/* The app may run as the same uid: not dumpable, odyn cannot be traced or read through
+	 * /proc by it without CAP_SYS_PTRACE, which a confined app has not. */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	while ((c = getopt_long(argc, argv, "+vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'b': bootstrap = false; break;

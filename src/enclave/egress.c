@@ -1,8 +1,11 @@
 /*
- * Egress proxy. Runs in odyn; requests come from the app, which may be hostile: the head is
- * bounded, parsed strictly, and the policy decides before any byte leaves the enclave. A
- * connection holds memory for what it has received only (an idle one a few hundred bytes), at
- * most EGRESS_MAX_CONNS are open at once, and one that sends no request is closed.
+ * Egress proxy and transparent listener. Runs in odyn; requests come from the app, which may be
+ * hostile: the head is bounded, parsed strictly, and the policy decides before any byte leaves
+ * the enclave. A connection holds memory for what it has received only (an idle one a few
+ * hundred bytes), at most EGRESS_MAX_CONNS are open at once on each listener, and one that sends
+ * no request is closed. A transparent connection carries no request: its destination is the
+ * one the app dialled, recovered from the kernel's NAT (SO_ORIGINAL_DST), and any refusal is a
+ * reset, as nothing else can carry a reason to a client that never asked a proxy.
  */
 #include "enclave/egress.h"
 
@@ -15,6 +18,8 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <linux/netfilter_ipv6/ip6_tables.h>
 
 #include "base/buf.h"
 #include "base/log.h"
@@ -29,11 +34,16 @@
 /* As many as the host's side of the tunnel takes from one enclave. */
 #define EGRESS_MAX_CONNS 4096
 #define HEAD_CHUNK 4096
+#ifndef SO_ORIGINAL_DST
+#define SO_ORIGINAL_DST 80 /* linux/netfilter_ipv4.h, which clashes with netinet/in.h */
+#endif
 
 enum state { READ_HEAD, TUNNEL_CONNECT, TUNNEL_REPLY, DONE };
 
 struct conn {
 	struct egress *eg;
+	struct acceptor *acc; /* the listener that counts it */
+	bool transparent;
 	enum state state;
 	int cfd, tfd;
 	struct loop_io cio, tio;
@@ -53,14 +63,17 @@ struct conn {
 
 struct egress {
 	struct loop *loop;
-	struct acceptor acc; /* counts connections and relays */
+	struct acceptor acc;	     /* the proxy's: counts connections and relays */
+	struct acceptor trans[2];    /* the transparent listener's, IPv4 and IPv6 */
 	const struct policy *policy;
+	struct pool *pool;	     /* NULL without transparent egress */
+	uint16_t trans_port;
 	bool stopping; /* freed when the last connection ends */
 };
 
 static void egress_maybe_free(struct egress *e)
 {
-	if (e->stopping && e->acc.live == 0)
+	if (e->stopping && e->acc.live == 0 && e->trans[0].live == 0 && e->trans[1].live == 0)
 		free(e);
 }
 
@@ -92,16 +105,26 @@ static void conn_end(struct conn *c)
 	if (c->tfd >= 0)
 		close(c->tfd);
 	if (!c->relayed)
-		acceptor_release(&c->eg->acc);
+		acceptor_release(c->acc);
 	egress_maybe_free(c->eg);
 	loop_defer_free(l, c, conn_free);
 }
 
-/* Answers the app with an error and ends the connection. */
+/* Answers the app with an error and ends the connection; a transparent one is reset. */
 static void reply_error(struct conn *c, int code, const char *body)
 {
 	struct buf b = BUF_INIT;
 
+	if (c->transparent) {
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+		if (code != 401) /* a refusal by the policy was logged when it was decided */
+			log_info("egress: %s:%d (transparent) reset: %s", c->host, c->port, body);
+		/* a close with linger 0 sends RST: the app sees ECONNRESET, not a clean end */
+		setsockopt(c->cfd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		conn_end(c);
+		return;
+	}
 	http_put_response(&b, code, "text/plain", body, strlen(body));
 	/* Small: fits the socket buffer of a fresh connection; a partial write just ends early. */
 	if (send(c->cfd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
@@ -113,9 +136,10 @@ static void reply_error(struct conn *c, int code, const char *body)
 
 static void on_relay_done(void *data, const struct relay_stats *st)
 {
-	struct egress *eg = data;
+	struct acceptor *acc = data;
+	struct egress *eg = acc->data;
 
-	acceptor_release(&eg->acc);
+	acceptor_release(acc);
 	egress_maybe_free(eg);
 }
 
@@ -134,7 +158,7 @@ static void go_relay(struct conn *c)
 	o.prefill_a_len = c->to_client.len;
 	c->cfd = c->tfd = -1;
 	/* relay_start calls done on every end but a failure to start, which conn_end counts */
-	c->relayed = relay_start(c->eg->loop, cfd, tfd, &o, on_relay_done, c->eg, NULL, &err) == 0;
+	c->relayed = relay_start(c->eg->loop, cfd, tfd, &o, on_relay_done, c->acc, NULL, &err) == 0;
 	if (!c->relayed)
 		log_warn("egress: %s", err.msg);
 	conn_end(c);
@@ -207,7 +231,10 @@ static void on_tunnel(struct loop *l, struct loop_io *io, uint32_t events)
 		} else if (rc == 1) {
 			char body[1200];
 
-			snprintf(body, sizeof(body), "os_err: %d: %s", code, msg);
+			if (c->transparent)
+				snprintf(body, sizeof(body), "the host cannot connect: %s", msg);
+			else
+				snprintf(body, sizeof(body), "os_err: %d: %s", code, msg);
 			free(msg);
 			reply_error(c, 503, body);
 		} else {
@@ -263,9 +290,46 @@ static void rewrite_head(struct conn *c, const struct http_request *req, const s
 	buf_append_str(b, "Connection: close\r\n\r\n");
 }
 
-static void handle_head(struct conn *c, struct http_request *req)
+/* An address of the synthetic pool stands for the name it was given: the name is what the
+ * policy judges and what the host dials. False for a pool address no name was given. */
+static bool pool_to_name(struct conn *c)
+{
+	struct in_addr a;
+	const char *name;
+
+	if (!c->eg->pool || inet_pton(AF_INET, c->host, &a) != 1 || !pool_contains(c->eg->pool, a.s_addr))
+		return true;
+	name = pool_name_of(c->eg->pool, a.s_addr);
+	if (!name)
+		return false;
+	free(c->host);
+	c->host = strdup(name);
+	if (!c->host)
+		abort();
+	return true;
+}
+
+/* The policy's word on c->host; false (and logged) when it refuses. */
+static bool allowed(struct conn *c)
 {
 	struct policy_decision d;
+
+	if (!pool_to_name(c)) {
+		log_info("egress: %s:%d blocked (an address of the synthetic pool that no name was given)", c->host,
+			 c->port);
+		return false;
+	}
+	policy_check(c->eg->policy, c->host, &d);
+	if (!d.allowed) {
+		log_info("egress: %s:%d%s blocked (%s%s%s)", c->host, c->port, c->transparent ? " (transparent)" : "",
+			 d.rule ? "deny rule " : "", d.rule ? d.rule : "", d.rule ? "" : d.reason);
+		return false;
+	}
+	return true;
+}
+
+static void handle_head(struct conn *c, struct http_request *req)
+{
 	struct http_url url = { 0 };
 
 	c->is_connect = !strcmp(req->method, "CONNECT");
@@ -289,10 +353,7 @@ static void handle_head(struct conn *c, struct http_request *req)
 		rewrite_head(c, req, &url);
 		http_url_clear(&url);
 	}
-	policy_check(c->eg->policy, c->host, &d);
-	if (!d.allowed) {
-		log_info("egress: %s:%d blocked (%s%s%s)", c->host, c->port, d.rule ? "deny rule " : "",
-			 d.rule ? d.rule : "", d.rule ? "" : d.reason);
+	if (!allowed(c)) {
 		reply_error(c, 401, EGRESS_BLOCKED_BODY);
 		return;
 	}
@@ -352,6 +413,7 @@ static void on_accept(struct acceptor *a, int fd)
 	if (!c)
 		abort();
 	c->eg = eg;
+	c->acc = a;
 	c->cfd = fd;
 	c->tfd = -1;
 	loop_timer_init(&c->timer, on_timeout, c);
@@ -362,6 +424,100 @@ static void on_accept(struct acceptor *a, int fd)
 		return;
 	}
 	loop_timer_start(eg->loop, &c->timer, HEAD_TIMEOUT_MS);
+}
+
+/* Where the app meant to go, before the kernel's REDIRECT: as host text and port. False for a
+ * connection that was not redirected (one made to this listener itself, or with no NAT record). */
+static bool original_dst(int fd, struct conn *c)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char text[INET6_ADDRSTRLEN];
+
+	if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &ss, &len) < 0 &&
+	    (len = sizeof(ss), getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &ss, &len) < 0))
+		return false;
+	if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+
+		/* Loopback is never redirected (the rules accept it first): this is a connection to the
+		 * listener's own port, which must not come back to it. */
+		if ((ntohl(s4->sin_addr.s_addr) >> 24) == 127)
+			return false;
+		inet_ntop(AF_INET, &s4->sin_addr, text, sizeof(text));
+		c->port = ntohs(s4->sin_port);
+	} else if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+		if (IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr))
+			return false;
+		inet_ntop(AF_INET6, &s6->sin6_addr, text, sizeof(text));
+		c->port = ntohs(s6->sin6_port);
+	} else {
+		return false;
+	}
+	c->host = strdup(text);
+	if (!c->host)
+		abort();
+	return true;
+}
+
+static void on_transparent(struct acceptor *a, int fd)
+{
+	struct egress *eg = a->data;
+	struct conn *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		abort();
+	c->eg = eg;
+	c->acc = a;
+	c->cfd = fd;
+	c->tfd = -1;
+	c->transparent = true;
+	c->state = READ_HEAD;
+	loop_timer_init(&c->timer, on_timeout, c);
+	if (!original_dst(fd, c)) {
+		log_info("egress: a connection to the transparent listener itself (port %u) reset", eg->trans_port);
+		reply_error(c, 401, "");
+		return;
+	}
+	if (!allowed(c)) {
+		reply_error(c, 401, EGRESS_BLOCKED_BODY);
+		return;
+	}
+	/* the app's first bytes wait in its socket until the tunnel is up */
+	open_tunnel(c);
+}
+
+int egress_transparent_start(struct egress *e, struct pool *pool, uint16_t port, struct err *err)
+{
+	e->pool = pool;
+	e->trans_port = port;
+	for (int i = 0; i < 2; i++) {
+		struct sockaddr_in s4 = { .sin_family = AF_INET, .sin_port = htons(port),
+					  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		struct sockaddr_in6 s6 = { .sin6_family = AF_INET6, .sin6_port = htons(port),
+					   .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+		int one = 1, lfd = socket(i ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+		if (lfd < 0 && i == 1 && errno == EAFNOSUPPORT)
+			break; /* no IPv6 in this kernel, so no IPv6 rules either */
+		if (lfd < 0)
+			return err_sys(err, "transparent egress: socket");
+		setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (i)
+			setsockopt(lfd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+		if ((i ? bind(lfd, (struct sockaddr *)&s6, sizeof(s6)) : bind(lfd, (struct sockaddr *)&s4, sizeof(s4))) < 0 ||
+		    listen(lfd, 4096) < 0) {
+			err_sys(err, "transparent egress listener on %s:%u", i ? "[::1]" : "127.0.0.1", port);
+			close(lfd);
+			return -1;
+		}
+		if (acceptor_start(e->loop, &e->trans[i], lfd, "transparent egress", EGRESS_MAX_CONNS, on_transparent, e,
+				   err) < 0)
+			return -1;
+	}
+	return 0;
 }
 
 int egress_start(struct loop *l, uint16_t port, const struct policy *policy, struct egress **out,
@@ -401,6 +557,8 @@ void egress_stop(struct egress *e)
 	if (!e)
 		return;
 	acceptor_stop(&e->acc);
+	acceptor_stop(&e->trans[0]);
+	acceptor_stop(&e->trans[1]);
 	/* Open connections finish on their own; the struct goes with the last of them. */
 	e->stopping = true;
 	egress_maybe_free(e);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "base/err.h"
+#include "enclave/pool.h"
 #include "manifest/policy.h"
 #include "net/loop.h"
 
@@ -20,6 +21,9 @@ struct egress;
 /* Listens on 127.0.0.1:port; the policy is borrowed and must outlive the proxy. */
 int egress_start(struct loop *l, uint16_t port, const struct policy *policy, struct egress **out,
 		 struct err *err);
+/* Adds the transparent listener on 127.0.0.1:port and [::1]:port, and has the proxy too take
+ * pool addresses for their names; pool is borrowed. */
+int egress_transparent_start(struct egress *e, struct pool *pool, uint16_t port, struct err *err);
 /* Stops accepting; connections already open run to their end, then e is freed. */
 void egress_stop(struct egress *e);
 unsigned egress_active(const struct egress *e);

@@ -23,6 +23,8 @@ struct launch_as {
 	gid_t groups[LAUNCH_MAX_GROUPS];
 	size_t n_groups;
 	const char *workdir; /* NULL: / */
+	/* Transparent egress is on: the app must not be able to undo it (launcher_confine). */
+	bool confine;
 };
 
 /* "UID:GID[:GID,GID...]" (odyn's --user) into as; false when it is not that. */

@@ -4,6 +4,7 @@
  */
 #include "manifest/manifest.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -177,6 +178,21 @@ static int get_long(struct ctx *c, yaml_node_t *n, const char *what, long *out)
 	return 0;
 }
 
+/* YAML's true and false, as serde_yaml reads them: plain scalars, any letter case. */
+static int get_bool(struct ctx *c, yaml_node_t *n, const char *what, bool *out)
+{
+	const char *s;
+
+	if (want_type(c, n, YAML_SCALAR_NODE, what) < 0)
+		return -1;
+	s = scalar(n);
+	if (n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && (!strcasecmp(s, "true") || !strcasecmp(s, "false"))) {
+		*out = !strcasecmp(s, "true");
+		return 0;
+	}
+	return fail(c, n, "%s must be true or false, got \"%s\"", what, s);
+}
+
 static int get_port(struct ctx *c, yaml_node_t *n, const char *what, uint16_t *out)
 {
 	long v;
@@ -308,11 +324,14 @@ static int parse_ingress(struct ctx *c, struct manifest *m, yaml_node_t *n)
 
 static int parse_egress(struct ctx *c, struct manifest *m, yaml_node_t *n)
 {
-	static const char *const keys[] = { "proxy_port", "allow", "deny", NULL };
+	static const char *const keys[] = { "proxy_port", "allow", "deny", "transparent", "transparent_pool",
+					    "transparent_port", NULL };
 	yaml_node_t *v;
 
 	m->has_egress = true;
 	m->egress_proxy_port = MANIFEST_DEFAULT_PROXY_PORT;
+	m->egress_transparent = -1;
+	m->egress_transparent_port = MANIFEST_DEFAULT_TRANSPARENT_PORT;
 	if (!n) /* "egress:" with nothing under it */
 		return 0;
 	if (want_type(c, n, YAML_MAPPING_NODE, "egress") < 0 || check_keys(c, n, "egress", keys) < 0)
@@ -324,6 +343,24 @@ static int parse_egress(struct ctx *c, struct manifest *m, yaml_node_t *n)
 		return -1;
 	if ((v = map_get(c, n, "deny", NULL)) &&
 	    get_string_list(c, v, "egress.deny", &m->egress_deny, &m->n_egress_deny, true) < 0)
+		return -1;
+	if ((v = map_get(c, n, "transparent", NULL))) {
+		bool on = false;
+
+		if (get_bool(c, v, "egress.transparent", &on) < 0)
+			return -1;
+		m->egress_transparent = on;
+	}
+	if ((v = map_get(c, n, "transparent_pool", NULL))) {
+		struct err perr = { 0 };
+
+		if (get_string(c, v, "egress.transparent_pool", &m->egress_pool) < 0)
+			return -1;
+		if (manifest_pool_parse(m->egress_pool, NULL, NULL, &perr) < 0)
+			return fail(c, v, "egress.transparent_pool: %s", perr.msg);
+	}
+	if ((v = map_get(c, n, "transparent_port", NULL)) &&
+	    get_port(c, v, "egress.transparent_port", &m->egress_transparent_port) < 0)
 		return -1;
 	return 0;
 }
@@ -422,6 +459,48 @@ bool manifest_egress_enabled(const struct manifest *m)
 	return m->has_egress && m->n_egress_allow > 0;
 }
 
+int manifest_pool_parse(const char *cidr, uint32_t *base, uint32_t *prefix, struct err *err)
+{
+	char addr[INET_ADDRSTRLEN];
+	const char *slash = strchr(cidr, '/');
+	struct in_addr a;
+	char *end;
+	unsigned long len;
+	uint32_t h;
+
+	if (!slash || (size_t)(slash - cidr) >= sizeof(addr))
+		return err_set(err, EINVAL, "%s: expected an IPv4 range such as %s", cidr, MANIFEST_DEFAULT_POOL);
+	memcpy(addr, cidr, (size_t)(slash - cidr));
+	addr[slash - cidr] = 0;
+	errno = 0;
+	len = strtoul(slash + 1, &end, 10);
+	if (inet_pton(AF_INET, addr, &a) != 1 || errno || end == slash + 1 || *end || slash[1] == '-' || slash[1] == '+')
+		return err_set(err, EINVAL, "%s: expected an IPv4 range such as %s", cidr, MANIFEST_DEFAULT_POOL);
+	if (len < 8 || len > 24)
+		return err_set(err, EINVAL, "%s: the prefix length must be between 8 and 24", cidr);
+	h = ntohl(a.s_addr);
+	if (h & ~(0xffffffffu << (32 - len)))
+		return err_set(err, EINVAL, "%s: has bits set past its prefix length", cidr);
+	/* These would give the app loopback (the redirect's own target), "this network" or multicast. */
+	if ((h >> 24) == 0 || (h >> 24) == 127 || (h >> 29) == 7)
+		return err_set(err, EINVAL, "%s: a pool cannot be in 0.0.0.0/8, 127.0.0.0/8 or 224.0.0.0/3", cidr);
+	if (base)
+		*base = h;
+	if (prefix)
+		*prefix = (uint32_t)len;
+	return 0;
+}
+
+bool manifest_transparent_enabled(const struct manifest *m)
+{
+	return manifest_egress_enabled(m) && m->egress_transparent != 0;
+}
+
+const char *manifest_transparent_pool(const struct manifest *m)
+{
+	return m->egress_pool ? m->egress_pool : MANIFEST_DEFAULT_POOL;
+}
+
 /* Inside the enclave the app and odyn share 127.0.0.1: the app listens on every ingress
  * port, odyn on the egress, KMS and API ports. Two of them on one port cannot both work. */
 static int check_loopback_ports(struct ctx *c, struct manifest *m, yaml_node_t *root)
@@ -430,11 +509,13 @@ static int check_loopback_ports(struct ctx *c, struct manifest *m, yaml_node_t *
 		const char *what;
 		uint16_t port;
 		const char *key;
-	} used[4];
+	} used[5];
 	size_t n = 0;
 
 	if (manifest_egress_enabled(m))
 		used[n++] = (typeof(used[0])){ "egress.proxy_port", m->egress_proxy_port, "egress" };
+	if (manifest_transparent_enabled(m))
+		used[n++] = (typeof(used[0])){ "egress.transparent_port", m->egress_transparent_port, "egress" };
 	if (m->has_kms_proxy)
 		used[n++] = (typeof(used[0])){ "kms_proxy.listen_port", m->kms_proxy_port, "kms_proxy" };
 	if (m->has_api)
@@ -640,6 +721,7 @@ void manifest_free(struct manifest *m)
 	free(m->ingress);
 	free_list(m->egress_allow, m->n_egress_allow);
 	free_list(m->egress_deny, m->n_egress_deny);
+	free(m->egress_pool);
 	for (size_t i = 0; i < m->n_kms_endpoints; i++) {
 		free(m->kms_endpoints[i].region);
 		free(m->kms_endpoints[i].authority);
@@ -691,11 +773,14 @@ char *manifest_to_json(const struct manifest *m)
 	}
 	json_object_set_new(root, "ingress", ingress);
 	if (m->has_egress)
-		json_object_set_new(root, "egress",
-				    json_pack("{s:i, s:o, s:o, s:b}", "proxy_port", m->egress_proxy_port, "allow",
-					      json_list(m->egress_allow, m->n_egress_allow), "deny",
-					      json_list(m->egress_deny, m->n_egress_deny), "enabled",
-					      manifest_egress_enabled(m)));
+		json_object_set_new(
+			root, "egress",
+			json_pack("{s:i, s:o, s:o, s:b, s:{s:b, s:b, s:s, s:i}}", "proxy_port", m->egress_proxy_port,
+				  "allow", json_list(m->egress_allow, m->n_egress_allow), "deny",
+				  json_list(m->egress_deny, m->n_egress_deny), "enabled", manifest_egress_enabled(m),
+				  "transparent", "enabled", manifest_transparent_enabled(m), "required",
+				  m->egress_transparent == 1 && manifest_egress_enabled(m), "pool",
+				  manifest_transparent_pool(m), "port", m->egress_transparent_port));
 	else
 		json_object_set_new(root, "egress", json_null());
 	json_object_set_new(defaults, "cpu_count", json_integer(m->cpu_count));

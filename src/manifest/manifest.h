@@ -15,6 +15,9 @@
 #define MANIFEST_DEFAULT_CPU_COUNT 2
 #define MANIFEST_DEFAULT_MEMORY_MB 4096
 #define MANIFEST_DEFAULT_PROXY_PORT 10000
+#define MANIFEST_DEFAULT_TRANSPARENT_PORT 10001
+/* RFC 2544's benchmarking range: never a real destination, so never shadowed. */
+#define MANIFEST_DEFAULT_POOL "198.18.0.0/15"
 #define MANIFEST_MIN_MEMORY_MB 64
 #define MANIFEST_MAX_SIZE (1 << 20)
 /* Mappings and sequences inside one another; a manifest needs four. */
@@ -66,6 +69,9 @@ struct manifest {
 	size_t n_egress_allow;
 	char **egress_deny;
 	size_t n_egress_deny;
+	int egress_transparent; /* -1: not set (on; a failure to set it up is a warning), 0 off, 1 required */
+	char *egress_pool;	/* NULL: POOL_DEFAULT */
+	uint16_t egress_transparent_port;
 
 	int cpu_count;
 	int memory_mb;
@@ -88,6 +94,13 @@ void manifest_free(struct manifest *m);
 
 /* Egress is on only with a non-empty allow list (upstream semantics). */
 bool manifest_egress_enabled(const struct manifest *m);
+
+/* Transparent egress and DNS: on with egress unless egress.transparent is false. */
+bool manifest_transparent_enabled(const struct manifest *m);
+/* A synthetic pool, "a.b.c.d/len" with 8 <= len <= 24, outside 0/8, 127/8 and 224/3; base (host
+ * order) and prefix may be NULL. */
+int manifest_pool_parse(const char *cidr, uint32_t *base, uint32_t *prefix, struct err *err);
+const char *manifest_transparent_pool(const struct manifest *m);
 
 /* The resolved manifest, defaults filled in, as indented JSON; caller frees. */
 char *manifest_to_json(const struct manifest *m);

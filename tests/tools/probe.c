@@ -4,6 +4,10 @@
 #include <fcntl.h>
 #include <dirent.h>
 #include <netinet/in.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <sched.h>
+#include <sys/time.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -435,11 +439,217 @@ static int egress_port_fd(void)
 	return fd;
 }
 
+/* An address of either family from text; port in host order. */
+static socklen_t ip_addr(const char *ip, int port, struct sockaddr_storage *ss)
+{
+	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		return sizeof(*s4);
+	}
+	if (inet_pton(AF_INET6, ip, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		return sizeof(*s6);
+	}
+	return 0;
+}
+
+/* One DNS query over UDP to server:53; prints the rcode and A/PTR answers on one line, and puts
+ * the first A answer in a4 (when not NULL). Returns the rcode, -1 on no answer. */
+static int dns_query(const char *server, const char *name, int type, char *a4, bool quiet)
+{
+	uint8_t q[512], r[1024];
+	size_t o = 12;
+	struct sockaddr_storage ss;
+	socklen_t len = ip_addr(server, 53, &ss);
+	int fd = socket(ss.ss_family, SOCK_DGRAM, 0), rcode;
+	struct timeval tv = { .tv_sec = 3 };
+	ssize_t n;
+	const char *p = name;
+
+	memset(q, 0, 12);
+	q[0] = 0x42;
+	q[2] = 1;
+	q[5] = 1;
+	while (*p) {
+		const char *dot = strchr(p, '.');
+		size_t l = dot ? (size_t)(dot - p) : strlen(p);
+
+		q[o++] = (uint8_t)l;
+		memcpy(q + o, p, l);
+		o += l;
+		p += l + (dot ? 1 : 0);
+	}
+	q[o++] = 0;
+	q[o++] = (uint8_t)(type >> 8);
+	q[o++] = (uint8_t)type;
+	q[o++] = 0;
+	q[o++] = 1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (sendto(fd, q, o, 0, (struct sockaddr *)&ss, len) < 0 || (n = recv(fd, r, sizeof(r), 0)) < 12) {
+		printf("dns %s %s: %s\n", server, name, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	rcode = r[3] & 0xf;
+	if (!quiet)
+		printf("dns %s %s type %d: rcode %d answers %d", server, name, type, rcode, r[7]);
+	{
+		size_t at = o; /* after the echoed question */
+
+		for (int i = 0; i < r[7] && at + 12 <= (size_t)n; i++) {
+			unsigned t = (unsigned)r[at + 2] << 8 | r[at + 3], rdlen = (unsigned)r[at + 10] << 8 | r[at + 11];
+			char text[300] = "";
+
+			if (at + 12 + rdlen > (size_t)n)
+				break;
+			if (t == 1 && rdlen == 4) {
+				inet_ntop(AF_INET, r + at + 12, text, sizeof(text));
+				if (a4 && i == 0)
+					strcpy(a4, text);
+			} else if (t == 12) {
+				size_t k = 0;
+
+				for (size_t j = at + 12; j < at + 12 + rdlen && r[j]; j += r[j] + 1U)
+					k += (size_t)snprintf(text + k, sizeof(text) - k, "%s%.*s", k ? "." : "", r[j],
+							      (const char *)r + j + 1);
+			}
+			if (!quiet)
+				printf(" %s", text);
+			at += 12 + rdlen;
+		}
+	}
+	if (!quiet)
+		printf("\n");
+	return rcode;
+}
+
+/* A plain TCP connection (no proxy) to ip:port: sends msg, half-closes, prints the answer. */
+static int tcp_send(const char *ip, int port, const char *msg)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = ip_addr(ip, port, &ss);
+	int fd = socket(ss.ss_family, SOCK_STREAM, 0);
+	char buf[4096];
+	ssize_t n, got = 0;
+	struct timeval tv = { .tv_sec = 10 };
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&ss, len) < 0) {
+		printf("tsend %s:%d: connect: %s\n", ip, port, strerror(errno));
+		close(fd);
+		return 1;
+	}
+	if (send(fd, msg, strlen(msg), MSG_NOSIGNAL) < 0) {
+		printf("tsend %s:%d: send: %s\n", ip, port, strerror(errno));
+		close(fd);
+		return 1;
+	}
+	shutdown(fd, SHUT_WR);
+	while ((n = recv(fd, buf + got, sizeof(buf) - 1 - (size_t)got, 0)) > 0)
+		got += n;
+	buf[got] = 0;
+	printf("tsend %s:%d: %s%s%s\n", ip, port, n < 0 ? "recv: " : "", n < 0 ? strerror(errno) : "", buf);
+	close(fd);
+	return n < 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc < 2)
 		return 2;
+	if (!strcmp(argv[1], "dns") && argc == 5) { /* dns SERVER NAME TYPE: one query over UDP */
+		return dns_query(argv[2], argv[3], atoi(argv[4]), NULL, false) < 0;
+	}
+	if (!strcmp(argv[1], "tsend") && argc == 5) { /* tsend IP PORT MSG: straight TCP, no proxy */
+		return tcp_send(argv[2], atoi(argv[3]), argv[4]);
+	}
+	if (!strcmp(argv[1], "nsend") && argc == 5) { /* nsend NAME PORT MSG: its A from the resolver, then TCP */
+		char a4[64] = "";
+
+		if (dns_query("127.0.0.1", argv[2], 1, a4, true) != 0 || !a4[0]) {
+			printf("nsend %s: does not resolve\n", argv[2]);
+			return 1;
+		}
+		return tcp_send(a4, atoi(argv[3]), argv[4]);
+	}
+	if (!strcmp(argv[1], "udp") && argc == 4) { /* udp IP PORT: can a datagram be sent there? */
+		struct sockaddr_storage ss;
+		socklen_t len = ip_addr(argv[2], atoi(argv[3]), &ss);
+		int fd = socket(ss.ss_family, SOCK_DGRAM, 0);
+
+		printf("udp %s:%s: %s\n", argv[2], argv[3],
+		       sendto(fd, "x", 1, 0, (struct sockaddr *)&ss, len) < 0 ? strerror(errno) : "SENT");
+		return 0;
+	}
+	if (!strcmp(argv[1], "unrule")) { /* what a root app would try to undo transparent egress */
+		int fd = socket(AF_INET, SOCK_RAW, IPPROTO_RAW);
+		struct {
+			struct nlmsghdr nh;
+			struct rtmsg rt;
+		} req = { .nh = { .nlmsg_len = sizeof(req), .nlmsg_type = RTM_DELROUTE,
+				  .nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK },
+			  .rt = { .rtm_family = AF_INET, .rtm_table = RT_TABLE_MAIN, .rtm_scope = RT_SCOPE_NOWHERE } };
+		struct {
+			struct nlmsghdr nh;
+			struct nlmsgerr e;
+		} ack = { 0 };
+		struct sockaddr_nl nl = { .nl_family = AF_NETLINK };
+		int nfd;
+
+		printf("unrule raw socket: %s\n", fd < 0 ? strerror(errno) : "OPENED");
+		/* with a raw socket, the xtables table swap iptables -F makes */
+		if (fd >= 0) {
+			char info[84] = "nat";
+			socklen_t il = sizeof(info);
+
+			printf("unrule read nat: %s\n", getsockopt(fd, IPPROTO_IP, 64, info, &il) < 0 ? strerror(errno) : "READ");
+		}
+		nfd = socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
+		if (sendto(nfd, &req, sizeof(req), 0, (struct sockaddr *)&nl, sizeof(nl)) < 0 ||
+		    recv(nfd, &ack, sizeof(ack), 0) < 0)
+			printf("unrule delete route: %s\n", strerror(errno));
+		else
+			printf("unrule delete route: %s\n", ack.e.error ? strerror(-ack.e.error) : "DELETED");
+		printf("unrule unshare net: %s\n", unshare(CLONE_NEWNET) < 0 ? strerror(errno) : "UNSHARED");
+		return 0;
+	}
+	if (!strcmp(argv[1], "nconns") && argc == 5) { /* nconns NAME PORT N: N connections open at once, each echoed */
+		char a4[64] = "";
+		struct sockaddr_storage ss;
+		socklen_t len;
+		int n = atoi(argv[4]), ok = 0, *fds = calloc((size_t)n, sizeof(int));
+
+		if (dns_query("127.0.0.1", argv[2], 1, a4, true) != 0 || !a4[0]) {
+			printf("nconns %s: does not resolve\n", argv[2]);
+			return 1;
+		}
+		len = ip_addr(a4, atoi(argv[3]), &ss);
+		for (int i = 0; i < n; i++) {
+			fds[i] = socket(ss.ss_family, SOCK_STREAM, 0);
+			if (connect(fds[i], (struct sockaddr *)&ss, len) < 0) {
+				printf("nconns: connection %d: %s\n", i, strerror(errno));
+				return 1;
+			}
+		}
+		for (int i = 0; i < n; i++) {
+			char c = 0;
+			struct timeval tv = { .tv_sec = 20 };
+
+			setsockopt(fds[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+			if (send(fds[i], "y", 1, MSG_NOSIGNAL) == 1 && recv(fds[i], &c, 1, 0) == 1 && c == 'y')
+				ok++;
+		}
+		printf("nconns: %d of %d echoed while all were open\n", ok, n);
+		return ok != n;
+	}
 	if (!strcmp(argv[1], "exit")) {
 		printf("probe exiting with %s\n", argv[2]);
 		return atoi(argv[2]);
