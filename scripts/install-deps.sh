@@ -37,6 +37,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# npm fetches the AWS SDK for JavaScript for the transparent egress tests' app image; a Node.js
+# from elsewhere may bring its own npm, so Debian's is installed only when there is none.
+if ! command -v npm >/dev/null 2>&1; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: npm is missing; run this script as root (it uses apt-get)" >&2
+    exit 1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm
+fi
+
 # The default boot kit: Debian's cloud kernel (LZ4, quick to unpack under software emulation)
 # and the modules an enclave's boot needs from it (virtio over MMIO and vsock are modules there),
 # in load order. enclaver-init loads them from the bootstrap ramdisk.

@@ -2,15 +2,23 @@
 hosts by name and by literal address; names resolve inside the enclave by the policy; everything
 else fails at once; the app cannot undo the rules (spec/transparent-egress.md)."""
 import os
+import pathlib
 import re
 import socket
 import subprocess
+import sys
 import threading
 
 import pytest
 
 import enclave_util as eu
+from conftest import BUILD, ROOT, run
+from test_build import static_odyn
+from test_kms_local import KmsLocal
 from test_local_enclave import Enclave
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import mkimage  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the local launcher needs root")
 
@@ -214,3 +222,113 @@ def test_required_and_impossible_is_fatal_default_is_a_warning(tmp_path):
     e = Enclave(tmp_path / "b", MANIFEST, ["exit", "0"], odyn_args=["--no-bootstrap"])
     assert e.wait() == 0, e.out + e.err
     assert "transparent egress is off, apps reach the outside through the proxy only: odyn runs with" in e.out
+
+
+# --- real clients: curl, Python's urllib, Node's fetch and the AWS SDK for JavaScript ---
+
+APP = pathlib.Path(__file__).parent / "apps" / "egress"
+
+
+@pytest.fixture(scope="module")
+def egress_rootfs():
+    p = subprocess.run([str(ROOT / "scripts" / "mkrootfs.sh"), "egress"], capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr
+    return pathlib.Path(p.stdout.strip())
+
+
+def tls_files(d):
+    """A CA, and a server certificate it signed for api.egress.test and 192.0.2.10."""
+    def ossl(*a):
+        subprocess.run(["openssl", *a], check=True, capture_output=True)
+    ossl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj",
+         "/CN=egress test CA", "-keyout", d / "ca.key", "-out", d / "ca.pem")
+    ossl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=api.egress.test",
+         "-keyout", d / "server.key", "-out", d / "server.csr")
+    (d / "ext").write_text("subjectAltName=DNS:api.egress.test,IP:192.0.2.10\n")
+    ossl("x509", "-req", "-in", d / "server.csr", "-CA", d / "ca.pem", "-CAkey", d / "ca.key", "-CAcreateserial",
+         "-days", "2", "-extfile", d / "ext", "-out", d / "server.pem")
+
+
+class HttpsServer:
+    def __init__(self, d):
+        import http.server
+        import ssl
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = f"hello {self.path[1:]} via {self.headers.get('Host')}".encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(d / "server.pem", d / "server.key")
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+def test_real_clients_reach_allowed_hosts_with_no_proxy_settings(tmp_path, egress_rootfs):
+    tls_files(tmp_path)
+    server = HttpsServer(tmp_path)
+    kms = KmsLocal(tmp_path / "state")
+    try:
+        files = [("app", "d", b"", 0o755), ("app/ca.pem", "f", (tmp_path / "ca.pem").read_bytes(), 0o644)]
+        files += [(f"app/{f.name}", "f", f.read_bytes(), 0o755) for f in sorted(APP.iterdir())]
+        env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", f"PORT={server.port}"]
+        mkimage.docker_archive(tmp_path / "image.tar", [egress_rootfs, mkimage.layer(files)],
+                               {"config": {"Entrypoint": ["/app/run.sh"], "Env": env}}, tag="egress:app")
+        (tmp_path / "enclaver.yaml").write_text(f"""version: v1
+name: egress
+target: egress:enclave
+sources:
+  app: docker-archive:{tmp_path}/image.tar
+egress:
+  allow:
+    - api.egress.test
+    - 192.0.2.10
+    - 169.254.169.254
+    - kms.*.amazonaws.com
+kms_proxy:
+  listen_port: 9999
+defaults:
+  memory_mb: 1536
+  cpu_count: 2
+""")
+        (tmp_path / "kernel").write_bytes(b"not a kernel")
+        r = run("build", "-f", tmp_path / "enclaver.yaml", "--eif-only", tmp_path / "app.eif", "--kernel",
+                tmp_path / "kernel", "--odyn", static_odyn())
+        assert r.code == 0, r.err[-600:]
+        p = subprocess.run([str(BUILD / "enclaver-run"), "--eif-file", str(tmp_path / "app.eif"), "--manifest-file",
+                            str(tmp_path / "enclaver.yaml"), "--add-host", "api.egress.test:127.0.0.1",
+                            "--add-host", "192.0.2.10:127.0.0.1"], capture_output=True, text=True, timeout=240,
+                           env=kms.env)
+    finally:
+        server.close()
+        kms.proc.terminate()
+        kms.proc.wait()
+    out = p.stdout
+    assert p.returncode == 0, out + p.stderr
+    assert re.search(r"198\.18\.\d+\.\d+\s+api\.egress\.test", out), out
+    assert "getent denied: exit 2" in out
+    host = f"api.egress.test:{server.port}"
+    assert f"hello curl-by-name via {host}" in out
+    assert f"hello curl-by-address via 192.0.2.10:{server.port}" in out
+    assert "curl denied: exit 35" in out or "curl denied: exit 56" in out, out  # reset during the handshake
+    assert f"python: 200 hello python-by-name via {host}" in out
+    assert f"python: 200 hello python-by-address via 192.0.2.10:{server.port}" in out
+    assert f"node fetch: 200 hello node-fetch via {host}" in out
+    assert "node sdk credentials: an access key with a session token" in out
+    assert "node sdk GenerateRandom: 32 bytes through the KMS proxy" in out
+    assert "=== done" in out
+    # the denied name never left the enclave: the host saw no request for it
+    assert "dns: no.egress.test: NXDOMAIN (no allow rule matches)" in out
+    assert "no.egress.test" not in p.stderr
