@@ -7,6 +7,7 @@ rc=0
 /usr/bin/python3 bench/eif.py "$BUILD" || rc=1
 /usr/bin/python3 bench/build.py "$BUILD" || rc=1
 /usr/bin/python3 bench/relay.py "$BUILD" || rc=1
+/usr/bin/python3 bench/egress.py "$BUILD" || rc=1
 /usr/bin/python3 bench/attest.py "$BUILD" || rc=1
 /usr/bin/python3 bench/kms.py "$BUILD" || rc=1
 /usr/bin/python3 bench/vm.py "$BUILD" || rc=1

@@ -2,7 +2,10 @@
  * and prints the seconds taken; "send", "recv" and "echo HOST PORT BYTES" do the same with a probe
  * "stream" server, one way each or both at once (its request: 'S', 'R' or 'E', then the count as
  * a little-endian u64); "lat HOST PORT N" does N one-byte round trips and prints the
- * median and 99th percentile in microseconds. */
+ * median and 99th percentile in microseconds; "conn HOST PORT N" makes N connections one after
+ * another, each a one-byte round trip, and prints the same for each whole connection.
+ * With a last argument PROXYPORT, thru and conn go through the HTTP proxy on 127.0.0.1:PROXYPORT
+ * (CONNECT HOST:PORT). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -23,17 +26,36 @@ static double now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static int proxy_port; /* 0: connect directly */
+
 static int dial(const char *host, int port)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)(proxy_port ? proxy_port : port)) };
 	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
 
-	inet_pton(AF_INET, host, &sa.sin_addr);
+	inet_pton(AF_INET, proxy_port ? "127.0.0.1" : host, &sa.sin_addr);
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		perror("connect");
 		exit(1);
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (proxy_port) {
+		char req[600], head[1024];
+		size_t got = 0;
+		int len = snprintf(req, sizeof(req), "CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n\r\n", host, port, host, port);
+
+		if (write(fd, req, (size_t)len) != len)
+			exit(1);
+		/* the proxy's answer, byte by byte so that nothing of the stream is read with it */
+		while (got < sizeof(head) - 1 && (got < 4 || memcmp(head + got - 4, "\r\n\r\n", 4)))
+			if (read(fd, head + got++, 1) != 1)
+				exit(1);
+		head[got] = 0;
+		if (strncmp(head, "HTTP/1.1 200", 12)) {
+			fprintf(stderr, "proxy: %s\n", head);
+			exit(1);
+		}
+	}
 	return fd;
 }
 
@@ -79,6 +101,28 @@ static int cmp(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
+	if (argc == 6) {
+		proxy_port = atoi(argv[5]);
+		argc = 5;
+	}
+	if (argc == 5 && !strcmp(argv[1], "conn")) {
+		int n = atoi(argv[4]);
+		double *d = calloc((size_t)n, sizeof(*d));
+
+		for (int i = 0; i < n; i++) {
+			double t0 = now();
+			int fd = dial(argv[2], atoi(argv[3]));
+			char c = 'p';
+
+			if (write(fd, &c, 1) != 1 || read(fd, &c, 1) != 1)
+				return 4;
+			close(fd);
+			d[i] = (now() - t0) * 1e6;
+		}
+		qsort(d, (size_t)n, sizeof(*d), cmp);
+		printf("%.1f %.1f\n", d[n / 2], d[n * 99 / 100]);
+		return 0;
+	}
 	if (argc == 5 && (!strcmp(argv[1], "thru") || !strcmp(argv[1], "echo"))) {
 		struct job j = { dial(argv[2], atoi(argv[3])), atoll(argv[4]) };
 		static char buf[1 << 18];
@@ -147,6 +191,6 @@ int main(int argc, char **argv)
 		printf("%.1f %.1f\n", d[n / 2], d[n * 99 / 100]);
 		return 0;
 	}
-	fprintf(stderr, "usage: bclient thru|send|recv|echo HOST PORT BYTES | lat HOST PORT N\n");
+	fprintf(stderr, "usage: bclient thru|send|recv|echo HOST PORT BYTES [PROXYPORT] | lat|conn HOST PORT N [PROXYPORT]\n");
 	return 2;
 }

@@ -83,9 +83,11 @@ def make_eif(d, manifest, app, env=("PATH=/bin:/sbin",), extra_files=None, odyn_
     (root / "bin" / "probe").write_bytes(_probe().read_bytes())
     (root / "bin" / "probe").chmod(0o755)
     (root / "etc" / "enclaver" / "enclaver.yaml").write_text(manifest)
-    for rel, data in (extra_files or {}).items():
+    for rel, data in (extra_files or {}).items():  # data, or (data, mode)
+        data, mode = data if isinstance(data, tuple) else (data, 0o644)
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(data)
+        (root / rel).chmod(mode)
     argv = list(app) if app and app[0].startswith("/") else ["/bin/probe", *app]
     cmd = ["/sbin/odyn", *odyn_args, "--config-dir", "/etc/enclaver", "--", *argv]
     c = ref.Cpio()

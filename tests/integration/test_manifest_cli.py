@@ -33,6 +33,12 @@ def test_manifest_prints_resolved_json(tmp_path):
     j = json.loads(r.out)
     assert j["defaults"] == {"cpu_count": 2, "memory_mb": 1500}
     assert j["egress"]["proxy_port"] == 10000 and j["egress"]["enabled"] is True
+    # transparent egress comes with egress unless the manifest turns it off
+    assert j["egress"]["transparent"] == {"enabled": True, "required": False, "pool": "198.18.0.0/15", "port": 10001}
+    (tmp_path / "enclaver.yaml").write_text(KMS_EXAMPLE.replace("  deny:\n", "  transparent: false\n  deny:\n"))
+    j = json.loads(run("manifest", cwd=tmp_path).out)
+    assert j["egress"]["transparent"]["enabled"] is False
+    (tmp_path / "enclaver.yaml").write_text(KMS_EXAMPLE)
     assert j["kms_proxy"] == {"listen_port": 7123, "endpoints": {}}
     assert j["sources"] == {"app": "intg-tests:latest", "odyn": "odyn-dev:latest",
                             "sleeve": "enclaver-wrapper-base:latest"}

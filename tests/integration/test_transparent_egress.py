@@ -102,6 +102,9 @@ def test_apps_reach_allowed_hosts_with_no_proxy_and_nothing_else(tmp_path):
         "unrule",
         "vsock",
         f"nsend echo.egress.test {echo.port} after-unrule",
+        f"connect 198.18.0.1:{echo.port} via-the-proxy",  # the proxy takes pool addresses for their names
+        f"connect 198.18.0.77:{echo.port} unknown",
+        f"nconns echo.egress.test {echo.port} 1000",
     ]
     e = Enclave(tmp_path, MANIFEST, ["seq", *steps], extra_args=HOSTS)
     assert e.wait() == 0, e.out + e.err
@@ -125,7 +128,10 @@ def test_apps_reach_allowed_hosts_with_no_proxy_and_nothing_else(tmp_path):
     assert "unrule delete route: Operation not permitted" in r["unrule"]
     assert "unrule unshare net: Operation not permitted" in r["unrule"]
     assert "vsock socket: Address family not supported by protocol" in r["vsock"]
-    assert f"echo:after-unrule" in r[steps[-1]]
+    assert "echo:after-unrule" in r[steps[-4]]
+    assert r[steps[-3]].startswith("HTTP/1.1 200 OK\r\n\r\necho:via-the-proxy"), r[steps[-3]]
+    assert "HTTP/1.1 401 Unauthorized" in r[steps[-2]]
+    assert "nconns: 1000 of 1000 echoed while all were open" in r[steps[-1]]
     # odyn says what it refused and why; denied names never reached the host
     assert "dns: no.egress.test: NXDOMAIN (refused by a deny rule)" in e.out
     assert "dns: elsewhere.example: NXDOMAIN (no allow rule matches)" in e.out
@@ -133,7 +139,7 @@ def test_apps_reach_allowed_hosts_with_no_proxy_and_nothing_else(tmp_path):
     assert "egress: 198.18.0.200:%d blocked (an address of the synthetic pool that no name was given)" % echo.port in e.out
     assert re.search(rf"egress: down.egress.test:{down} \(transparent\) reset: the host cannot connect: .*Connection refused", e.out), e.out
     assert "no.egress.test" not in e.err and "elsewhere.example" not in e.err
-    assert echo.accepted == 3
+    assert echo.accepted == 3 + 1 + 1000
     assert "Transparent egress on" in e.out
 
 

@@ -650,6 +650,11 @@ int main(int argc, char **argv)
 		printf("nconns: %d of %d echoed while all were open\n", ok, n);
 		return ok != n;
 	}
+	if (!strcmp(argv[1], "exec") && argc >= 3) { /* exec PROGRAM ARGS...: becomes it (in a seq, one step) */
+		execv(argv[2], argv + 2);
+		printf("exec %s: %s\n", argv[2], strerror(errno));
+		return 127;
+	}
 	if (!strcmp(argv[1], "exit")) {
 		printf("probe exiting with %s\n", argv[2]);
 		return atoi(argv[2]);

@@ -189,6 +189,44 @@ static void test_endpoints(void)
 	manifest_free(m);
 }
 
-TEST_MAIN(T(test_upstream_v050_example), T(test_upstream_v061_kms_example), T(test_defaults_and_json),
+static void test_transparent_egress_settings(void)
+{
+	struct manifest *m = parse_ok(HEAD "egress:\n  allow: [example.com]\n");
+
+	if (!m)
+		return;
+	/* on with egress, not required, the default pool and port */
+	CHECK(manifest_transparent_enabled(m));
+	CHECK_EQ_INT(m->egress_transparent, -1);
+	CHECK_STR(manifest_transparent_pool(m), "198.18.0.0/15");
+	CHECK_EQ_INT(m->egress_transparent_port, 10001);
+	manifest_free(m);
+	m = parse_ok(HEAD "egress:\n  allow: [example.com]\n  transparent: false\n");
+	CHECK(m && !manifest_transparent_enabled(m));
+	manifest_free(m);
+	m = parse_ok(HEAD "egress:\n  allow: [example.com]\n  transparent: True\n  transparent_pool: 100.64.0.0/10\n"
+			  "  transparent_port: 15001\n");
+	CHECK(m && manifest_transparent_enabled(m) && m->egress_transparent == 1);
+	CHECK_STR(manifest_transparent_pool(m), "100.64.0.0/10");
+	CHECK_EQ_INT(m->egress_transparent_port, 15001);
+	manifest_free(m);
+	/* no allow list, no egress: nothing to make transparent */
+	m = parse_ok(HEAD "egress:\n  deny: [example.com]\n  transparent: true\n");
+	CHECK(m && !manifest_transparent_enabled(m));
+	manifest_free(m);
+	expect_error(HEAD "egress:\n  allow: [a.com]\n  transparent: yes\n",
+		     "enclaver.yaml:8:16: egress.transparent must be true or false, got \"yes\"");
+	expect_error(HEAD "egress:\n  allow: [a.com]\n  transparent: \"true\"\n",
+		     "enclaver.yaml:8:16: egress.transparent must be true or false, got \"true\"");
+	expect_error(HEAD "egress:\n  allow: [a.com]\n  transparent_pool: 127.0.0.0/8\n",
+		     "enclaver.yaml:8:21: egress.transparent_pool: 127.0.0.0/8: a pool cannot be in 0.0.0.0/8, "
+		     "127.0.0.0/8 or 224.0.0.0/3");
+	expect_error(HEAD "egress:\n  allow: [a.com]\n  transparent_pool: 198.18.0.0/30\n",
+		     "enclaver.yaml:8:21: egress.transparent_pool: 198.18.0.0/30: the prefix length must be between 8 and 24");
+	expect_error(HEAD "egress:\n  allow: [a.com]\n  transparent_port: 10000\n",
+		     "enclaver.yaml:7:3: egress.transparent_port: port 10000 is already used by egress.proxy_port");
+}
+
+TEST_MAIN(T(test_transparent_egress_settings), T(test_upstream_v050_example), T(test_upstream_v061_kms_example), T(test_defaults_and_json),
 	  T(test_v061_names_win), T(test_null_means_absent), T(test_signature_paths_relative),
 	  T(test_errors_name_line_and_column), T(test_endpoints))
