@@ -48,10 +48,14 @@ if ! command -v npm >/dev/null 2>&1; then
 fi
 
 # The default boot kit: Debian's cloud kernel (LZ4, quick to unpack under software emulation)
-# and the modules an enclave's boot needs from it (virtio over MMIO and vsock are modules there),
-# in load order. enclaver-init loads them from the bootstrap ramdisk.
+# and the modules an enclave's boot needs from it, in load order (each after what it depends
+# on): virtio over MMIO and vsock, which enclaver-init loads at boot from the bootstrap ramdisk;
+# in modules/net/, legacy iptables with NAT, REDIRECT and REJECT (the Nitro kernels build these
+# in), which odyn loads only when it sets transparent egress up. A kit of an older layout
+# (kit-version) is made again.
 KIT=/usr/local/share/enclaver/bootkit/x86_64
-if [ ! -s "$KIT/bzImage" ] || [ ! -s "$KIT/release" ]; then
+KIT_VERSION=3
+if [ ! -s "$KIT/bzImage" ] || [ ! -s "$KIT/release" ] || [ "$(cat "$KIT/kit-version" 2>/dev/null)" != "$KIT_VERSION" ]; then
   pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
   if [ -z "$pkg" ]; then
     echo "install-deps: cannot find Debian's cloud kernel package (run apt-get update)" >&2
@@ -61,7 +65,8 @@ if [ ! -s "$KIT/bzImage" ] || [ ! -s "$KIT/release" ]; then
   tmp=$(mktemp -d)
   chmod 755 "$tmp"
   (cd "$tmp" && apt-get download -qq "$pkg" 2>/dev/null)
-  mkdir -p "$tmp/x" "$KIT.tmp/modules"
+  rm -rf "$KIT.tmp"
+  mkdir -p "$tmp/x" "$KIT.tmp/modules/net"
   dpkg-deb -x "$tmp"/*.deb "$tmp/x"
   cp "$tmp/x/boot/vmlinuz-$rel" "$KIT.tmp/bzImage"
   n=1
@@ -70,7 +75,18 @@ if [ ! -s "$KIT/bzImage" ] || [ ! -s "$KIT/release" ]; then
     cp "$tmp/x/lib/modules/$rel/kernel/$m.ko" "$KIT.tmp/modules/0$n-$(basename "$m").ko"
     n=$((n + 1))
   done
+  n=1
+  for m in net/netfilter/x_tables net/ipv4/netfilter/ip_tables net/ipv4/netfilter/nf_defrag_ipv4 \
+      net/ipv6/netfilter/nf_defrag_ipv6 lib/libcrc32c net/netfilter/nf_conntrack net/netfilter/nf_nat \
+      net/ipv4/netfilter/iptable_nat net/ipv4/netfilter/iptable_filter net/ipv6/netfilter/ip6_tables \
+      net/ipv6/netfilter/ip6table_nat net/ipv6/netfilter/ip6table_filter net/netfilter/xt_REDIRECT \
+      net/ipv4/netfilter/nf_reject_ipv4 net/ipv4/netfilter/ipt_REJECT net/ipv6/netfilter/nf_reject_ipv6 \
+      net/ipv6/netfilter/ip6t_REJECT net/netfilter/xt_tcpudp; do
+    cp "$tmp/x/lib/modules/$rel/kernel/$m.ko" "$KIT.tmp/modules/net/$(printf %02d $n)-$(basename "$m").ko"
+    n=$((n + 1))
+  done
   echo "$rel" > "$KIT.tmp/release"
+  echo "$KIT_VERSION" > "$KIT.tmp/kit-version"
   rm -rf "$KIT" "$tmp"
   mkdir -p "$(dirname "$KIT")"
   mv "$KIT.tmp" "$KIT"

@@ -184,6 +184,36 @@ static void load_boot_modules(void)
 	rmdir("/" BOOTKIT_MODULES_DIR);
 }
 
+/* The kit's modules for transparent egress stay unloaded (an enclave without egress does not
+ * boot slower for them): held open here, across the move into /rootfs... */
+static int hold_net_modules(void)
+{
+	int fd = open("/" BOOTKIT_MODULES_DIR "/" BOOTKIT_NET_SUBDIR, O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0 && errno != ENOENT)
+		die("open /" BOOTKIT_MODULES_DIR "/" BOOTKIT_NET_SUBDIR);
+	return fd;
+}
+
+/* ...then shown to odyn, which loads them when it sets transparent egress up: read-only, and
+ * root's only, as the rest of the kit is measured and nothing in it is secret. */
+static void show_net_modules(int fd)
+{
+	char src[64];
+
+	if (fd < 0)
+		return;
+	snprintf(src, sizeof(src), "/proc/self/fd/%d", fd);
+	if ((mkdir("/run/enclaver", 0755) < 0 && errno != EEXIST) ||
+	    (mkdir(BOOTKIT_NET_MODULES_RUN, 0700) < 0 && errno != EEXIST))
+		die("mkdir " BOOTKIT_NET_MODULES_RUN);
+	if (mount(src, BOOTKIT_NET_MODULES_RUN, NULL, MS_BIND, NULL) < 0 ||
+	    mount(NULL, BOOTKIT_NET_MODULES_RUN, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+		  NULL) < 0)
+		die("bind the kit's network modules at " BOOTKIT_NET_MODULES_RUN);
+	close(fd);
+}
+
 /* Tells the parent the kernel is up; the parent ends the enclave if this never arrives. */
 static void heartbeat(void)
 {
@@ -279,6 +309,7 @@ int main(int argc, char **argv)
 	sigset_t all, orig;
 	char **cmd, **env;
 	pid_t child;
+	int net_modules;
 
 	if (argc > 1 && !strcmp(argv[1], "--version")) {
 		printf("enclaver-init %s\n", ENCLAVER_VERSION);
@@ -300,8 +331,10 @@ int main(int argc, char **argv)
 	heartbeat();
 	env = read_items("/env");
 	cmd = read_items("/cmd");
+	net_modules = hold_net_modules();
 	enter_rootfs();
 	run_steps(rootfs_steps, sizeof(rootfs_steps) / sizeof(rootfs_steps[0]));
+	show_net_modules(net_modules);
 	mount_cgroups();
 	child = launch(cmd, env, &orig);
 	reap_until(child);

@@ -154,7 +154,7 @@ static int start_transparent(struct odyn *o, struct err *err)
 	const struct manifest *m = o->manifest;
 	struct err e6 = { 0 };
 
-	if (pool_new(manifest_transparent_pool(m), &o->pool, err) < 0 ||
+	if (netrules_load_kit_modules(err) < 0 || pool_new(manifest_transparent_pool(m), &o->pool, err) < 0 ||
 	    resolver_start(o->loop, DNS_PORT, o->policy, o->pool, &o->resolver, err) < 0 ||
 	    egress_transparent_start(o->egress, o->pool, m->egress_transparent_port, err) < 0 ||
 	    netrules_install(AF_INET, DNS_PORT, m->egress_transparent_port, err) < 0)

@@ -41,10 +41,11 @@ static int add_file(struct cpio_writer *w, const char *name, const char *path, s
 	return 0;
 }
 
-/* The kit's modules, in their names' order (which is their load order). */
-static int add_modules(struct cpio_writer *w, const char *dir, struct err *err)
+/* The kit's modules in one folder, in their names' order (which is their load order), under
+ * the ramdisk folder `into`. */
+static int add_module_dir(struct cpio_writer *w, const char *dir, const char *into, struct err *err)
 {
-	struct cpio_entry d = { .name = BOOTKIT_MODULES_DIR, .mode = S_IFDIR | 0755, .mtime = CPIO_LINUXKIT_MTIME };
+	struct cpio_entry d = { .name = into, .mode = S_IFDIR | 0755, .mtime = CPIO_LINUXKIT_MTIME };
 	struct dirent **list = NULL;
 	int n = scandir(dir, &list, initfiles_module_filter, alphasort), rc = 0;
 
@@ -57,7 +58,7 @@ static int add_modules(struct cpio_writer *w, const char *dir, struct err *err)
 	for (int i = 0; i < n; i++) {
 		char name[512], path[4200];
 
-		snprintf(name, sizeof(name), BOOTKIT_MODULES_DIR "/%s", list[i]->d_name);
+		snprintf(name, sizeof(name), "%s/%s", into, list[i]->d_name);
 		snprintf(path, sizeof(path), "%s/%s", dir, list[i]->d_name);
 		if (!rc)
 			rc = add_file(w, name, path, err);
@@ -65,6 +66,20 @@ static int add_modules(struct cpio_writer *w, const char *dir, struct err *err)
 	}
 	free(list);
 	return rc;
+}
+
+/* The boot modules, then those of net/ when the kit has them. */
+static int add_modules(struct cpio_writer *w, const char *dir, struct err *err)
+{
+	char net[4200];
+	struct stat st;
+
+	if (add_module_dir(w, dir, BOOTKIT_MODULES_DIR, err) < 0)
+		return -1;
+	snprintf(net, sizeof(net), "%s/" BOOTKIT_NET_SUBDIR, dir);
+	if (stat(net, &st) < 0 || !S_ISDIR(st.st_mode))
+		return 0;
+	return add_module_dir(w, net, BOOTKIT_MODULES_DIR "/" BOOTKIT_NET_SUBDIR, err);
 }
 
 int bootkit_write_bootstrap(struct cpio_writer *w, const char *init_path, const char *nsm_path,

@@ -8,6 +8,9 @@
 #include "enclave/netrules.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/syscall.h>
 #include <errno.h>
 #include <limits.h>
 #include <linux/netfilter/nf_nat.h>
@@ -26,6 +29,8 @@
 #include <unistd.h>
 
 #include "base/buf.h"
+#include "eif/bootkit.h"
+#include "eif/initfiles.h"
 
 enum target { T_ACCEPT, T_REDIRECT, T_REJECT_RST, T_REJECT };
 
@@ -331,5 +336,29 @@ int netrules_install(int family, uint16_t dns_port, uint16_t tcp_port, struct er
 	if (rc == 0)
 		rc = replace_table(f, fd, "filter", filter, sizeof(filter) / sizeof(filter[0]), err);
 	close(fd);
+	return rc;
+}
+
+int netrules_load_kit_modules(struct err *err)
+{
+	struct dirent **list = NULL;
+	int n = scandir(BOOTKIT_NET_MODULES_RUN, &list, initfiles_module_filter, alphasort), rc = 0;
+
+	if (n < 0)
+		return errno == ENOENT ? 0 : err_sys(err, "%s", BOOTKIT_NET_MODULES_RUN);
+	for (int i = 0; i < n; i++) {
+		char path[512];
+		int fd;
+
+		snprintf(path, sizeof(path), BOOTKIT_NET_MODULES_RUN "/%s", list[i]->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		/* EEXIST: built in, or loaded by an earlier start */
+		if (!rc && (fd < 0 || (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST)))
+			rc = err_sys(err, "loading the boot kit's module %s", list[i]->d_name);
+		if (fd >= 0)
+			close(fd);
+		free(list[i]);
+	}
+	free(list);
 	return rc;
 }

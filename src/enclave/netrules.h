@@ -20,4 +20,9 @@
  */
 int netrules_install(int family, uint16_t dns_port, uint16_t tcp_port, struct err *err);
 
+/* Loads the boot kit's netfilter modules, in name order, when the enclave's init left them at
+ * BOOTKIT_NET_MODULES_RUN (a distribution kernel that has them as modules); 0 when there are
+ * none there, or they are loaded already. */
+int netrules_load_kit_modules(struct err *err);
+
 #endif

@@ -13,10 +13,12 @@
 #include <unistd.h>
 
 #include "base/fs.h"
+#include "eif/bootkit.h"
 #include "eif/cpio.h"
 #include "image/extract.h"
 
-/* The kit's own names: a file of the folder, or a module in modules/. Nothing else is taken. */
+/* The kit's own names: a file of the folder, or a module in modules/ or modules/net/. Nothing
+ * else is taken. */
 static bool kit_name(const char *rest)
 {
 	const char *slash = strchr(rest, '/');
@@ -26,7 +28,12 @@ static bool kit_name(const char *rest)
 		return false;
 	if (!slash)
 		return true;
-	return !strncmp(rest, "modules/", 8) && !strchr(rest + 8, '/') && n > 11 && !strcmp(rest + n - 3, ".ko");
+	if (n < 4 || strcmp(rest + n - 3, ".ko") || strncmp(rest, "modules/", 8))
+		return false;
+	rest += 8;
+	if (!strncmp(rest, BOOTKIT_NET_SUBDIR "/", sizeof(BOOTKIT_NET_SUBDIR)))
+		rest += sizeof(BOOTKIT_NET_SUBDIR);
+	return !strchr(rest, '/') && strlen(rest) > 3;
 }
 
 struct kit_ctx {
@@ -50,6 +57,10 @@ static bool kit_want(const char *rest, bool regular, void *ctx)
 
 		snprintf(path, sizeof(path), "%s/modules", k->dir);
 		mkdir(path, 0755);
+		if (!strncmp(rest, "modules/" BOOTKIT_NET_SUBDIR "/", sizeof("modules/" BOOTKIT_NET_SUBDIR "/") - 1)) {
+			snprintf(path, sizeof(path), "%s/modules/" BOOTKIT_NET_SUBDIR, k->dir);
+			mkdir(path, 0755);
+		}
 		k->out->has_modules = true;
 	}
 	k->out->has_nsm |= !strcmp(rest, "nsm.ko");

@@ -225,7 +225,9 @@ def kit_image(path):
                 (kit + "init", "f", eu._static("enclaver-init").read_bytes(), 0o755),
                 (kit + "cmdline", "f", eu.KIT_CMDLINE.encode() + b"\n", 0o644),
                 (kit + "unrelated", "f", b"not taken", 0o644)]
-    entries += [(kit + "modules/" + m.name, "f", m.read_bytes(), 0o644) for m in sorted((eu.KIT / "modules").iterdir())]
+    entries += [(kit + "modules/net", "d", b"", 0o755)]
+    entries += [(kit + "modules/" + str(m.relative_to(eu.KIT / "modules")), "f", m.read_bytes(), 0o644)
+                for m in sorted((eu.KIT / "modules").rglob("*.ko"))]
     mkimage.docker_archive(path, [layer(entries)], {"architecture": "amd64", "os": "linux", "config": {}})
 
 
@@ -276,8 +278,12 @@ def test_the_default_boot_kit_is_what_the_vm_tests_boot(tmp_path):
     r = run("eif", "extract", tmp_path / "app.eif", "--ramdisk", "0", "-o", tmp_path / "bootstrap.cpio")
     assert r.code == 0, r
     bootstrap = (tmp_path / "bootstrap.cpio").read_bytes()
-    for m in (eu.KIT / "modules").iterdir():
-        assert f"enclaver-modules/{m.name}\0".encode() in bootstrap and m.read_bytes() in bootstrap, m.name
+    # the boot modules, and in net/ those transparent egress loads when it is on
+    mods = sorted((eu.KIT / "modules").rglob("*.ko"))
+    assert any(m.parent.name == "net" for m in mods) and any(m.parent.name == "modules" for m in mods)
+    for m in mods:
+        name = m.relative_to(eu.KIT / "modules")
+        assert f"enclaver-modules/{name}\0".encode() in bootstrap and m.read_bytes() in bootstrap, name
 
 
 def test_what_a_vm_enclave_needs_is_said_before_it_starts(tmp_path):
@@ -367,3 +373,36 @@ def test_an_image_runs_in_the_vm_as_docker_run_runs_it(tmp_path):
     rows = {f[0]: f for f in (line.split("\t") for line in out.splitlines() if line.startswith("/work/"))}
     assert rows["/work/data.txt"][1:] == rows["/work/same.txt"][1:] and rows["/work/data.txt"][6] == "2", rows
     assert rows["/work/high"][3:5] == [str(2**32 - 2), "70000"], rows
+
+
+def test_transparent_egress_in_the_vm_loads_its_modules_and_holds(tmp_path):
+    """The guest kernel's own netfilter: the kit's net/ modules are loaded by odyn only when
+    transparent egress is on, and then names resolve inside, allowed hosts are reached with no
+    proxy, the rest fails at once, and the app cannot undo it."""
+    from test_transparent_egress import MANIFEST as T_MANIFEST, HOSTS, EchoServer, results
+
+    echo = EchoServer()
+    steps = ["cat /etc/resolv.conf", "dns 203.0.113.9 echo.egress.test 1", "dns 127.0.0.1 no.egress.test 1",
+             f"nsend echo.egress.test {echo.port} by-name", f"tsend 192.0.2.10 {echo.port} by-address",
+             f"tsend 192.0.2.11 {echo.port} denied", "udp 192.0.2.10 9999", "unrule", "vsock"]
+    vm = VM(tmp_path, T_MANIFEST, ["seq", *steps], extra_args=HOSTS)
+    assert vm.wait(180) == 0, vm.out + vm.err
+    echo.close()
+    r = results(vm.out)
+    assert "Transparent egress on" in vm.out
+    assert "nameserver 127.0.0.1" in r[steps[0]]
+    assert "rcode 0 answers 1 198.18.0.1" in r[steps[1]] and "rcode 3 answers 0" in r[steps[2]]
+    assert "echo:by-name" in r[steps[3]] and "echo:by-address" in r[steps[4]]
+    assert "Connection reset by peer" in r[steps[5]]
+    assert "Operation not permitted" in r[steps[6]]
+    assert "unrule raw socket: Operation not permitted" in r["unrule"]
+    assert "unrule delete route: Operation not permitted" in r["unrule"]
+    assert "vsock socket: Address family not supported by protocol" in r["vsock"]
+
+
+def test_without_egress_the_vm_loads_no_netfilter(tmp_path):
+    """An enclave that does not use transparent egress does not pay for its modules."""
+    vm = VM(tmp_path, eu.MANIFEST, ["seq", "cat /proc/modules"])
+    assert vm.wait(120) == 0, vm.out + vm.err
+    assert "vmw_vsock_virtio_transport" in vm.out
+    assert "nf_conntrack" not in vm.out and "ip_tables" not in vm.out
