@@ -220,6 +220,10 @@ static int start_services(struct odyn *o, const char *config_dir, bool bootstrap
 			} else if (m->egress_transparent == 1) {
 				return err_wrap(err, "transparent egress (egress.transparent is true)");
 			} else {
+				/* nothing of it half there: the proxy alone, as without it */
+				egress_transparent_stop(o->egress);
+				resolver_stop(o->resolver);
+				o->resolver = NULL;
 				log_warn("transparent egress is off, apps reach the outside through the proxy only: %s",
 					 err->msg);
 				err_clear(err);

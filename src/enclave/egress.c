@@ -520,6 +520,13 @@ int egress_transparent_start(struct egress *e, struct pool *pool, uint16_t port,
 	return 0;
 }
 
+void egress_transparent_stop(struct egress *e)
+{
+	acceptor_stop(&e->trans[0]);
+	acceptor_stop(&e->trans[1]);
+	e->pool = NULL;
+}
+
 int egress_start(struct loop *l, uint16_t port, const struct policy *policy, struct egress **out,
 		 struct err *err)
 {

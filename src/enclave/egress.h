@@ -24,6 +24,8 @@ int egress_start(struct loop *l, uint16_t port, const struct policy *policy, str
 /* Adds the transparent listener on 127.0.0.1:port and [::1]:port, and has the proxy too take
  * pool addresses for their names; pool is borrowed. */
 int egress_transparent_start(struct egress *e, struct pool *pool, uint16_t port, struct err *err);
+/* Takes the transparent listener away again (a set-up that failed half way). */
+void egress_transparent_stop(struct egress *e);
 /* Stops accepting; connections already open run to their end, then e is freed. */
 void egress_stop(struct egress *e);
 unsigned egress_active(const struct egress *e);
