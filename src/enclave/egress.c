@@ -405,18 +405,28 @@ static void on_client(struct loop *l, struct loop_io *io, uint32_t events)
 	}
 }
 
-static void on_accept(struct acceptor *a, int fd)
+/* A connection the listener a took, in its first state. */
+static struct conn *conn_new(struct acceptor *a, int fd, bool transparent)
 {
-	struct egress *eg = a->data;
 	struct conn *c = calloc(1, sizeof(*c));
 
 	if (!c)
 		abort();
-	c->eg = eg;
+	c->eg = a->data;
 	c->acc = a;
 	c->cfd = fd;
 	c->tfd = -1;
+	c->transparent = transparent;
+	c->state = READ_HEAD;
 	loop_timer_init(&c->timer, on_timeout, c);
+	return c;
+}
+
+static void on_accept(struct acceptor *a, int fd)
+{
+	struct egress *eg = a->data;
+	struct conn *c = conn_new(a, fd, false);
+
 	if (loop_io_add(eg->loop, &c->cio, fd, EPOLLIN, on_client, c, NULL) < 0) {
 		close(fd);
 		free(c);
@@ -465,17 +475,8 @@ static bool original_dst(int fd, struct conn *c)
 static void on_transparent(struct acceptor *a, int fd)
 {
 	struct egress *eg = a->data;
-	struct conn *c = calloc(1, sizeof(*c));
+	struct conn *c = conn_new(a, fd, true);
 
-	if (!c)
-		abort();
-	c->eg = eg;
-	c->acc = a;
-	c->cfd = fd;
-	c->tfd = -1;
-	c->transparent = true;
-	c->state = READ_HEAD;
-	loop_timer_init(&c->timer, on_timeout, c);
 	if (!original_dst(fd, c)) {
 		log_info("egress: a connection to the transparent listener itself (port %u) reset", eg->trans_port);
 		reply_error(c, 401, "");
