@@ -406,3 +406,33 @@ def test_without_egress_the_vm_loads_no_netfilter(tmp_path):
     assert vm.wait(120) == 0, vm.out + vm.err
     assert "vmw_vsock_virtio_transport" in vm.out
     assert "nf_conntrack" not in vm.out and "ip_tables" not in vm.out
+
+
+def test_a_kernel_without_netfilter_says_which_module_is_missing(tmp_path):
+    """A kit without the net/ modules: transparent egress cannot be set up. Asked for, that is a
+    fatal status and the app never starts; by default one warning line names the missing module
+    and the enclave has the proxy only."""
+    import shutil
+    from test_transparent_egress import MANIFEST as T_MANIFEST
+
+    kit = tmp_path / "kit"
+    (kit / "modules").mkdir(parents=True)
+    shutil.copy(eu.KIT / "bzImage", kit / "bzImage")
+    for m in (eu.KIT / "modules").glob("*.ko"):
+        shutil.copy(m, kit / "modules" / m.name)
+    saved, eu.KIT = eu.KIT, kit
+    try:
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        vm = VM(tmp_path / "a", T_MANIFEST + "  transparent: true\n", ["exit", "0"])
+        assert vm.wait(120) == 108, vm.out + vm.err
+        assert ("Fatal error: transparent egress (egress.transparent is true): the kernel has no legacy iptables "
+                "table nat (module iptable_nat missing)") in vm.out, vm.out
+        assert "Starting [" not in vm.out
+        vm = VM(tmp_path / "b", T_MANIFEST, ["exit", "0"])
+        assert vm.wait(120) == 0, vm.out + vm.err
+        warnings = [l for l in vm.out.splitlines() if "transparent egress is off" in l]
+        assert warnings == ["odyn: warning: transparent egress is off, apps reach the outside through the proxy only: "
+                            "the kernel has no legacy iptables table nat (module iptable_nat missing)"], vm.out
+    finally:
+        eu.KIT = saved
