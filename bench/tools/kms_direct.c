@@ -1,11 +1,13 @@
 /*
  * bench/kms's baseline: KMS JSON requests straight to kms-local over HTTP, signed with the
  * state folder's credentials, one after another, each on a new connection (as the enclave's
- * app does to the proxy). Prints latency percentiles and the rate.
- *   kms_direct STATE_DIR HOST:PORT COUNT TARGET BODY
+ * app does to the proxy), from CONCURRENCY clients at once (default 1). Prints latency
+ * percentiles and the rate.
+ *   kms_direct STATE_DIR HOST:PORT COUNT TARGET BODY [CONCURRENCY]
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,66 +25,97 @@ static int cmp_long(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-int main(int argc, char **argv)
-{
-	struct local_master m;
-	struct err err = { 0 };
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	int count, ok = 0;
-	long *lat;
-	char host[64];
-	struct timespec t0, t1;
+struct run {
+	struct local_master *m;
+	struct sockaddr_in sa;
+	const char *authority, *target, *body;
+	long *lat; /* this thread's slice */
+	int count, ok;
+};
 
-	if (argc != 6 || sscanf(argv[2], "%63[^:]:%hu", host, &sa.sin_port) != 2) {
-		fprintf(stderr, "usage: kms_direct STATE_DIR HOST:PORT COUNT TARGET BODY\n");
-		return 2;
-	}
-	sa.sin_port = htons(sa.sin_port);
-	inet_pton(AF_INET, host, &sa.sin_addr);
-	count = atoi(argv[3]);
-	lat = calloc((size_t)count, sizeof(long));
-	if (!lat || local_creds_open(argv[1], NULL, &m, &err) < 0) {
-		fprintf(stderr, "kms_direct: %s\n", err.msg);
-		return 1;
-	}
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (int i = 0; i < count; i++) {
+/* count requests one after another, each on a new connection */
+static void *client(void *arg)
+{
+	struct run *r = arg;
+	struct err err = { 0 };
+
+	for (int i = 0; i < r->count; i++) {
 		struct timespec a, b;
 		char date[17], target[128], *auth = NULL;
-		const char *body = argv[5];
 		struct sigv4_header h[4];
 		struct sigv4_request sr;
-		static char reply[1 << 16];
+		char *reply = malloc(1 << 16);
 		size_t got = 0;
 		ssize_t n;
 		int fd;
 
 		clock_gettime(CLOCK_MONOTONIC, &a);
 		sigv4_amz_date((long long)time(NULL), date);
-		snprintf(target, sizeof(target), "TrentService.%s", argv[4]);
+		snprintf(target, sizeof(target), "TrentService.%s", r->target);
 		h[0] = (struct sigv4_header){ "content-type", "application/x-amz-json-1.1" };
-		h[1] = (struct sigv4_header){ "host", argv[2] };
+		h[1] = (struct sigv4_header){ "host", r->authority };
 		h[2] = (struct sigv4_header){ "x-amz-date", date };
 		h[3] = (struct sigv4_header){ "x-amz-target", target };
-		sr = (struct sigv4_request){ "POST", "/", NULL, h, 4, (const uint8_t *)body, strlen(body) };
-		if (sigv4_sign(&sr, date, m.region, "kms", m.access_key, m.secret_key, &auth, &err) < 0)
-			return 1;
+		sr = (struct sigv4_request){ "POST", "/", NULL, h, 4, (const uint8_t *)r->body, strlen(r->body) };
+		if (!reply || sigv4_sign(&sr, date, r->m->region, "kms", r->m->access_key, r->m->secret_key, &auth, &err) < 0)
+			exit(1);
 		fd = socket(AF_INET, SOCK_STREAM, 0);
-		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		if (connect(fd, (struct sockaddr *)&r->sa, sizeof(r->sa)) < 0) {
 			perror("connect");
-			return 1;
+			exit(1);
 		}
 		dprintf(fd, "POST / HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Date: %s\r\n"
 			    "X-Amz-Target: %s\r\nAuthorization: %s\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n%s",
-			argv[2], date, target, auth, strlen(body), body);
-		while (got < sizeof(reply) - 1 && (n = read(fd, reply + got, sizeof(reply) - 1 - got)) > 0)
+			r->authority, date, target, auth, strlen(r->body), r->body);
+		while (got < (1 << 16) - 1 && (n = read(fd, reply + got, (1 << 16) - 1 - got)) > 0)
 			got += (size_t)n;
 		close(fd);
 		free(auth);
 		clock_gettime(CLOCK_MONOTONIC, &b);
 		reply[got] = 0;
-		ok += strstr(reply, " 200 ") != NULL;
-		lat[i] = (b.tv_sec - a.tv_sec) * 1000000L + (b.tv_nsec - a.tv_nsec) / 1000;
+		r->ok += strstr(reply, " 200 ") != NULL;
+		if (!strstr(reply, " 200 ") && r->ok == 0 && i == 0)
+			fprintf(stderr, "kms_direct: %.300s\n", reply);
+		free(reply);
+		r->lat[i] = (b.tv_sec - a.tv_sec) * 1000000L + (b.tv_nsec - a.tv_nsec) / 1000;
+	}
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	struct local_master m;
+	struct err err = { 0 };
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	int count, conc = argc == 7 ? atoi(argv[6]) : 1, ok = 0;
+	long *lat;
+	char host[64];
+	struct timespec t0, t1;
+	struct run *runs;
+	pthread_t *th;
+
+	if ((argc != 6 && argc != 7) || conc < 1 || sscanf(argv[2], "%63[^:]:%hu", host, &sa.sin_port) != 2) {
+		fprintf(stderr, "usage: kms_direct STATE_DIR HOST:PORT COUNT TARGET BODY [CONCURRENCY]\n");
+		return 2;
+	}
+	sa.sin_port = htons(sa.sin_port);
+	inet_pton(AF_INET, host, &sa.sin_addr);
+	count = atoi(argv[3]) / conc * conc;
+	lat = calloc((size_t)count, sizeof(long));
+	runs = calloc((size_t)conc, sizeof(*runs));
+	th = calloc((size_t)conc, sizeof(*th));
+	if (!lat || !runs || !th || count < 1 || local_creds_open(argv[1], NULL, &m, &err) < 0) {
+		fprintf(stderr, "kms_direct: %s\n", err.msg[0] ? err.msg : "bad arguments");
+		return 1;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = 0; i < conc; i++) {
+		runs[i] = (struct run){ &m, sa, argv[2], argv[4], argv[5], lat + i * (count / conc), count / conc, 0 };
+		pthread_create(&th[i], NULL, client, &runs[i]);
+	}
+	for (int i = 0; i < conc; i++) {
+		pthread_join(th[i], NULL);
+		ok += runs[i].ok;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	qsort(lat, (size_t)count, sizeof(long), cmp_long);

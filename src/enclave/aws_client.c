@@ -248,6 +248,9 @@ int aws_request(uint16_t proxy_port, SSL_CTX *tls, const char *method, const cha
 	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
 	int rc = -1;
 
+	struct timespec t0, t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	memset(resp, 0, sizeof(*resp));
 	if (strncmp(url, "http://", 7) && !https)
 		return err_set(err, EINVAL, "%s: not an http(s) URL", url);
@@ -294,6 +297,8 @@ int aws_request(uint16_t proxy_port, SSL_CTX *tls, const char *method, const cha
 	} else {
 		buf_printf(&req, "%s %s HTTP/1.1\r\nHost: %s\r\n", method, url, authority);
 	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	resp->connect_us = (t1.tv_sec - t0.tv_sec) * 1000000L + (t1.tv_nsec - t0.tv_nsec) / 1000;
 	for (const char *const *h = headers; h && *h; h++)
 		buf_printf(&req, "%s\r\n", *h);
 	buf_printf(&req, "Content-Length: %zu\r\nConnection: close\r\n\r\n", len);

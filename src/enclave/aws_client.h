@@ -21,6 +21,7 @@
 struct aws_response {
 	int status;
 	struct buf body;
+	long connect_us; /* of the whole: until the request could be sent (proxy, tunnel, TLS) */
 };
 
 /* The TLS client context: the built-in bundle, and extra_pem (a file) when given. */

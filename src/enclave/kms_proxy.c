@@ -31,6 +31,11 @@
 #define REFRESH_SECONDS 300 /* credentials are renewed this long before they expire, or at the
 			     * last quarter of their life when that is shorter */
 
+/* Where a call's time goes, for the log line at the end (and bench/kms). */
+enum phase { PH_START, PH_CREDS, PH_ATTEST, PH_SIGN, PH_CONNECT, PH_KMS, PH_CMS, PH_N };
+static const char *const phase_names[PH_N] = { "worker start", "credentials", "attestation", "signing",
+					       "proxy, tunnel and TLS", "KMS", "CMS" };
+
 struct creds {
 	char access_key[128], secret_key[128], token[2048];
 	time_t expiration;
@@ -54,6 +59,9 @@ struct kms_proxy {
 	int pipe_rd, pipe_wr;
 	struct loop_io pipe_io;
 	bool stopping;
+	/* the loop's thread's: calls that attested, and their phases' sums */
+	unsigned long timed;
+	uint64_t phase_us[PH_N];
 	void (*on_fatal)(void *data, const char *msg);
 	void *fatal_data;
 };
@@ -66,6 +74,9 @@ struct job {
 	char path[512];
 	char method[16];
 	struct buf body;
+	struct timespec queued;
+	uint64_t phase_us[PH_N];
+	bool timed; /* an attesting call that reached KMS and opened its answer */
 	/* the answer */
 	int status;
 	struct buf out;
@@ -281,6 +292,17 @@ static const char *upstream_authority(struct kms_proxy *p, const char *region, c
 	return buf;
 }
 
+static uint64_t since_us(struct timespec *t)
+{
+	struct timespec now;
+	uint64_t us;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	us = (uint64_t)((now.tv_sec - t->tv_sec) * 1000000L + (now.tv_nsec - t->tv_nsec) / 1000);
+	*t = now;
+	return us;
+}
+
 static void run_job(struct job *j)
 {
 	struct kms_proxy *p = j->p;
@@ -296,7 +318,9 @@ static void run_job(struct job *j)
 	const char *headers[6];
 	struct sigv4_header sh[5];
 	size_t n = 0;
+	struct timespec t = j->queued;
 
+	j->phase_us[PH_START] = since_us(&t);
 	if (credentials(p, &c, &refreshed, &err) < 0) {
 		j->status = 500;
 		kms_error(&j->out, "KMSProxyCredentialsException", "the KMS proxy has no instance role credentials: %s",
@@ -307,6 +331,7 @@ static void run_job(struct job *j)
 	if (refreshed)
 		snprintf(j->log, sizeof(j->log), "kms proxy: fetched role credentials from IMDSv2 (expire %lld s from now)",
 			 (long long)(c.expiration - time(NULL)));
+	j->phase_us[PH_CREDS] = since_us(&t);
 	if (attest) {
 		if (add_recipient(j, &body, &err) < 0) {
 			j->status = err.code == EINVAL ? 400 : 500;
@@ -318,6 +343,7 @@ static void run_job(struct job *j)
 	} else {
 		buf_append(&body, j->body.data, j->body.len);
 	}
+	j->phase_us[PH_ATTEST] = since_us(&t);
 	/* upstream's signed headers: host, content-type, x-amz-date, x-amz-target, the token */
 	sigv4_amz_date((long long)time(NULL), date);
 	snprintf(h_target, sizeof(h_target), "X-Amz-Target: %s", j->target);
@@ -338,6 +364,7 @@ static void run_job(struct job *j)
 		}
 	}
 	snprintf(h_auth, sizeof(h_auth), "Authorization: %s", auth);
+	j->phase_us[PH_SIGN] = since_us(&t);
 	headers[n++] = h_type;
 	headers[n++] = h_target;
 	headers[n++] = h_date;
@@ -353,11 +380,20 @@ static void run_job(struct job *j)
 		goto out;
 	}
 	j->status = r.status;
+	{
+		uint64_t all = since_us(&t);
+
+		j->phase_us[PH_CONNECT] = (uint64_t)r.connect_us < all ? (uint64_t)r.connect_us : all;
+		j->phase_us[PH_KMS] = all - j->phase_us[PH_CONNECT];
+	}
 	if (attest && r.status == 200) {
 		if (kms_proxy_open_response(p->key, j->target, r.body.data, r.body.len, &j->out, &err) < 0) {
 			j->status = 502;
 			kms_error(&j->out, "KMSProxyException", "%s", err.msg);
 			snprintf(j->log, sizeof(j->log), "kms proxy: %s: %s", j->target, err.msg);
+		} else {
+			j->phase_us[PH_CMS] = since_us(&t);
+			j->timed = true;
 		}
 	} else {
 		/* KMS's own answers, errors included, go back as they came */
@@ -426,6 +462,11 @@ static void on_done(struct loop *l, struct loop_io *io, uint32_t events)
 		} else {
 			if (j->log[0])
 				log_info("%s", j->log);
+			if (j->timed) {
+				p->timed++;
+				for (int i = 0; i < PH_N; i++)
+					p->phase_us[i] += j->phase_us[i];
+			}
 			http_respond(j->conn, j->status, "application/x-amz-json-1.1", j->out.data, j->out.len, NULL);
 		}
 		job_free(j);
@@ -534,6 +575,7 @@ static void handle(void *ctx, struct http_conn *c, const struct http_request *re
 	/* forwarded with the query dropped, as upstream */
 	snprintf(j->path, sizeof(j->path), "%.*s", (int)strcspn(req->target, "?"), req->target);
 	snprintf(j->method, sizeof(j->method), "%s", req->method);
+	clock_gettime(CLOCK_MONOTONIC, &j->queued);
 	buf_append(&j->body, body, len);
 	if (spawn(j) != 0) {
 		job_free(j);
@@ -615,6 +657,15 @@ void kms_proxy_stop(struct kms_proxy *p)
 {
 	if (!p)
 		return;
+	if (p->timed) {
+		char line[512];
+		size_t o = 0;
+
+		for (int i = 0; i < PH_N; i++)
+			o += (size_t)snprintf(line + o, sizeof(line) - o, "%s%s %.2f", i ? ", " : "", phase_names[i],
+					      (double)p->phase_us[i] / (double)p->timed / 1000.0);
+		log_info("kms proxy: %lu attested calls; mean ms per call: %s", p->timed, line);
+	}
 	/* workers still running hold p: it stays (small) until the process ends */
 	http_server_stop(p->srv);
 	p->srv = NULL;

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <dirent.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <sched.h>
@@ -382,38 +383,67 @@ static int cmp_long(const void *a, const void *b)
 
 /* kms-bench N TARGET BODY: N requests one after another, each on a new connection, as an app
  * without connection reuse makes them; prints latency percentiles and the rate. */
-static int kms_bench(int count, const char *target, const char *body)
-{
-	const char *ep = getenv("AWS_KMS_ENDPOINT");
-	long *lat = calloc((size_t)count, sizeof(long));
-	struct timespec t0, t1, a, b;
-	int port, ok = 0;
+struct kms_run {
+	int port, count, ok;
+	const char *target, *body;
+	long *lat; /* this client's slice */
+};
 
-	if (!ep || !lat || sscanf(ep, "http://127.0.0.1:%d", &port) != 1)
-		return 3;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (int i = 0; i < count; i++) {
-		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+/* count requests to the KMS proxy one after another, each on a new connection */
+static void *kms_client(void *arg)
+{
+	struct kms_run *r = arg;
+
+	for (int i = 0; i < r->count; i++) {
+		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)r->port),
 					  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 		int fd = socket(AF_INET, SOCK_STREAM, 0);
-		static char reply[1 << 16];
+		char *reply = malloc(1 << 16);
+		struct timespec a, b;
 		size_t got = 0;
 		ssize_t n;
 
 		clock_gettime(CLOCK_MONOTONIC, &a);
-		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-			return 3;
+		if (!reply || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+			exit(3);
 		dprintf(fd, "POST / HTTP/1.1\r\nHost: kms\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: %s\r\n"
 			    "Authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240101/us-east-1/kms/aws4_request, "
 			    "SignedHeaders=host, Signature=0000000000000000000000000000000000000000000000000000000000000000\r\n"
-			    "Connection: close\r\nContent-Length: %zu\r\n\r\n%s", target, strlen(body), body);
-		while (got < sizeof(reply) - 1 && (n = read(fd, reply + got, sizeof(reply) - 1 - got)) > 0)
+			    "Connection: close\r\nContent-Length: %zu\r\n\r\n%s", r->target, strlen(r->body), r->body);
+		while (got < (1 << 16) - 1 && (n = read(fd, reply + got, (1 << 16) - 1 - got)) > 0)
 			got += (size_t)n;
 		close(fd);
 		clock_gettime(CLOCK_MONOTONIC, &b);
 		reply[got] = 0;
-		ok += strstr(reply, " 200 ") != NULL;
-		lat[i] = (b.tv_sec - a.tv_sec) * 1000000L + (b.tv_nsec - a.tv_nsec) / 1000;
+		r->ok += strstr(reply, " 200 ") != NULL;
+		free(reply);
+		r->lat[i] = (b.tv_sec - a.tv_sec) * 1000000L + (b.tv_nsec - a.tv_nsec) / 1000;
+	}
+	return NULL;
+}
+
+/* kms-bench COUNT TARGET BODY [CONCURRENCY]: COUNT calls in all, from CONCURRENCY clients */
+static int kms_bench(int count, const char *target, const char *body, int conc)
+{
+	const char *ep = getenv("AWS_KMS_ENDPOINT");
+	struct timespec t0, t1;
+	int port, ok = 0;
+	long *lat;
+	struct kms_run *runs = calloc((size_t)(conc > 0 ? conc : 1), sizeof(*runs));
+	pthread_t *th = calloc((size_t)(conc > 0 ? conc : 1), sizeof(*th));
+
+	count = conc > 0 ? count / conc * conc : 0;
+	lat = calloc((size_t)(count > 0 ? count : 1), sizeof(long));
+	if (!ep || !lat || !runs || !th || count < 1 || sscanf(ep, "http://127.0.0.1:%d", &port) != 1)
+		return 3;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = 0; i < conc; i++) {
+		runs[i] = (struct kms_run){ port, count / conc, 0, target, body, lat + i * (count / conc) };
+		pthread_create(&th[i], NULL, kms_client, &runs[i]);
+	}
+	for (int i = 0; i < conc; i++) {
+		pthread_join(th[i], NULL);
+		ok += runs[i].ok;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	qsort(lat, (size_t)count, sizeof(long), cmp_long);
@@ -421,6 +451,8 @@ static int kms_bench(int count, const char *target, const char *body)
 	       lat[(count * 99) / 100 < count ? (count * 99) / 100 : count - 1],
 	       count / ((double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9));
 	free(lat);
+	free(runs);
+	free(th);
 	return ok == count ? 0 : 1;
 }
 
@@ -720,8 +752,8 @@ int main(int argc, char **argv)
 		dump_reply(fd);
 		return 0;
 	}
-	if (!strcmp(argv[1], "kms-bench") && argc == 5)
-		return kms_bench(atoi(argv[2]), argv[3], argv[4]);
+	if (!strcmp(argv[1], "kms-bench") && (argc == 5 || argc == 6))
+		return kms_bench(atoi(argv[2]), argv[3], argv[4], argc > 5 ? atoi(argv[5]) : 1);
 	if (!strcmp(argv[1], "kms") && argc == 6)
 		return kms_calls(atoi(argv[2]), atoi(argv[3]), argv[4], argv[5]);
 	if (!strcmp(argv[1], "api")) { /* api PORT METHOD PATH BODY [PORT METHOD PATH BODY]... */
