@@ -8,6 +8,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,96 +236,264 @@ static int status_of(const struct buf *head)
 	return st;
 }
 
-int aws_request(uint16_t proxy_port, SSL_CTX *tls, const char *method, const char *url, const char *const *headers,
-		const void *body, size_t len, int timeout_ms, struct aws_response *resp, struct err *err)
+struct pooled {
+	int fd;
+	SSL *ssl;
+	char authority[300];
+	struct timespec since;
+};
+
+struct aws_pool {
+	pthread_mutex_t lock;
+	struct pooled idle[AWS_POOL_MAX];
+	size_t n;
+	int idle_ms;
+	unsigned long opened;
+};
+
+struct aws_pool *aws_pool_new(int idle_ms)
+{
+	struct aws_pool *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		abort();
+	pthread_mutex_init(&p->lock, NULL);
+	p->idle_ms = idle_ms;
+	return p;
+}
+
+unsigned long aws_pool_opened(struct aws_pool *p)
+{
+	unsigned long n;
+
+	pthread_mutex_lock(&p->lock);
+	n = p->opened;
+	pthread_mutex_unlock(&p->lock);
+	return n;
+}
+
+static void conn_drop(struct conn *c)
+{
+	if (c->ssl) {
+		SSL_shutdown(c->ssl);
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+	}
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+}
+
+void aws_pool_free(struct aws_pool *p)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->n; i++) {
+		struct conn c = { .fd = p->idle[i].fd, .ssl = p->idle[i].ssl };
+
+		conn_drop(&c);
+	}
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+}
+
+static long ms_since(const struct timespec *t)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - t->tv_sec) * 1000L + (now.tv_nsec - t->tv_nsec) / 1000000L;
+}
+
+/* An idle connection to authority, newest first. One that has been idle too long, or that the
+ * peer has closed (or sent something unasked: readable while idle), is dropped instead. */
+static bool pool_take(struct aws_pool *p, const char *authority, struct conn *c)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&p->lock);
+	for (size_t i = p->n; i-- > 0 && !found;) {
+		struct pooled *e = &p->idle[i];
+		struct pollfd pf = { e->fd, POLLIN, 0 };
+		bool usable;
+
+		if (strcmp(e->authority, authority))
+			continue;
+		usable = ms_since(&e->since) < p->idle_ms && poll(&pf, 1, 0) == 0 && !SSL_pending(e->ssl);
+		c->fd = e->fd;
+		c->ssl = e->ssl;
+		p->idle[i] = p->idle[--p->n];
+		if (usable)
+			found = true;
+		else
+			conn_drop(c);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return found;
+}
+
+/* Keeps c for the next request to authority; a full pool closes it. */
+static void pool_give(struct aws_pool *p, const char *authority, struct conn *c)
+{
+	pthread_mutex_lock(&p->lock);
+	if (p->n < AWS_POOL_MAX) {
+		struct pooled *e = &p->idle[p->n++];
+
+		e->fd = c->fd;
+		e->ssl = c->ssl;
+		snprintf(e->authority, sizeof(e->authority), "%s", authority);
+		clock_gettime(CLOCK_MONOTONIC, &e->since);
+		c->fd = -1;
+		c->ssl = NULL;
+	}
+	pthread_mutex_unlock(&p->lock);
+	conn_drop(c);
+}
+
+/* A new connection through the proxy: for HTTPS, CONNECT authority and TLS to host. */
+static int conn_open(uint16_t proxy_port, SSL_CTX *tls, bool https, const char *authority, const char *host,
+		     struct conn *c, struct err *err)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(proxy_port),
 				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	struct conn c = { .fd = -1, .timeout_ms = timeout_ms };
+	struct timeval tv = { c->timeout_ms / 1000, (c->timeout_ms % 1000) * 1000 };
 	struct buf req = BUF_INIT, head = BUF_INIT, rest = BUF_INIT;
-	bool https = !strncmp(url, "https://", 8);
-	const char *auth = url + (https ? 8 : 7), *path;
-	char authority[300], host[300];
-	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
 	int rc = -1;
 
-	struct timespec t0, t1;
+	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->fd < 0 || setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+	    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0 ||
+	    connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		err_sys(err, "egress proxy 127.0.0.1:%u", proxy_port);
+		goto out;
+	}
+	if (!https) {
+		rc = 0;
+		goto out;
+	}
+	/* a tunnel to host:443 (or the given port), then TLS to the named host */
+	buf_printf(&req, "CONNECT %s%s HTTP/1.1\r\nHost: %s%s\r\n\r\n", authority, strchr(authority, ':') ? "" : ":443",
+		   authority, strchr(authority, ':') ? "" : ":443");
+	if (send_all(c, req.data, req.len, err) < 0 || read_head(c, &head, &rest, err) < 0)
+		goto out;
+	if (status_of(&head) != 200) {
+		err_set(err, ECONNREFUSED, "egress proxy refused CONNECT %s: %.*s", authority,
+			(int)strcspn((const char *)head.data, "\r"), (const char *)head.data);
+		goto out;
+	}
+	c->ssl = SSL_new(tls);
+	if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1 || SSL_set_tlsext_host_name(c->ssl, host) != 1 ||
+	    SSL_set1_host(c->ssl, host) != 1) {
+		err_set(err, ENOMEM, "TLS");
+		goto out;
+	}
+	if (SSL_connect(c->ssl) != 1) {
+		long v = SSL_get_verify_result(c->ssl);
+
+		err_set(err, EACCES, "TLS to %s failed: %s", host,
+			v != X509_V_OK ? X509_verify_cert_error_string(v) : "handshake failed");
+		goto out;
+	}
+	rc = 0;
+out:
+	if (rc < 0)
+		conn_drop(c);
+	buf_free(&req);
+	buf_free(&head);
+	buf_free(&rest);
+	return rc;
+}
+
+/* The request on c, its answer into resp; *answered once any byte of the answer came. Returns
+ * 1 when c may carry another request (a complete answer with a length, and no "close"). */
+static int exchange(struct conn *c, const struct buf *req, struct aws_response *resp, bool *answered, struct err *err)
+{
+	struct buf head = BUF_INIT, rest = BUF_INIT;
+	const char *conn_hdr, *cl, *te;
+	int rc = -1;
+
+	*answered = false;
+	if (send_all(c, req->data, req->len, err) < 0 || read_head(c, &head, &rest, err) < 0) {
+		*answered = head.len > 0;
+		goto out;
+	}
+	*answered = true;
+	resp->status = status_of(&head);
+	if (resp->status < 0) {
+		err_set(err, EPROTO, "not an HTTP response");
+		goto out;
+	}
+	if (read_body(c, &head, &rest, &resp->body, err) < 0)
+		goto out;
+	conn_hdr = head_header(&head, "connection");
+	cl = head_header(&head, "content-length");
+	te = head_header(&head, "transfer-encoding");
+	/* kept only after an answer of a stated length with nothing after it: a chunked one may
+	 * leave its last CRLF unread */
+	rc = cl && !te && !(conn_hdr && strcasestr(conn_hdr, "close")) && rest.len <= strtoul(cl, NULL, 10);
+out:
+	buf_free(&head);
+	buf_free(&rest);
+	return rc;
+}
+
+int aws_request(uint16_t proxy_port, SSL_CTX *tls, struct aws_pool *pool, const char *method, const char *url,
+		const char *const *headers, const void *body, size_t len, int timeout_ms, struct aws_response *resp,
+		struct err *err)
+{
+	struct conn c = { .fd = -1, .timeout_ms = timeout_ms };
+	struct buf req = BUF_INIT;
+	bool https = !strncmp(url, "https://", 8), reused = false, answered = false;
+	const char *auth = url + (https ? 8 : 7), *path;
+	char authority[300], host[300];
+	struct timespec t0;
+	int rc = -1;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	memset(resp, 0, sizeof(*resp));
 	if (strncmp(url, "http://", 7) && !https)
 		return err_set(err, EINVAL, "%s: not an http(s) URL", url);
+	if (!https)
+		pool = NULL; /* plain HTTP goes through the proxy in absolute form: one per connection */
 	path = strchr(auth, '/');
 	if (!path)
 		path = "/";
 	snprintf(authority, sizeof(authority), "%.*s", (int)(path == auth ? 0 : strcspn(auth, "/")), auth);
 	snprintf(host, sizeof(host), "%.*s", (int)strcspn(authority, ":"), authority);
-	c.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c.fd < 0 || setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
-	    setsockopt(c.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0 ||
-	    connect(c.fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		err_sys(err, "egress proxy 127.0.0.1:%u", proxy_port);
-		goto out;
-	}
-	if (https) {
-		/* a tunnel to host:443 (or the given port), then TLS to the named host */
-		buf_printf(&req, "CONNECT %s%s HTTP/1.1\r\nHost: %s%s\r\n\r\n", authority, strchr(authority, ':') ? "" : ":443",
-			   authority, strchr(authority, ':') ? "" : ":443");
-		if (send_all(&c, req.data, req.len, err) < 0 || read_head(&c, &head, &rest, err) < 0)
-			goto out;
-		if (status_of(&head) != 200) {
-			err_set(err, ECONNREFUSED, "egress proxy refused CONNECT %s: %.*s", authority,
-				(int)strcspn((const char *)head.data, "\r"), (const char *)head.data);
-			goto out;
-		}
-		c.ssl = SSL_new(tls);
-		if (!c.ssl || SSL_set_fd(c.ssl, c.fd) != 1 || SSL_set_tlsext_host_name(c.ssl, host) != 1 ||
-		    SSL_set1_host(c.ssl, host) != 1) {
-			err_set(err, ENOMEM, "TLS");
-			goto out;
-		}
-		if (SSL_connect(c.ssl) != 1) {
-			long v = SSL_get_verify_result(c.ssl);
-
-			err_set(err, EACCES, "TLS to %s failed: %s", host,
-				v != X509_V_OK ? X509_verify_cert_error_string(v) : "handshake failed");
-			goto out;
-		}
-		buf_reset(&req);
-		buf_reset(&head);
-		buf_reset(&rest);
-		buf_printf(&req, "%s %s HTTP/1.1\r\nHost: %s\r\n", method, path, authority);
-	} else {
-		buf_printf(&req, "%s %s HTTP/1.1\r\nHost: %s\r\n", method, url, authority);
-	}
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	resp->connect_us = (t1.tv_sec - t0.tv_sec) * 1000000L + (t1.tv_nsec - t0.tv_nsec) / 1000;
+	buf_printf(&req, "%s %s HTTP/1.1\r\nHost: %s\r\n", method, https ? path : url, authority);
 	for (const char *const *h = headers; h && *h; h++)
 		buf_printf(&req, "%s\r\n", *h);
-	buf_printf(&req, "Content-Length: %zu\r\nConnection: close\r\n\r\n", len);
+	buf_printf(&req, "Content-Length: %zu\r\nConnection: %s\r\n\r\n", len, pool ? "keep-alive" : "close");
 	buf_append(&req, body, len);
-	if (send_all(&c, req.data, req.len, err) < 0 || read_head(&c, &head, &rest, err) < 0)
-		goto out;
-	resp->status = status_of(&head);
-	if (resp->status < 0) {
-		err_set(err, EPROTO, "%s: not an HTTP response", host);
-		goto out;
-	}
-	if (read_body(&c, &head, &rest, &resp->body, err) < 0)
-		goto out;
-	rc = 0;
-out:
-	if (rc < 0)
+	for (int attempt = 0; attempt < 2; attempt++) {
+		int r;
+
+		reused = pool && pool_take(pool, authority, &c);
+		if (!reused && conn_open(proxy_port, tls, https, authority, host, &c, err) < 0)
+			break;
+		if (!reused && pool) {
+			pthread_mutex_lock(&pool->lock);
+			pool->opened++;
+			pthread_mutex_unlock(&pool->lock);
+		}
+		resp->connect_us = ms_since(&t0) * 1000L;
+		r = exchange(&c, &req, resp, &answered, err);
+		if (r >= 0) {
+			if (r == 1 && pool)
+				pool_give(pool, authority, &c);
+			rc = 0;
+			break;
+		}
+		conn_drop(&c);
 		aws_response_free(resp);
-	if (c.ssl) {
-		SSL_shutdown(c.ssl);
-		SSL_free(c.ssl);
+		/* A kept connection the peer closed while it sat idle fails before any answer: the
+		 * request never reached KMS's application, so it goes once more on a new one. */
+		if (!reused || answered)
+			break;
+		err_clear(err);
 	}
-	if (c.fd >= 0)
-		close(c.fd);
+	conn_drop(&c);
 	buf_free_secret(&req);
-	buf_free(&head);
-	buf_free(&rest);
 	return rc;
 }
 

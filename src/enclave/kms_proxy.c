@@ -28,6 +28,15 @@
 #define TIMEOUT_MS 30000
 #define MAX_WORKERS 64
 #define MAX_BODY (1u << 20)
+/* A kept TLS connection to KMS is used again within this much quiet, well inside the idle
+ * timeouts of AWS's load balancers (60 s and more); after it a new one is made. */
+#define POOL_IDLE_MS 20000
+/* An attestation document is used again for this long. Safe because: it carries the proxy's own
+ * public key, whose key pair lives as long as the proxy (so never for another key); PCRs 0-15 are
+ * locked at boot and cannot change; and 60 s is a fifth of the 300 s that kms-local (like KMS)
+ * accepts a document for. A PCR the app extends at run time (16 and up) shows in the next
+ * document, at most this late. */
+#define DOC_REUSE_MS 60000
 #define REFRESH_SECONDS 300 /* credentials are renewed this long before they expire, or at the
 			     * last quarter of their life when that is shorter */
 
@@ -49,8 +58,12 @@ struct kms_proxy {
 	const struct manifest *m;
 	char region[64];
 	SSL_CTX *tls;
+	struct aws_pool *pool; /* TLS connections to KMS kept between calls */
 	EVP_PKEY *key;      /* RSA-2048, made at start */
 	struct buf spki;    /* its SubjectPublicKeyInfo */
+	pthread_mutex_t doc_lock; /* the document over spki, and when it was made */
+	struct buf doc_b64;
+	struct timespec doc_at;
 	pthread_mutex_t lock;       /* workers: the loop's thread takes it, never for long */
 	pthread_mutex_t creds_lock; /* creds: held by a worker while it asks IMDS, which goes
 				     * through the loop, so the loop's thread never takes it */
@@ -115,7 +128,7 @@ static int imds_get(struct kms_proxy *p, const char *path, struct buf *out, stru
 	char url[256], hdr[256];
 	const char *ttl[] = { "X-aws-ec2-metadata-token-ttl-seconds: 60", NULL }, *tok[] = { hdr, NULL };
 
-	if (aws_request(p->egress_port, NULL, "PUT", IMDS "/latest/api/token", ttl, "", 0, TIMEOUT_MS, &r, err) < 0)
+	if (aws_request(p->egress_port, NULL, NULL, "PUT", IMDS "/latest/api/token", ttl, "", 0, TIMEOUT_MS, &r, err) < 0)
 		return err_wrap(err, "IMDS token");
 	if (r.status != 200 || !r.body.len || r.body.len > 200) {
 		aws_response_free(&r);
@@ -124,7 +137,7 @@ static int imds_get(struct kms_proxy *p, const char *path, struct buf *out, stru
 	snprintf(hdr, sizeof(hdr), "X-aws-ec2-metadata-token: %.*s", (int)r.body.len, (const char *)r.body.data);
 	aws_response_free(&r);
 	snprintf(url, sizeof(url), IMDS "%s", path);
-	if (aws_request(p->egress_port, NULL, "GET", url, tok, "", 0, TIMEOUT_MS, &r, err) < 0)
+	if (aws_request(p->egress_port, NULL, NULL, "GET", url, tok, "", 0, TIMEOUT_MS, &r, err) < 0)
 		return err_wrap(err, "IMDS %s", path);
 	if (r.status != 200) {
 		aws_response_free(&r);
@@ -209,13 +222,41 @@ static bool is_attesting(const char *target)
 	return false;
 }
 
-/* Adds the Recipient: a fresh attestation document over the proxy's key. */
+/* The attestation document over the proxy's key, base64, into b64: the one made within
+ * DOC_REUSE_MS, else a new one from the NSM. */
+static int recipient_doc(struct kms_proxy *p, struct buf *b64, struct err *err)
+{
+	struct nsm *nsm = NULL;
+	struct nsm_bytes pk = { p->spki.data, p->spki.len };
+	struct buf doc = BUF_INIT;
+	struct timespec now;
+	int rc = 0;
+
+	pthread_mutex_lock(&p->doc_lock);
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (!p->doc_b64.len || (now.tv_sec - p->doc_at.tv_sec) * 1000L + (now.tv_nsec - p->doc_at.tv_nsec) / 1000000L >=
+				       DOC_REUSE_MS) {
+		if (nsm_open(&nsm, err) < 0 || nsm_attestation(nsm, NULL, NULL, &pk, &doc, err) < 0) {
+			rc = err_wrap(err, "attestation");
+		} else {
+			buf_reset(&p->doc_b64);
+			b64_encode(doc.data, doc.len, &p->doc_b64);
+			p->doc_at = now;
+		}
+		nsm_close(nsm);
+		buf_free(&doc);
+	}
+	if (rc == 0)
+		buf_append(b64, p->doc_b64.data, p->doc_b64.len);
+	pthread_mutex_unlock(&p->doc_lock);
+	return rc;
+}
+
+/* Adds the Recipient: the attestation document over the proxy's key. */
 static int add_recipient(struct job *j, struct buf *body, struct err *err)
 {
 	json_t *o = json_loadb((const char *)j->body.data, j->body.len, 0, NULL);
-	struct nsm *nsm = NULL;
-	struct nsm_bytes pk = { j->p->spki.data, j->p->spki.len };
-	struct buf doc = BUF_INIT, b64 = BUF_INIT;
+	struct buf b64 = BUF_INIT;
 	char *s;
 	int rc = -1;
 
@@ -223,11 +264,8 @@ static int add_recipient(struct job *j, struct buf *body, struct err *err)
 		err_set(err, EINVAL, "the request body is not a JSON object");
 		goto out;
 	}
-	if (nsm_open(&nsm, err) < 0 || nsm_attestation(nsm, NULL, NULL, &pk, &doc, err) < 0) {
-		err_wrap(err, "attestation");
+	if (recipient_doc(j->p, &b64, err) < 0)
 		goto out;
-	}
-	b64_encode(doc.data, doc.len, &b64);
 	json_object_set_new(o, "Recipient", json_pack("{s:s%, s:s}", "AttestationDocument", (const char *)b64.data,
 						      b64.len, "KeyEncryptionAlgorithm", "RSAES_OAEP_SHA_256"));
 	s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -236,9 +274,7 @@ static int add_recipient(struct job *j, struct buf *body, struct err *err)
 	free(s);
 	rc = 0;
 out:
-	nsm_close(nsm);
 	json_decref(o);
-	buf_free(&doc);
 	buf_free(&b64);
 	return rc;
 }
@@ -373,7 +409,7 @@ static void run_job(struct job *j)
 	headers[n++] = h_auth;
 	headers[n] = NULL;
 	snprintf(url, sizeof(url), "https://%s%s", authority, j->path);
-	if (aws_request(p->egress_port, p->tls, j->method, url, headers, body.data, body.len, TIMEOUT_MS, &r, &err) < 0) {
+	if (aws_request(p->egress_port, p->tls, p->pool, j->method, url, headers, body.data, body.len, TIMEOUT_MS, &r, &err) < 0) {
 		j->status = 502;
 		kms_error(&j->out, "KMSProxyNetworkException", "%s: %s", authority, err.msg);
 		snprintf(j->log, sizeof(j->log), "kms proxy: %s: %s", authority, err.msg);
@@ -613,9 +649,11 @@ int kms_proxy_start(struct loop *l, const struct manifest *m, const char *dev_ro
 	p->fatal_data = fatal_data;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_mutex_init(&p->creds_lock, NULL);
+	pthread_mutex_init(&p->doc_lock, NULL);
 	p->tls = aws_tls_ctx(dev_root, err);
 	if (!p->tls)
 		goto fail;
+	p->pool = aws_pool_new(POOL_IDLE_MS);
 	p->key = EVP_RSA_gen(2048);
 	len = p->key ? i2d_PUBKEY(p->key, &der) : -1;
 	if (len <= 0) {
@@ -664,7 +702,8 @@ void kms_proxy_stop(struct kms_proxy *p)
 		for (int i = 0; i < PH_N; i++)
 			o += (size_t)snprintf(line + o, sizeof(line) - o, "%s%s %.2f", i ? ", " : "", phase_names[i],
 					      (double)p->phase_us[i] / (double)p->timed / 1000.0);
-		log_info("kms proxy: %lu attested calls; mean ms per call: %s", p->timed, line);
+		log_info("kms proxy: %lu attested calls over %lu TLS connections to KMS; mean ms per call: %s", p->timed,
+			 aws_pool_opened(p->pool), line);
 	}
 	/* workers still running hold p: it stays (small) until the process ends */
 	http_server_stop(p->srv);
@@ -682,9 +721,12 @@ void kms_proxy_stop(struct kms_proxy *p)
 		close(p->pipe_rd);
 	if (p->pipe_wr >= 0)
 		close(p->pipe_wr);
+	aws_pool_free(p->pool);
 	SSL_CTX_free(p->tls);
 	EVP_PKEY_free(p->key);
 	buf_free(&p->spki);
+	buf_free(&p->doc_b64);
+	pthread_mutex_destroy(&p->doc_lock);
 	explicit_bzero(&p->creds, sizeof(p->creds));
 	pthread_mutex_destroy(&p->lock);
 	pthread_mutex_destroy(&p->creds_lock);

@@ -24,11 +24,9 @@ AWS = "/usr/bin/aws"
 
 class KmsLocal:
     def __init__(self, state, *args):
-        self.state, self.port = state, free_port()
+        self.state, self.port, self.tls_port, self.args = state, free_port(), free_port(), args
         self.env = dict(os.environ, ENCLAVER_STATE_DIR=str(state))
-        self.proc = subprocess.Popen([str(BUILD / "enclaver"), "kms-local", "--listen", f"127.0.0.1:{self.port}",
-                                      "--tls-listen", f"127.0.0.1:{free_port()}", *args],
-                                     env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.start()
         deadline = time.time() + 10
         while not (state / "endpoints" / "kms.json").exists():
             assert time.time() < deadline and self.proc.poll() is None, self.proc.communicate()
@@ -36,6 +34,24 @@ class KmsLocal:
         exports = run("kms-local", "env", env=self.env).out
         self.creds = dict(l[len("export "):].split("=", 1) for l in exports.splitlines() if l.startswith("export "))
         assert self.creds["AWS_ENDPOINT_URL_KMS"] == f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        self.proc = subprocess.Popen([str(BUILD / "enclaver"), "kms-local", "--listen", f"127.0.0.1:{self.port}",
+                                      "--tls-listen", f"127.0.0.1:{self.tls_port}", *self.args],
+                                     env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def restart(self):
+        """Stopped (every connection to it closed) and started again on the same ports and state."""
+        self.stop()
+        self.start()
+        deadline = time.time() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.tls_port), timeout=1).close()
+                return
+            except OSError:
+                assert time.time() < deadline and self.proc.poll() is None, self.proc.communicate()
+                time.sleep(0.05)
 
     def aws(self, *args, creds=None, check=True):
         env = dict(os.environ, **(creds or self.creds), AWS_PAGER="", AWS_CONFIG_FILE="/dev/null",

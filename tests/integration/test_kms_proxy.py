@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -109,6 +110,30 @@ def test_credentials_refresh_and_proxy_errors(tmp_path):
     got = answers(p.stdout)
     assert got and got[0]["__type"] == "KMSProxyNetworkException", p.stdout
     assert "no kms-local runs with the state folder" in p.stderr
+
+
+def test_kms_closing_a_kept_connection_between_calls(tmp_path):
+    """The proxy keeps its TLS connection to KMS between calls; KMS closing it while it sits idle
+    (here: kms-local restarting) costs the next call nothing but a new connection."""
+    kms = KmsLocal(tmp_path / "state")
+    try:
+        body = json.dumps({"NumberOfBytes": 16})
+        eif = eu.make_eif(tmp_path, MANIFEST, ["kms", "4", "4000", "TrentService.GenerateRandom", body])
+        p = subprocess.Popen([str(BUILD / "enclaver-run"), "--eif-file", str(eif), "--manifest-file",
+                              str(tmp_path / "enclaver.yaml")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=kms.env)
+        time.sleep(2)  # the first call is answered; the second comes at 4 s
+        kms.restart()
+        time.sleep(4 - 0.3)  # and again between the second and the third
+        kms.restart()
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, out + err
+        got = answers(out)
+        assert len(got) == 4 and all(len(base64.b64decode(g["Plaintext"])) == 16 for g in got), out
+        # one connection made at the start and one after each restart: the last call reused one
+        assert "kms proxy: 4 attested calls over 3 TLS connections to KMS" in out, out
+    finally:
+        kms.stop()
 
 
 def test_role_credentials_are_served_to_the_enclave_only(tmp_path):
