@@ -1,10 +1,11 @@
 #!/usr/bin/python3
 """bench/kms: Decrypt through odyn's KMS proxy in a local enclave (attestation document, IMDS
-credentials, TLS through the egress tunnel, CMS opened) against the same Decrypt sent straight to
-kms-local, in the same run, each request on a new connection, one client at a time and CONC
-clients at once. Two baselines: without a Recipient, and with a Recipient attestation document
-made in advance, so that kms-local's own attestation work (verifying the document, encrypting to
-its key) is in the baseline as it is in the proxy's path; the proxy is judged against the second.
+credentials, TLS through the egress tunnel, CMS opened; the app makes a new connection to the
+proxy per request) against the same Decrypt sent straight to kms-local, in the same run, one
+client at a time and CONC clients at once. The baseline is what an app outside an enclave does:
+HTTPS to kms-local on a kept connection, with a Recipient attestation document made in advance,
+so that kms-local's own attestation work (verifying the document, encrypting to its key) and TLS
+are in it as they are in the proxy's path. Plain HTTP without a Recipient is shown for scale.
 Prints the added latency (p50, p99), the request rates, and where the proxy's time goes (odyn's
 own account of its calls).
 
@@ -26,6 +27,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 N = int(os.environ.get("BENCH_KMS_REQUESTS", "320"))
 CONC = 16
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 
 
 def stats(line):
@@ -88,9 +90,10 @@ def main():
                 "AttestationDocument": base64.b64encode((d / "r.doc").read_bytes()).decode(),
                 "KeyEncryptionAlgorithm": "RSAES_OAEP_SHA_256"}}, separators=(",", ":"))
 
-            def direct(b, conc):
-                p = subprocess.run([str(build / "bench" / "kms_direct"), str(d / "state"), f"127.0.0.1:{port}", str(N),
-                                    "Decrypt", b, str(conc)], capture_output=True, text=True, env=env)
+            def direct(b, conc, over_tls=True):
+                p = subprocess.run([str(build / "bench" / "kms_direct"), str(d / "state"),
+                                    f"127.0.0.1:{tls if over_tls else port}", str(N), "Decrypt", b, str(conc),
+                                    *(["tls"] if over_tls else [])], capture_output=True, text=True, env=env)
                 line = [l for l in p.stdout.splitlines() if l.startswith("kms-direct:")]
                 if not line:
                     sys.exit(f"bench kms: FAIL: kms_direct: {p.stderr[-1000:]}")
@@ -101,15 +104,21 @@ def main():
                                     str(d / name / "enclaver.yaml")], capture_output=True, text=True, env=env,
                                    timeout=600)
                 line = [l for l in p.stdout.splitlines() if l.startswith("kms-bench:")]
-                where = [l for l in p.stdout.splitlines() if "attested calls; mean ms per call" in l]
+                where = [l for l in p.stdout.splitlines() if "attested calls over" in l]
                 if not line or not where:
                     sys.exit(f"bench kms: FAIL: the enclave: {p.stdout[-2000:]}\n{p.stderr[-2000:]}")
-                return stats(line[0]), where[0].split("mean ms per call: ", 1)[1]
+                conns = re.search(r"over (\d+) TLS connections", where[0]).group(1)
+                return stats(line[0]), f"{where[0].split('mean ms per call: ', 1)[1]} ({conns} TLS connections)"
 
-            res["plain"] = direct(body, 1)
-            res["recipient"] = direct(body_r, 1)
+            res["plain"] = direct(body, 1, over_tls=False)
+            # the baseline and the proxy take turns, ROUNDS times: this machine's slow moments
+            # fall on both alike, and the pair with the median added p50 is the one reported
+            pairs = []
+            for _ in range(ROUNDS):
+                pairs.append((direct(body_r, 1), *proxy("seq")))
+            pairs.sort(key=lambda t: t[1]["p50_us"] - t[0]["p50_us"])
+            res["recipient"], res["proxy"], where_seq = pairs[len(pairs) // 2]
             res["recipient conc"] = direct(body_r, CONC)
-            res["proxy"], where_seq = proxy("seq")
             res["proxy conc"], where_conc = proxy("conc")
         finally:
             kms.send_signal(signal.SIGTERM)
@@ -119,9 +128,10 @@ def main():
         print(f"{what}: p50 {s['p50_us'] / 1000:.2f} ms, p99 {s['p99_us'] / 1000:.2f} ms, {s['rps']:.0f} requests/s")
 
     b, p, bc, pc = res["recipient"], res["proxy"], res["recipient conc"], res["proxy conc"]
-    print(f"Decrypt, {N} requests each, one connection per request")
-    show("direct to kms-local, no Recipient", res["plain"])
-    show("direct to kms-local, a Recipient made in advance (the baseline)", b)
+    print(f"Decrypt, {N} requests each, one connection per request (one client: the median of {ROUNDS} "
+          f"back-to-back pairs)")
+    show("direct to kms-local over HTTP, no Recipient, a connection each", res["plain"])
+    show("direct to kms-local over kept TLS, a Recipient made in advance (the baseline)", b)
     show("through the KMS proxy in a local enclave", p)
     added50, added99 = (p["p50_us"] - b["p50_us"]) / 1000, (p["p99_us"] - b["p99_us"]) / 1000
     print(f"added by the proxy path: p50 {added50:.2f} ms, p99 {added99:.2f} ms; rate ratio {p['rps'] / b['rps']:.2f}")
@@ -129,7 +139,8 @@ def main():
     print(f"concurrent ({CONC}): proxy {pc['rps']:.0f} requests/s, baseline {bc['rps']:.0f} requests/s, ratio {ratio:.2f}")
     print(f"where the proxy's time goes, mean ms per call, one client: {where_seq}")
     print(f"where the proxy's time goes, mean ms per call, {CONC} clients: {where_conc}")
-    answered = all(s["ok"] == s["n"] for s in res.values())
+    answered = all(s["ok"] == s["n"] for s in res.values()) and all(
+        a["ok"] == a["n"] and b["ok"] == b["n"] for a, b, _ in pairs)
     targets = [("added p50 <= 1.5 ms", added50 <= 1.5), ("added p99 <= 4 ms", added99 <= 4),
                (f"concurrent ratio >= 0.5", ratio >= 0.5)]
     print("targets:", "; ".join(f"{t}: {'met' if ok else 'NOT met'}" for t, ok in targets))

@@ -1,9 +1,10 @@
 /*
  * bench/kms's baseline: KMS JSON requests straight to kms-local over HTTP, signed with the
  * state folder's credentials, one after another, each on a new connection (as the enclave's
- * app does to the proxy), from CONCURRENCY clients at once (default 1). Prints latency
- * percentiles and the rate.
- *   kms_direct STATE_DIR HOST:PORT COUNT TARGET BODY [CONCURRENCY]
+ * app does to the proxy), from CONCURRENCY clients at once (default 1); with "tls", over HTTPS
+ * to kms-local's TLS port instead, each client on one kept connection (as an app outside an
+ * enclave talks to KMS), the development root trusted. Prints latency percentiles and the rate.
+ *   kms_direct STATE_DIR HOST:PORT COUNT TARGET BODY [CONCURRENCY [tls]]
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -15,7 +16,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+
 #include "crypto/sigv4.h"
+#include "nitro/devca.h"
 #include "host/local_creds.h"
 
 static int cmp_long(const void *a, const void *b)
@@ -26,6 +30,7 @@ static int cmp_long(const void *a, const void *b)
 }
 
 struct run {
+	SSL_CTX *tls; /* NULL: plain HTTP, a new connection per request */
 	struct local_master *m;
 	struct sockaddr_in sa;
 	const char *authority, *target, *body;
@@ -33,12 +38,50 @@ struct run {
 	int count, ok;
 };
 
-/* count requests one after another, each on a new connection */
+/* One response over TLS: the head, then Content-Length bytes; 0 when it came whole. */
+static int tls_response(SSL *ssl, char *reply, size_t cap)
+{
+	size_t got = 0;
+	char *end = NULL, *cl;
+
+	while (got < cap - 1) {
+		int n = SSL_read(ssl, reply + got, (int)(cap - 1 - got));
+
+		if (n <= 0)
+			return -1;
+		got += (size_t)n;
+		reply[got] = 0;
+		if (!end && (end = strstr(reply, "\r\n\r\n")) == NULL)
+			continue;
+		cl = strcasestr(reply, "content-length:");
+		if (!cl || cl > end)
+			return -1;
+		if (got >= (size_t)(end + 4 - reply) + strtoul(cl + 15, NULL, 10))
+			return 0;
+	}
+	return -1;
+}
+
+/* count requests one after another: each on a new connection, or all on one kept TLS connection */
 static void *client(void *arg)
 {
 	struct run *r = arg;
 	struct err err = { 0 };
+	SSL *ssl = NULL;
+	int tfd = -1;
 
+	if (r->tls) {
+		char sni[128];
+
+		snprintf(sni, sizeof(sni), "kms.%s.amazonaws.com", r->m->region);
+		tfd = socket(AF_INET, SOCK_STREAM, 0);
+		ssl = SSL_new(r->tls);
+		if (connect(tfd, (struct sockaddr *)&r->sa, sizeof(r->sa)) < 0 || !ssl || SSL_set_fd(ssl, tfd) != 1 ||
+		    SSL_set_tlsext_host_name(ssl, sni) != 1 || SSL_set1_host(ssl, sni) != 1 || SSL_connect(ssl) != 1) {
+			fprintf(stderr, "kms_direct: TLS to %s failed\n", sni);
+			exit(1);
+		}
+	}
 	for (int i = 0; i < r->count; i++) {
 		struct timespec a, b;
 		char date[17], target[128], *auth = NULL;
@@ -59,6 +102,25 @@ static void *client(void *arg)
 		sr = (struct sigv4_request){ "POST", "/", NULL, h, 4, (const uint8_t *)r->body, strlen(r->body) };
 		if (!reply || sigv4_sign(&sr, date, r->m->region, "kms", r->m->access_key, r->m->secret_key, &auth, &err) < 0)
 			exit(1);
+		if (ssl) {
+			char *req = NULL;
+			int len = asprintf(&req, "POST / HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-amz-json-1.1\r\n"
+						 "X-Amz-Date: %s\r\nX-Amz-Target: %s\r\nAuthorization: %s\r\n"
+						 "Content-Length: %zu\r\n\r\n%s",
+					   r->authority, date, target, auth, strlen(r->body), r->body);
+
+			if (len < 0 || SSL_write(ssl, req, len) != len || tls_response(ssl, reply, 1 << 16) < 0) {
+				fprintf(stderr, "kms_direct: the kept TLS connection failed\n");
+				exit(1);
+			}
+			free(req);
+			free(auth);
+			clock_gettime(CLOCK_MONOTONIC, &b);
+			r->ok += strstr(reply, " 200 ") != NULL;
+			free(reply);
+			r->lat[i] = (b.tv_sec - a.tv_sec) * 1000000L + (b.tv_nsec - a.tv_nsec) / 1000;
+			continue;
+		}
 		fd = socket(AF_INET, SOCK_STREAM, 0);
 		if (connect(fd, (struct sockaddr *)&r->sa, sizeof(r->sa)) < 0) {
 			perror("connect");
@@ -79,6 +141,11 @@ static void *client(void *arg)
 		free(reply);
 		r->lat[i] = (b.tv_sec - a.tv_sec) * 1000000L + (b.tv_nsec - a.tv_nsec) / 1000;
 	}
+	if (ssl) {
+		SSL_shutdown(ssl);
+		SSL_free(ssl);
+		close(tfd);
+	}
 	return NULL;
 }
 
@@ -87,15 +154,17 @@ int main(int argc, char **argv)
 	struct local_master m;
 	struct err err = { 0 };
 	struct sockaddr_in sa = { .sin_family = AF_INET };
-	int count, conc = argc == 7 ? atoi(argv[6]) : 1, ok = 0;
+	int count, conc = argc >= 7 ? atoi(argv[6]) : 1, ok = 0;
+	SSL_CTX *tls = NULL;
 	long *lat;
 	char host[64];
 	struct timespec t0, t1;
 	struct run *runs;
 	pthread_t *th;
 
-	if ((argc != 6 && argc != 7) || conc < 1 || sscanf(argv[2], "%63[^:]:%hu", host, &sa.sin_port) != 2) {
-		fprintf(stderr, "usage: kms_direct STATE_DIR HOST:PORT COUNT TARGET BODY [CONCURRENCY]\n");
+	if (argc < 6 || argc > 8 || conc < 1 || sscanf(argv[2], "%63[^:]:%hu", host, &sa.sin_port) != 2 ||
+	    (argc == 8 && strcmp(argv[7], "tls"))) {
+		fprintf(stderr, "usage: kms_direct STATE_DIR HOST:PORT COUNT TARGET BODY [CONCURRENCY [tls]]\n");
 		return 2;
 	}
 	sa.sin_port = htons(sa.sin_port);
@@ -108,9 +177,20 @@ int main(int argc, char **argv)
 		fprintf(stderr, "kms_direct: %s\n", err.msg[0] ? err.msg : "bad arguments");
 		return 1;
 	}
+	if (argc == 8) {
+		char root[4200];
+
+		devca_root_path(argv[1], root, sizeof(root));
+		tls = SSL_CTX_new(TLS_client_method());
+		if (!tls || SSL_CTX_load_verify_locations(tls, root, NULL) != 1) {
+			fprintf(stderr, "kms_direct: %s: not a CA certificate\n", root);
+			return 1;
+		}
+		SSL_CTX_set_verify(tls, SSL_VERIFY_PEER, NULL);
+	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (int i = 0; i < conc; i++) {
-		runs[i] = (struct run){ &m, sa, argv[2], argv[4], argv[5], lat + i * (count / conc), count / conc, 0 };
+		runs[i] = (struct run){ tls, &m, sa, argv[2], argv[4], argv[5], lat + i * (count / conc), count / conc, 0 };
 		pthread_create(&th[i], NULL, client, &runs[i]);
 	}
 	for (int i = 0; i < conc; i++) {
