@@ -200,8 +200,9 @@ def test_the_rules_and_routes_are_the_designs_and_the_app_cannot_change_them(tmp
     routes = enclave_netns_run(e.proc.pid, "ip", "route").stdout
     assert "default dev lo scope link src 127.0.0.1" in routes
     assert "default dev lo" in enclave_netns_run(e.proc.pid, "ip", "-6", "route").stdout
+    # (what the app's attempts printed is checked in the first test: a stop this early may come
+    # before enclaver-run's log client has connected)
     assert e.stop() == 109
-    assert "unrule raw socket: Operation not permitted" in e.out
 
 
 def test_off_in_the_manifest_means_proxy_only(tmp_path):
