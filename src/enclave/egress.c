@@ -495,25 +495,15 @@ int egress_transparent_start(struct egress *e, struct pool *pool, uint16_t port,
 	e->pool = pool;
 	e->trans_port = port;
 	for (int i = 0; i < 2; i++) {
-		struct sockaddr_in s4 = { .sin_family = AF_INET, .sin_port = htons(port),
-					  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-		struct sockaddr_in6 s6 = { .sin6_family = AF_INET6, .sin6_port = htons(port),
-					   .sin6_addr = IN6ADDR_LOOPBACK_INIT };
-		int one = 1, lfd = socket(i ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		int lfd = loopback_socket(i ? AF_INET6 : AF_INET, SOCK_STREAM, port, 4096, "transparent egress listener", err);
 
-		if (lfd < 0 && i == 1 && errno == EAFNOSUPPORT)
-			break; /* no IPv6 in this kernel, so no IPv6 rules either */
-		if (lfd < 0)
-			return err_sys(err, "transparent egress: socket");
-		setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (i)
-			setsockopt(lfd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-		if ((i ? bind(lfd, (struct sockaddr *)&s6, sizeof(s6)) : bind(lfd, (struct sockaddr *)&s4, sizeof(s4))) < 0 ||
-		    listen(lfd, 4096) < 0) {
-			err_sys(err, "transparent egress listener on %s:%u", i ? "[::1]" : "127.0.0.1", port);
-			close(lfd);
-			return -1;
+		/* no IPv6 in this kernel, so no IPv6 rules either */
+		if (lfd < 0 && i == 1 && (err->code == EAFNOSUPPORT || err->code == EADDRNOTAVAIL)) {
+			err_clear(err);
+			break;
 		}
+		if (lfd < 0)
+			return -1;
 		if (acceptor_start(e->loop, &e->trans[i], lfd, "transparent egress", EGRESS_MAX_CONNS, on_transparent, e,
 				   err) < 0)
 			return -1;
@@ -532,23 +522,14 @@ int egress_start(struct loop *l, uint16_t port, const struct policy *policy, str
 		 struct err *err)
 {
 	struct egress *e = calloc(1, sizeof(*e));
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	int one = 1, lfd;
+	int lfd;
 
 	if (!e)
 		abort();
 	e->loop = l;
 	e->policy = policy;
-	lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	lfd = loopback_socket(AF_INET, SOCK_STREAM, port, 1024, "egress proxy", err);
 	if (lfd < 0) {
-		free(e);
-		return err_sys(err, "egress: socket");
-	}
-	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 1024) < 0) {
-		err_sys(err, "egress proxy on 127.0.0.1:%u", port);
-		close(lfd);
 		free(e);
 		return -1;
 	}

@@ -385,29 +385,6 @@ static void on_tcp_accept(struct acceptor *a, int fd)
 	loop_timer_start(r->loop, &c->idle, TCP_IDLE_MS);
 }
 
-/* A bound socket on the loopback address of af; -1 with err set, or with err->code
- * EAFNOSUPPORT/EADDRNOTAVAIL when the kernel has no such loopback. */
-static int bound(int af, int type, uint16_t port, struct err *err)
-{
-	struct sockaddr_in s4 = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	struct sockaddr_in6 s6 = { .sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = IN6ADDR_LOOPBACK_INIT };
-	int fd = socket(af, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
-
-	if (fd < 0)
-		return err_sys(err, "dns socket");
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (af == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if ((af == AF_INET ? bind(fd, (struct sockaddr *)&s4, sizeof(s4)) : bind(fd, (struct sockaddr *)&s6, sizeof(s6))) < 0 ||
-	    (type == SOCK_STREAM && listen(fd, 128) < 0)) {
-		err_sys(err, "the resolver on %s:%u (%s)", af == AF_INET ? "127.0.0.1" : "[::1]", port,
-			type == SOCK_STREAM ? "TCP" : "UDP");
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 int resolver_start(struct loop *l, uint16_t port, const struct policy *policy, struct pool *pool, struct resolver **out,
 		   struct err *err)
 {
@@ -422,7 +399,7 @@ int resolver_start(struct loop *l, uint16_t port, const struct policy *policy, s
 	for (int i = 0; i < 2; i++) {
 		int af = i ? AF_INET6 : AF_INET, lfd;
 
-		r->udp[i] = bound(af, SOCK_DGRAM, port, err);
+		r->udp[i] = loopback_socket(af, SOCK_DGRAM, port, 0, "the resolver (UDP)", err);
 		if (r->udp[i] < 0) {
 			/* no IPv6 in this kernel: IPv4 only */
 			if (i == 1 && (err->code == EAFNOSUPPORT || err->code == EADDRNOTAVAIL)) {
@@ -434,7 +411,7 @@ int resolver_start(struct loop *l, uint16_t port, const struct policy *policy, s
 		if (loop_io_add(l, &r->udp_io[i], r->udp[i], EPOLLIN, on_udp, r, err) < 0)
 			goto fail;
 		r->n = (size_t)i + 1;
-		lfd = bound(af, SOCK_STREAM, port, err);
+		lfd = loopback_socket(af, SOCK_STREAM, port, 128, "the resolver (TCP)", err);
 		if (acceptor_start(l, &r->tcp[i], lfd, "dns over TCP", TCP_MAX_CONNS, on_tcp_accept, r, err) < 0)
 			goto fail;
 	}

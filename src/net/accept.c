@@ -2,6 +2,7 @@
 #include "net/accept.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -111,4 +112,24 @@ void acceptor_release(struct acceptor *a)
 	/* a descriptor has just been freed: try again now rather than after the back-off */
 	if (a->loop)
 		resume_listener(a);
+}
+
+int loopback_socket(int af, int type, uint16_t port, int backlog, const char *what, struct err *err)
+{
+	struct sockaddr_in s4 = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in6 s6 = { .sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	int fd = socket(af, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+
+	if (fd < 0)
+		return err_sys(err, "%s: socket", what);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (af == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if ((af == AF_INET ? bind(fd, (struct sockaddr *)&s4, sizeof(s4)) : bind(fd, (struct sockaddr *)&s6, sizeof(s6))) < 0 ||
+	    (type == SOCK_STREAM && listen(fd, backlog) < 0)) {
+		err_sys(err, "%s on %s:%u", what, af == AF_INET ? "127.0.0.1" : "[::1]", port);
+		close(fd);
+		return -1;
+	}
+	return fd;
 }

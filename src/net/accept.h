@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "base/err.h"
 #include "net/loop.h"
@@ -46,6 +47,10 @@ struct acceptor {
 int acceptor_start(struct loop *l, struct acceptor *a, int lfd, const char *name, size_t max, acceptor_fn fn,
 		   void *data, struct err *err);
 void acceptor_stop(struct acceptor *a);
+/* A non-blocking socket of type (SOCK_STREAM: listening, backlog deep) bound to the loopback
+ * address of af (127.0.0.1, or ::1 with IPv6 only), what naming it in errors. err->code is
+ * EAFNOSUPPORT or EADDRNOTAVAIL when the kernel has no such loopback. */
+int loopback_socket(int af, int type, uint16_t port, int backlog, const char *what, struct err *err);
 /* A connection fn took has ended. */
 void acceptor_release(struct acceptor *a);
 
