@@ -3,9 +3,11 @@
 
 #include <errno.h>
 #include <openssl/cms.h>
+#include <openssl/err.h>
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "crypto/sha.h"
@@ -150,35 +152,59 @@ out:
 
 int cms_recipient_decrypt(EVP_PKEY *key, const uint8_t *ber, size_t len, struct buf *out, struct err *err)
 {
-	BIO *in, *mem;
+	const unsigned char *p = ber;
 	CMS_ContentInfo *cms = NULL;
-	char *data;
-	long n;
-	int rc = -1;
+	STACK_OF(CMS_RecipientInfo) *ris;
+	BIO *cont = NULL;
+	bool opened = false;
+	char chunk[4096];
+	size_t start = out->len;
+	int n, rc = -1;
 
 	if (!ber || !len || len > (1u << 20))
 		return err_set(err, EINVAL, "CiphertextForRecipient is empty or too large");
-	in = BIO_new_mem_buf(ber, (int)len);
-	mem = BIO_new(BIO_s_mem());
-	if (!in || !mem)
-		abort();
-	cms = d2i_CMS_bio(in, NULL);
+	cms = d2i_CMS_ContentInfo(NULL, &p, (long)len);
 	if (!cms || OBJ_obj2nid(CMS_get0_type(cms)) != NID_pkcs7_enveloped) {
 		err_set(err, EINVAL, "CiphertextForRecipient is not CMS EnvelopedData");
 		goto out;
 	}
-	/* no certificate: every recipient is tried with the key */
-	if (CMS_decrypt(cms, key, NULL, NULL, mem, CMS_BINARY) != 1) {
+	/* No certificate names the recipient: every key-transport recipient is tried with the key.
+	 * The recipient is opened directly rather than through CMS_decrypt, which does the same
+	 * work with more set-up per call. */
+	ris = CMS_get0_RecipientInfos(cms);
+	for (int i = 0; i < sk_CMS_RecipientInfo_num(ris) && !opened; i++) {
+		CMS_RecipientInfo *ri = sk_CMS_RecipientInfo_value(ris, i);
+
+		if (CMS_RecipientInfo_type(ri) != CMS_RECIPINFO_TRANS)
+			continue;
+		EVP_PKEY_up_ref(key); /* set0 takes a reference, and drops it when set to NULL */
+		CMS_RecipientInfo_set0_pkey(ri, key);
+		opened = CMS_RecipientInfo_decrypt(cms, ri) == 1;
+		CMS_RecipientInfo_set0_pkey(ri, NULL);
+	}
+	if (!opened || !(cont = CMS_dataInit(cms, NULL))) {
 		err_set(err, EACCES, "CiphertextForRecipient does not decrypt with the enclave's key");
 		goto out;
 	}
-	n = BIO_get_mem_data(mem, &data);
-	buf_append(out, data, (size_t)n);
-	OPENSSL_cleanse(data, (size_t)n);
+	while ((n = BIO_read(cont, chunk, sizeof(chunk))) > 0) {
+		if (out->len - start + (size_t)n > len) {
+			n = -1;
+			break;
+		}
+		buf_append(out, chunk, (size_t)n);
+	}
+	/* a wrong key or altered bytes show as bad padding at the end */
+	if (n < 0 || !BIO_get_cipher_status(cont)) {
+		explicit_bzero(out->data + start, out->len - start);
+		out->len = start;
+		err_set(err, EACCES, "CiphertextForRecipient does not decrypt with the enclave's key");
+		goto out;
+	}
 	rc = 0;
 out:
+	OPENSSL_cleanse(chunk, sizeof(chunk));
+	BIO_free_all(cont);
 	CMS_ContentInfo_free(cms);
-	BIO_free(in);
-	BIO_free(mem);
+	ERR_clear_error();
 	return rc;
 }

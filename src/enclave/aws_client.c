@@ -1,9 +1,10 @@
-/* Blocking HTTP client over the egress proxy, with OpenSSL for HTTPS. */
+/* Blocking HTTP client over the host's egress tunnel, with OpenSSL for HTTPS. */
 #include "enclave/aws_client.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
@@ -18,6 +19,9 @@
 #include <unistd.h>
 
 #include "codec/http.h"
+#include "enclave/egress.h"
+#include "net/tunnel.h"
+#include "net/vsock.h"
 
 extern const char enclaver_ca_bundle[];
 extern const size_t enclaver_ca_bundle_len;
@@ -350,35 +354,64 @@ static void pool_give(struct aws_pool *p, const char *authority, struct conn *c)
 	conn_drop(c);
 }
 
-/* A new connection through the proxy: for HTTPS, CONNECT authority and TLS to host. */
-static int conn_open(uint16_t proxy_port, SSL_CTX *tls, bool https, const char *authority, const char *host,
-		     struct conn *c, struct err *err)
+/* A new connection to authority through the host's egress tunnel, after this enclave's own
+ * policy allowed its host: the host is not trusted to apply the allow list (on Nitro it is
+ * outside the enclave), so the check here is the one that counts. For HTTPS, TLS to host. */
+static int conn_open(const struct policy *policy, SSL_CTX *tls, bool https, const char *authority,
+		     const char *host, struct conn *c, struct err *err)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(proxy_port),
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	struct timeval tv = { c->timeout_ms / 1000, (c->timeout_ms % 1000) * 1000 };
-	struct buf req = BUF_INIT, head = BUF_INIT, rest = BUF_INIT;
-	int rc = -1;
+	struct policy_decision d;
+	struct buf frame = BUF_INIT;
+	const char *colon = strrchr(authority, ':'), *bracket = strrchr(authority, ']');
+	unsigned long port = https ? 443 : 80;
+	uint8_t *reply = NULL;
+	size_t reply_len = 0;
+	int code = 0, one = 1, rc = -1;
+	char *msg = NULL;
 
-	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c->fd < 0 || setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
-	    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0 ||
-	    connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		err_sys(err, "egress proxy 127.0.0.1:%u", proxy_port);
+	if (colon && (!bracket || colon > bracket)) {
+		char *end;
+
+		port = strtoul(colon + 1, &end, 10);
+		if (*end || !port || port > 65535)
+			return err_set(err, EINVAL, "%s: not a port", authority);
+	}
+	policy_check(policy, host, &d);
+	if (!d.allowed)
+		return err_set(err, EACCES, "the egress policy refuses %s (%s%s)", host, d.rule ? "deny rule " : "",
+			       d.rule ? d.rule : d.reason);
+	if (tunnel_put_request(&frame, host, (uint16_t)port, err) < 0)
+		goto out;
+	c->fd = vsock_connect_blocking(VSOCK_CID_HOST, EGRESS_TUNNEL_PORT, c->timeout_ms, err);
+	if (c->fd < 0) {
+		err_wrap(err, "the egress tunnel");
+		goto out;
+	}
+	/* the request is small and written at once: without Nagle it leaves at once too */
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+	    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0) {
+		err_sys(err, "the egress tunnel");
+		goto out;
+	}
+	if (send_all(c, frame.data, frame.len, err) < 0 ||
+	    tunnel_read_frame(c->fd, &reply, &reply_len, c->timeout_ms, err) < 0) {
+		err_wrap(err, "the egress tunnel");
+		goto out;
+	}
+	switch (tunnel_parse_reply(reply, reply_len, &code, &msg, err)) {
+	case 0:
+		break;
+	case 1:
+		err_set(err, ECONNREFUSED, "the host cannot connect to %s:%lu: %s", host, port, msg);
+		goto out;
+	default:
+		err_wrap(err, "the egress tunnel");
 		goto out;
 	}
 	if (!https) {
 		rc = 0;
-		goto out;
-	}
-	/* a tunnel to host:443 (or the given port), then TLS to the named host */
-	buf_printf(&req, "CONNECT %s%s HTTP/1.1\r\nHost: %s%s\r\n\r\n", authority, strchr(authority, ':') ? "" : ":443",
-		   authority, strchr(authority, ':') ? "" : ":443");
-	if (send_all(c, req.data, req.len, err) < 0 || read_head(c, &head, &rest, err) < 0)
-		goto out;
-	if (status_of(&head) != 200) {
-		err_set(err, ECONNREFUSED, "egress proxy refused CONNECT %s: %.*s", authority,
-			(int)strcspn((const char *)head.data, "\r"), (const char *)head.data);
 		goto out;
 	}
 	c->ssl = SSL_new(tls);
@@ -398,9 +431,9 @@ static int conn_open(uint16_t proxy_port, SSL_CTX *tls, bool https, const char *
 out:
 	if (rc < 0)
 		conn_drop(c);
-	buf_free(&req);
-	buf_free(&head);
-	buf_free(&rest);
+	buf_free(&frame);
+	free(reply);
+	free(msg);
 	return rc;
 }
 
@@ -437,7 +470,7 @@ out:
 	return rc;
 }
 
-int aws_request(uint16_t proxy_port, SSL_CTX *tls, struct aws_pool *pool, const char *method, const char *url,
+int aws_request(const struct policy *policy, SSL_CTX *tls, struct aws_pool *pool, const char *method, const char *url,
 		const char *const *headers, const void *body, size_t len, int timeout_ms, struct aws_response *resp,
 		struct err *err)
 {
@@ -454,13 +487,13 @@ int aws_request(uint16_t proxy_port, SSL_CTX *tls, struct aws_pool *pool, const 
 	if (strncmp(url, "http://", 7) && !https)
 		return err_set(err, EINVAL, "%s: not an http(s) URL", url);
 	if (!https)
-		pool = NULL; /* plain HTTP goes through the proxy in absolute form: one per connection */
+		pool = NULL; /* plain HTTP (IMDS): a connection per request */
 	path = strchr(auth, '/');
 	if (!path)
 		path = "/";
 	snprintf(authority, sizeof(authority), "%.*s", (int)(path == auth ? 0 : strcspn(auth, "/")), auth);
 	snprintf(host, sizeof(host), "%.*s", (int)strcspn(authority, ":"), authority);
-	buf_printf(&req, "%s %s HTTP/1.1\r\nHost: %s\r\n", method, https ? path : url, authority);
+	buf_printf(&req, "%s %s HTTP/1.1\r\nHost: %s\r\n", method, path, authority);
 	for (const char *const *h = headers; h && *h; h++)
 		buf_printf(&req, "%s\r\n", *h);
 	buf_printf(&req, "Content-Length: %zu\r\nConnection: %s\r\n\r\n", len, pool ? "keep-alive" : "close");
@@ -469,7 +502,7 @@ int aws_request(uint16_t proxy_port, SSL_CTX *tls, struct aws_pool *pool, const 
 		int r;
 
 		reused = pool && pool_take(pool, authority, &c);
-		if (!reused && conn_open(proxy_port, tls, https, authority, host, &c, err) < 0)
+		if (!reused && conn_open(policy, tls, https, authority, host, &c, err) < 0)
 			break;
 		if (!reused && pool) {
 			pthread_mutex_lock(&pool->lock);

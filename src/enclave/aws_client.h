@@ -1,8 +1,9 @@
 /*
- * Blocking HTTP/1.1 requests from inside the enclave through odyn's own egress proxy (so the
- * allow list applies): plain HTTP in absolute form (IMDS), and HTTPS through CONNECT with TLS
- * verified against the CA bundle built into odyn, plus the development root in a local
- * enclave. Used by the KMS proxy's worker threads; answers come from the network and are
+ * Blocking HTTP/1.1 requests from inside the enclave straight through the host's egress tunnel
+ * (vsock 17002), after the egress policy allowed the host: plain HTTP (IMDS), and HTTPS with
+ * TLS verified against the CA bundle built into odyn, plus the development root in a local
+ * enclave. Going to the tunnel itself, not through odyn's own egress proxy, saves the KMS
+ * proxy a loopback hop each way; the policy is the same one. Used by the KMS proxy's worker threads; answers come from the network and are
  * bounded. Nothing here logs (the log sink belongs to the event loop's thread).
  */
 #ifndef ENCLAVER_ENCLAVE_AWS_CLIENT_H
@@ -15,6 +16,7 @@
 
 #include "base/buf.h"
 #include "base/err.h"
+#include "manifest/policy.h"
 
 #define AWS_MAX_BODY (1u << 20)
 
@@ -36,11 +38,11 @@ void aws_pool_free(struct aws_pool *p);
 /* Connections made for the pool's requests so far (kept ones count once). */
 unsigned long aws_pool_opened(struct aws_pool *p);
 
-/* method URL through the proxy at 127.0.0.1:proxy_port. url: "http://host[:port]/path" or
+/* method URL through the egress tunnel, when policy allows its host. url: "http://host[:port]/path" or
  * "https://host[:port]/path"; headers: "Name: value" lines; the Host header is added. With a
  * pool, an HTTPS request reuses a kept connection when there is one (and, when that one turns
  * out closed before any answer came, goes once more on a new one) and keeps it after. */
-int aws_request(uint16_t proxy_port, SSL_CTX *tls, struct aws_pool *pool, const char *method, const char *url,
+int aws_request(const struct policy *policy, SSL_CTX *tls, struct aws_pool *pool, const char *method, const char *url,
 		const char *const *headers, const void *body, size_t len, int timeout_ms, struct aws_response *resp,
 		struct err *err);
 void aws_response_free(struct aws_response *r);

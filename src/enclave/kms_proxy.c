@@ -1,5 +1,5 @@
-/* KMS proxy: requests in the loop's thread, upstream calls on workers, answers back through a
- * pipe. */
+/* KMS proxy: requests in the loop's thread, upstream calls on a pool of worker threads that
+ * wait for jobs, answers back through a pipe. */
 #include "enclave/kms_proxy.h"
 
 #include <errno.h>
@@ -22,11 +22,14 @@
 #include "crypto/sigv4.h"
 #include "enclave/aws_client.h"
 #include "net/http_server.h"
+#include "manifest/policy.h"
 #include "nitro/nsm.h"
 
 #define IMDS "http://169.254.169.254"
 #define TIMEOUT_MS 30000
 #define MAX_WORKERS 64
+/* A worker with nothing to do for this long ends; the next busy moment starts new ones. */
+#define WORKER_IDLE_S 60
 #define MAX_BODY (1u << 20)
 /* A kept TLS connection to KMS is used again within this much quiet, well inside the idle
  * timeouts of AWS's load balancers (60 s and more); after it a new one is made. */
@@ -54,21 +57,28 @@ struct creds {
 struct kms_proxy {
 	struct loop *loop;
 	struct http_server *srv;
-	uint16_t egress_port;
+	struct policy *policy; /* the manifest's egress policy, the proxy's own copy */
 	const struct manifest *m;
 	char region[64];
 	SSL_CTX *tls;
 	struct aws_pool *pool; /* TLS connections to KMS kept between calls */
 	EVP_PKEY *key;      /* RSA-2048, made at start */
 	struct buf spki;    /* its SubjectPublicKeyInfo */
-	pthread_mutex_t doc_lock; /* the document over spki, and when it was made */
+	pthread_mutex_t doc_lock; /* the NSM connection, the document over spki and when it was made */
+	struct nsm *nsm;          /* kept open between documents */
 	struct buf doc_b64;
 	struct timespec doc_at;
-	pthread_mutex_t lock;       /* workers: the loop's thread takes it, never for long */
+	pthread_mutex_t lock; /* the jobs and the workers: the loop's thread takes it, never for long */
+	pthread_cond_t wake;  /* a job was queued, or the proxy stops */
+	pthread_cond_t gone;  /* a worker ended */
+	struct job *queue, **queue_tail;
+	unsigned queued;  /* jobs no worker has taken yet */
+	unsigned jobs;    /* jobs queued or running, until the loop answered them */
+	unsigned threads; /* workers alive */
+	unsigned waiting; /* workers waiting for a job */
 	pthread_mutex_t creds_lock; /* creds: held by a worker while it asks IMDS, which goes
 				     * through the loop, so the loop's thread never takes it */
 	struct creds creds;
-	unsigned workers;
 	int pipe_rd, pipe_wr;
 	struct loop_io pipe_io;
 	bool stopping;
@@ -81,6 +91,7 @@ struct kms_proxy {
 
 struct job {
 	struct kms_proxy *p;
+	struct job *next; /* in the queue */
 	struct http_conn *conn; /* NULL: the start-up region lookup */
 	char target[128];  /* X-Amz-Target */
 	char region[64];
@@ -128,7 +139,7 @@ static int imds_get(struct kms_proxy *p, const char *path, struct buf *out, stru
 	char url[256], hdr[256];
 	const char *ttl[] = { "X-aws-ec2-metadata-token-ttl-seconds: 60", NULL }, *tok[] = { hdr, NULL };
 
-	if (aws_request(p->egress_port, NULL, NULL, "PUT", IMDS "/latest/api/token", ttl, "", 0, TIMEOUT_MS, &r, err) < 0)
+	if (aws_request(p->policy, NULL, NULL, "PUT", IMDS "/latest/api/token", ttl, "", 0, TIMEOUT_MS, &r, err) < 0)
 		return err_wrap(err, "IMDS token");
 	if (r.status != 200 || !r.body.len || r.body.len > 200) {
 		aws_response_free(&r);
@@ -137,7 +148,7 @@ static int imds_get(struct kms_proxy *p, const char *path, struct buf *out, stru
 	snprintf(hdr, sizeof(hdr), "X-aws-ec2-metadata-token: %.*s", (int)r.body.len, (const char *)r.body.data);
 	aws_response_free(&r);
 	snprintf(url, sizeof(url), IMDS "%s", path);
-	if (aws_request(p->egress_port, NULL, NULL, "GET", url, tok, "", 0, TIMEOUT_MS, &r, err) < 0)
+	if (aws_request(p->policy, NULL, NULL, "GET", url, tok, "", 0, TIMEOUT_MS, &r, err) < 0)
 		return err_wrap(err, "IMDS %s", path);
 	if (r.status != 200) {
 		aws_response_free(&r);
@@ -223,10 +234,9 @@ static bool is_attesting(const char *target)
 }
 
 /* The attestation document over the proxy's key, base64, into b64: the one made within
- * DOC_REUSE_MS, else a new one from the NSM. */
+ * DOC_REUSE_MS, else a new one from the NSM, over the connection kept open for it. */
 static int recipient_doc(struct kms_proxy *p, struct buf *b64, struct err *err)
 {
-	struct nsm *nsm = NULL;
 	struct nsm_bytes pk = { p->spki.data, p->spki.len };
 	struct buf doc = BUF_INIT;
 	struct timespec now;
@@ -236,14 +246,27 @@ static int recipient_doc(struct kms_proxy *p, struct buf *b64, struct err *err)
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	if (!p->doc_b64.len || (now.tv_sec - p->doc_at.tv_sec) * 1000L + (now.tv_nsec - p->doc_at.tv_nsec) / 1000000L >=
 				       DOC_REUSE_MS) {
-		if (nsm_open(&nsm, err) < 0 || nsm_attestation(nsm, NULL, NULL, &pk, &doc, err) < 0) {
-			rc = err_wrap(err, "attestation");
+		rc = -1;
+		/* an emulated NSM's connection may have ended since the last document: once more on
+		 * a new one */
+		for (int attempt = 0; attempt < 2 && rc < 0; attempt++) {
+			err_clear(err);
+			if (!p->nsm && nsm_open(&p->nsm, err) < 0)
+				break;
+			if (nsm_attestation(p->nsm, NULL, NULL, &pk, &doc, err) == 0) {
+				rc = 0;
+			} else {
+				nsm_close(p->nsm);
+				p->nsm = NULL;
+			}
+		}
+		if (rc < 0) {
+			err_wrap(err, "attestation");
 		} else {
 			buf_reset(&p->doc_b64);
 			b64_encode(doc.data, doc.len, &p->doc_b64);
 			p->doc_at = now;
 		}
-		nsm_close(nsm);
 		buf_free(&doc);
 	}
 	if (rc == 0)
@@ -409,7 +432,7 @@ static void run_job(struct job *j)
 	headers[n++] = h_auth;
 	headers[n] = NULL;
 	snprintf(url, sizeof(url), "https://%s%s", authority, j->path);
-	if (aws_request(p->egress_port, p->tls, p->pool, j->method, url, headers, body.data, body.len, TIMEOUT_MS, &r, &err) < 0) {
+	if (aws_request(p->policy, p->tls, p->pool, j->method, url, headers, body.data, body.len, TIMEOUT_MS, &r, &err) < 0) {
 		j->status = 502;
 		kms_error(&j->out, "KMSProxyNetworkException", "%s: %s", authority, err.msg);
 		snprintf(j->log, sizeof(j->log), "kms proxy: %s: %s", authority, err.msg);
@@ -459,17 +482,44 @@ static void region_job(struct job *j)
 	buf_free(&region);
 }
 
+/* A worker: takes jobs from the queue until the proxy stops or none came for WORKER_IDLE_S. */
 static void *worker(void *arg)
 {
-	struct job *j = arg;
+	struct kms_proxy *p = arg;
+	struct timespec until;
 
-	if (j->conn)
-		run_job(j);
-	else
-		region_job(j);
-	/* hand the finished job to the loop; a pipe write of a pointer is atomic */
-	if (write(j->p->pipe_wr, &j, sizeof(j)) != sizeof(j))
-		abort();
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		struct job *j;
+		int rc = 0;
+
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += WORKER_IDLE_S;
+		while (!p->queue && !p->stopping && rc != ETIMEDOUT) {
+			p->waiting++;
+			rc = pthread_cond_timedwait(&p->wake, &p->lock, &until);
+			p->waiting--;
+		}
+		if (!p->queue)
+			break;
+		j = p->queue;
+		p->queue = j->next;
+		if (!p->queue)
+			p->queue_tail = &p->queue;
+		p->queued--;
+		pthread_mutex_unlock(&p->lock);
+		if (j->conn)
+			run_job(j);
+		else
+			region_job(j);
+		/* hand the finished job to the loop; a pipe write of a pointer is atomic */
+		if (write(p->pipe_wr, &j, sizeof(j)) != sizeof(j))
+			abort();
+		pthread_mutex_lock(&p->lock);
+	}
+	p->threads--;
+	pthread_cond_broadcast(&p->gone);
+	pthread_mutex_unlock(&p->lock);
 	return NULL;
 }
 
@@ -507,23 +557,52 @@ static void on_done(struct loop *l, struct loop_io *io, uint32_t events)
 		}
 		job_free(j);
 		pthread_mutex_lock(&p->lock);
-		p->workers--;
+		p->jobs--;
 		pthread_mutex_unlock(&p->lock);
 	}
 }
 
-static int spawn(struct job *j)
+/* Queues j for a worker, starting one when none is waiting for it. Fails (EAGAIN) when
+ * MAX_WORKERS jobs are already in hand. */
+static int submit(struct job *j)
 {
-	pthread_t t;
-	pthread_attr_t attr;
-	int rc;
+	struct kms_proxy *p = j->p;
+	int rc = 0;
 
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, 256 * 1024);
-	rc = pthread_create(&t, &attr, worker, j);
-	pthread_attr_destroy(&attr);
-	return rc;
+	pthread_mutex_lock(&p->lock);
+	if (p->jobs >= MAX_WORKERS) {
+		pthread_mutex_unlock(&p->lock);
+		return EAGAIN;
+	}
+	/* Each queued job has a waiting worker or starts one, so no job waits for another one's
+	 * upstream call: threads = running + waiting < jobs <= MAX_WORKERS whenever a new one
+	 * is needed. */
+	if (p->waiting > p->queued) {
+		pthread_cond_signal(&p->wake);
+	} else {
+		pthread_t t;
+		pthread_attr_t attr;
+
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		pthread_attr_setstacksize(&attr, 256 * 1024);
+		rc = pthread_create(&t, &attr, worker, p);
+		pthread_attr_destroy(&attr);
+		if (rc == 0)
+			p->threads++;
+		else if (p->threads == 0) {
+			pthread_mutex_unlock(&p->lock);
+			return rc;
+		}
+		/* with no new thread, a running one takes it when it is done */
+	}
+	j->next = NULL;
+	*p->queue_tail = j;
+	p->queue_tail = &j->next;
+	p->queued++;
+	p->jobs++;
+	pthread_mutex_unlock(&p->lock);
+	return 0;
 }
 
 /* Region and service from the app's SigV4 (header, or X-Amz-Credential in the query). */
@@ -576,7 +655,7 @@ static void handle(void *ctx, struct http_conn *c, const struct http_request *re
 	char region[64], service[64];
 	struct buf out = BUF_INIT;
 	struct job *j;
-	int busy;
+	int rc;
 
 	if (scope(req, region, sizeof(region), service, sizeof(service)) < 0) {
 		kms_error(&out, "MissingAuthenticationTokenException", "No AWS SigV4 found in the request");
@@ -590,17 +669,6 @@ static void handle(void *ctx, struct http_conn *c, const struct http_request *re
 		kms_error(&out, "UnknownOperationException", "KMS Action is missing");
 		goto answer;
 	}
-	pthread_mutex_lock(&p->lock);
-	busy = p->workers >= MAX_WORKERS;
-	if (!busy)
-		p->workers++;
-	pthread_mutex_unlock(&p->lock);
-	if (busy) {
-		kms_error(&out, "ThrottlingException", "the KMS proxy is serving %d requests; retry", MAX_WORKERS);
-		http_respond(c, 429, "application/x-amz-json-1.1", out.data, out.len, NULL);
-		buf_free(&out);
-		return;
-	}
 	j = calloc(1, sizeof(*j));
 	if (!j)
 		abort();
@@ -613,15 +681,17 @@ static void handle(void *ctx, struct http_conn *c, const struct http_request *re
 	snprintf(j->method, sizeof(j->method), "%s", req->method);
 	clock_gettime(CLOCK_MONOTONIC, &j->queued);
 	buf_append(&j->body, body, len);
-	if (spawn(j) != 0) {
+	rc = submit(j);
+	if (rc != 0) {
 		job_free(j);
-		pthread_mutex_lock(&p->lock);
-		p->workers--;
-		pthread_mutex_unlock(&p->lock);
-		kms_error(&out, "KMSProxyException", "cannot start a worker");
-		http_respond(c, 500, "application/x-amz-json-1.1", out.data, out.len, NULL);
+		if (rc == EAGAIN) {
+			kms_error(&out, "ThrottlingException", "the KMS proxy is serving %d requests; retry", MAX_WORKERS);
+			http_respond(c, 429, "application/x-amz-json-1.1", out.data, out.len, NULL);
+		} else {
+			kms_error(&out, "KMSProxyException", "cannot start a worker");
+			http_respond(c, 500, "application/x-amz-json-1.1", out.data, out.len, NULL);
+		}
 		buf_free(&out);
-		return;
 	}
 	return;
 answer:
@@ -643,13 +713,26 @@ int kms_proxy_start(struct loop *l, const struct manifest *m, const char *dev_ro
 		abort();
 	p->loop = l;
 	p->m = m;
-	p->egress_port = m->egress_proxy_port;
 	p->pipe_rd = p->pipe_wr = -1;
 	p->on_fatal = on_fatal;
 	p->fatal_data = fatal_data;
+	p->queue_tail = &p->queue;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_mutex_init(&p->creds_lock, NULL);
 	pthread_mutex_init(&p->doc_lock, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&p->wake, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	pthread_cond_init(&p->gone, NULL);
+	/* its own copy: a worker may still use it after odyn let its own go */
+	if (policy_new((const char *const *)m->egress_allow, m->n_egress_allow, (const char *const *)m->egress_deny,
+		       m->n_egress_deny, &p->policy, err) < 0)
+		goto fail;
 	p->tls = aws_tls_ctx(dev_root, err);
 	if (!p->tls)
 		goto fail;
@@ -677,10 +760,8 @@ int kms_proxy_start(struct loop *l, const struct manifest *m, const char *dev_ro
 	if (!rj)
 		abort();
 	rj->p = p;
-	p->workers++;
-	if (spawn(rj) != 0) {
+	if (submit(rj) != 0) {
 		free(rj);
-		p->workers--;
 		err_set(err, EAGAIN, "cannot start a worker");
 		goto fail;
 	}
@@ -689,6 +770,30 @@ int kms_proxy_start(struct loop *l, const struct manifest *m, const char *dev_ro
 fail:
 	kms_proxy_stop(p);
 	return err_wrap(err, "KMS proxy");
+}
+
+static void free_proxy(struct kms_proxy *p)
+{
+	if (p->pipe_io.registered)
+		loop_io_del(p->loop, &p->pipe_io);
+	if (p->pipe_rd >= 0)
+		close(p->pipe_rd);
+	if (p->pipe_wr >= 0)
+		close(p->pipe_wr);
+	aws_pool_free(p->pool);
+	SSL_CTX_free(p->tls);
+	EVP_PKEY_free(p->key);
+	policy_free(p->policy);
+	nsm_close(p->nsm);
+	buf_free(&p->spki);
+	buf_free(&p->doc_b64);
+	pthread_mutex_destroy(&p->doc_lock);
+	explicit_bzero(&p->creds, sizeof(p->creds));
+	pthread_mutex_destroy(&p->lock);
+	pthread_mutex_destroy(&p->creds_lock);
+	pthread_cond_destroy(&p->wake);
+	pthread_cond_destroy(&p->gone);
+	free(p);
 }
 
 void kms_proxy_stop(struct kms_proxy *p)
@@ -705,30 +810,19 @@ void kms_proxy_stop(struct kms_proxy *p)
 		log_info("kms proxy: %lu attested calls over %lu TLS connections to KMS; mean ms per call: %s", p->timed,
 			 aws_pool_opened(p->pool), line);
 	}
-	/* workers still running hold p: it stays (small) until the process ends */
 	http_server_stop(p->srv);
 	p->srv = NULL;
 	pthread_mutex_lock(&p->lock);
 	p->stopping = true;
-	if (p->workers) {
+	pthread_cond_broadcast(&p->wake);
+	/* A job still in hand holds p (its worker may be waiting for KMS for up to TIMEOUT_MS):
+	 * then p stays, small, until the process ends. Waiting workers end at once. */
+	if (p->jobs) {
 		pthread_mutex_unlock(&p->lock);
 		return;
 	}
+	while (p->threads)
+		pthread_cond_wait(&p->gone, &p->lock);
 	pthread_mutex_unlock(&p->lock);
-	if (p->pipe_io.registered)
-		loop_io_del(p->loop, &p->pipe_io);
-	if (p->pipe_rd >= 0)
-		close(p->pipe_rd);
-	if (p->pipe_wr >= 0)
-		close(p->pipe_wr);
-	aws_pool_free(p->pool);
-	SSL_CTX_free(p->tls);
-	EVP_PKEY_free(p->key);
-	buf_free(&p->spki);
-	buf_free(&p->doc_b64);
-	pthread_mutex_destroy(&p->doc_lock);
-	explicit_bzero(&p->creds, sizeof(p->creds));
-	pthread_mutex_destroy(&p->lock);
-	pthread_mutex_destroy(&p->creds_lock);
-	free(p);
+	free_proxy(p);
 }

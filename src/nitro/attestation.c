@@ -197,7 +197,35 @@ static X509 *der_cert(const struct att_bytes *b)
 	return x;
 }
 
+/* The chain's common validity: the latest notBefore and the earliest notAfter. */
+static int chain_window(STACK_OF(X509) *chain, time_t *from, time_t *until, struct err *err)
+{
+	*from = 0;
+	*until = (time_t)INT64_MAX;
+	for (int i = 0; i < sk_X509_num(chain); i++) {
+		X509 *x = sk_X509_value(chain, i);
+		struct tm nb, na;
+		time_t b, a;
+
+		if (ASN1_TIME_to_tm(X509_get0_notBefore(x), &nb) != 1 || ASN1_TIME_to_tm(X509_get0_notAfter(x), &na) != 1)
+			return err_set(err, EINVAL, "a certificate's validity cannot be read");
+		b = timegm(&nb);
+		a = timegm(&na);
+		if (b > *from)
+			*from = b;
+		if (a < *until)
+			*until = a;
+	}
+	return 0;
+}
+
 int att_verify(const struct att_doc *doc, X509 *root, time_t at, struct err *err)
+{
+	return att_verify_window(doc, root, at, NULL, NULL, err);
+}
+
+int att_verify_window(const struct att_doc *doc, X509 *root, time_t at, time_t *from, time_t *until,
+		      struct err *err)
 {
 	X509 *leaf = der_cert(&doc->certificate);
 	STACK_OF(X509) *untrusted = sk_X509_new_null();
@@ -258,6 +286,8 @@ int att_verify(const struct att_doc *doc, X509 *root, time_t at, struct err *err
 		err_wrap(err, "signature");
 		goto out;
 	}
+	if (from && chain_window(X509_STORE_CTX_get0_chain(ctx), from, until, err) < 0)
+		goto out;
 	rc = 0;
 out:
 	EVP_PKEY_free(pub);

@@ -46,6 +46,10 @@ int att_parse(const uint8_t *cose, size_t len, struct att_doc *doc, struct err *
 /* Verifies the signature with the leaf certificate and the chain up to root at time `at`
  * (seconds). Messages name the failing step in one line. */
 int att_verify(const struct att_doc *doc, X509 *root, time_t at, struct err *err);
+/* As att_verify, and on success the times between which every certificate of the chain is
+ * valid: the same bytes verify at any time in [*from, *until] and at none outside it. */
+int att_verify_window(const struct att_doc *doc, X509 *root, time_t at, time_t *from, time_t *until,
+		      struct err *err);
 
 /* true when PCR0, PCR1 and PCR2 are all zero: a debug-mode enclave. */
 bool att_is_debug(const struct att_doc *doc);

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <dirent.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -381,44 +382,71 @@ static int cmp_long(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* kms-bench N TARGET BODY: N requests one after another, each on a new connection, as an app
- * without connection reuse makes them; prints latency percentiles and the rate. */
+/* kms-bench N TARGET BODY: N requests one after another on one kept connection, as the AWS
+ * SDKs make them; prints latency percentiles and the rate. */
 struct kms_run {
 	int port, count, ok;
 	const char *target, *body;
 	long *lat; /* this client's slice */
 };
 
-/* count requests to the KMS proxy one after another, each on a new connection */
+/* One answer on fd into reply (NUL-terminated): its head and a body of content-length bytes.
+ * Returns 0, or -1 when the connection ended first. */
+static int read_answer(int fd, char *reply, size_t size)
+{
+	size_t got = 0, want = 0;
+	ssize_t n;
+
+	for (;;) {
+		char *end = got ? strstr(reply, "\r\n\r\n") : NULL;
+
+		if (end && !want) {
+			const char *cl = strcasestr(reply, "content-length:");
+
+			if (!cl || cl > end)
+				return -1;
+			want = (size_t)(end + 4 - reply) + strtoul(cl + 15, NULL, 10);
+			if (want >= size)
+				return -1;
+		}
+		if (want && got >= want)
+			return 0;
+		n = read(fd, reply + got, size - 1 - got);
+		if (n <= 0)
+			return -1;
+		got += (size_t)n;
+		reply[got] = 0;
+	}
+}
+
+/* count requests to the KMS proxy one after another on one connection */
 static void *kms_client(void *arg)
 {
 	struct kms_run *r = arg;
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)r->port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+	char *reply = malloc(1 << 16);
 
+	if (!reply || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		exit(3);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	for (int i = 0; i < r->count; i++) {
-		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)r->port),
-					  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-		int fd = socket(AF_INET, SOCK_STREAM, 0);
-		char *reply = malloc(1 << 16);
 		struct timespec a, b;
-		size_t got = 0;
-		ssize_t n;
 
 		clock_gettime(CLOCK_MONOTONIC, &a);
-		if (!reply || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-			exit(3);
 		dprintf(fd, "POST / HTTP/1.1\r\nHost: kms\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: %s\r\n"
 			    "Authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240101/us-east-1/kms/aws4_request, "
 			    "SignedHeaders=host, Signature=0000000000000000000000000000000000000000000000000000000000000000\r\n"
-			    "Connection: close\r\nContent-Length: %zu\r\n\r\n%s", r->target, strlen(r->body), r->body);
-		while (got < (1 << 16) - 1 && (n = read(fd, reply + got, (1 << 16) - 1 - got)) > 0)
-			got += (size_t)n;
-		close(fd);
+			    "Content-Length: %zu\r\n\r\n%s", r->target, strlen(r->body), r->body);
+		if (read_answer(fd, reply, 1 << 16) < 0)
+			exit(3);
 		clock_gettime(CLOCK_MONOTONIC, &b);
-		reply[got] = 0;
 		r->ok += strstr(reply, " 200 ") != NULL;
-		free(reply);
 		r->lat[i] = (b.tv_sec - a.tv_sec) * 1000000L + (b.tv_nsec - a.tv_nsec) / 1000;
 	}
+	close(fd);
+	free(reply);
 	return NULL;
 }
 

@@ -88,6 +88,15 @@ static void test_written_like_kms(void)
 	CHECK(!memcmp(blob.data + len - 10, real + len - 10, 10));
 	CHECK_EQ_INT(cms_recipient_decrypt(k, blob.data, blob.len, &out, &err), 0);
 	CHECK(out.len == sizeof(secret) && !memcmp(out.data, secret, sizeof(secret)));
+	/* Altered content: a flipped bit in the next-to-last block turns the last padding byte
+	 * from 8 to 9, which no padding check accepts. Refused, and what the caller's buffer held
+	 * before stays, with nothing of the plaintext after it. */
+	buf_reset(&out);
+	buf_append(&out, "before", 6);
+	blob.data[blob.len - 10 - 16 - 1] ^= 1;
+	CHECK(cms_recipient_decrypt(k, blob.data, blob.len, &out, &err) < 0);
+	CHECK(strstr(err.msg, "does not decrypt") != NULL);
+	CHECK(out.len == 6 && !memcmp(out.data, "before", 6));
 	/* not for an EC key */
 	{
 		EVP_PKEY *ec = EVP_EC_gen("P-256");
