@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """bench/kms: Decrypt through odyn's KMS proxy in a local enclave (attestation document, IMDS
-credentials, TLS through the egress tunnel, CMS opened; the app makes a new connection to the
-proxy per request) against the same Decrypt sent straight to kms-local, in the same run, one
-client at a time and CONC clients at once. The baseline is what an app outside an enclave does:
+credentials, TLS through the egress tunnel, CMS opened; the app keeps its connection to the
+proxy, as the AWS SDKs do) against the same Decrypt sent straight to kms-local, in the same run,
+one client at a time and CONC clients at once. The baseline is what an app outside an enclave does:
 HTTPS to kms-local on a kept connection, with a Recipient attestation document made in advance,
 so that kms-local's own attestation work (verifying the document, encrypting to its key) and TLS
 are in it as they are in the proxy's path. Plain HTTP without a Recipient is shown for scale.
@@ -27,7 +27,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 N = int(os.environ.get("BENCH_KMS_REQUESTS", "320"))
 CONC = 16
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 
 
 def stats(line):
@@ -128,7 +128,7 @@ def main():
         print(f"{what}: p50 {s['p50_us'] / 1000:.2f} ms, p99 {s['p99_us'] / 1000:.2f} ms, {s['rps']:.0f} requests/s")
 
     b, p, bc, pc = res["recipient"], res["proxy"], res["recipient conc"], res["proxy conc"]
-    print(f"Decrypt, {N} requests each, one connection per request (one client: the median of {ROUNDS} "
+    print(f"Decrypt, {N} requests each on kept connections (one client: the median of {ROUNDS} "
           f"back-to-back pairs)")
     show("direct to kms-local over HTTP, no Recipient, a connection each", res["plain"])
     show("direct to kms-local over kept TLS, a Recipient made in advance (the baseline)", b)

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,9 +45,9 @@
 			     * last quarter of their life when that is shorter */
 
 /* Where a call's time goes, for the log line at the end (and bench/kms). */
-enum phase { PH_START, PH_CREDS, PH_ATTEST, PH_SIGN, PH_CONNECT, PH_KMS, PH_CMS, PH_N };
+enum phase { PH_START, PH_CREDS, PH_ATTEST, PH_SIGN, PH_CONNECT, PH_KMS, PH_CMS, PH_ANSWER, PH_N };
 static const char *const phase_names[PH_N] = { "worker start", "credentials", "attestation", "signing",
-					       "proxy, tunnel and TLS", "KMS", "CMS" };
+					       "tunnel and TLS", "KMS", "CMS", "answer" };
 
 struct creds {
 	char access_key[128], secret_key[128], token[2048];
@@ -66,6 +67,7 @@ struct kms_proxy {
 	struct buf spki;    /* its SubjectPublicKeyInfo */
 	pthread_mutex_t doc_lock; /* the NSM connection, the document over spki and when it was made */
 	struct nsm *nsm;          /* kept open between documents */
+	unsigned long docs, nsm_opened;
 	struct buf doc_b64;
 	struct timespec doc_at;
 	pthread_mutex_t lock; /* the jobs and the workers: the loop's thread takes it, never for long */
@@ -93,6 +95,8 @@ struct job {
 	struct kms_proxy *p;
 	struct job *next; /* in the queue */
 	struct http_conn *conn; /* NULL: the start-up region lookup */
+	int fd;                 /* a duplicate of conn's socket, for the worker to answer on */
+	bool keep_alive;
 	char target[128];  /* X-Amz-Target */
 	char region[64];
 	char path[512];
@@ -101,9 +105,11 @@ struct job {
 	struct timespec queued;
 	uint64_t phase_us[PH_N];
 	bool timed; /* an attesting call that reached KMS and opened its answer */
-	/* the answer */
+	/* the answer: its body, then the bytes as sent, of which sent went out from the worker */
 	int status;
 	struct buf out;
+	struct buf wire;
+	size_t sent;
 	char log[512];
 };
 
@@ -251,9 +257,13 @@ static int recipient_doc(struct kms_proxy *p, struct buf *b64, struct err *err)
 		 * a new one */
 		for (int attempt = 0; attempt < 2 && rc < 0; attempt++) {
 			err_clear(err);
-			if (!p->nsm && nsm_open(&p->nsm, err) < 0)
-				break;
+			if (!p->nsm) {
+				if (nsm_open(&p->nsm, err) < 0)
+					break;
+				p->nsm_opened++;
+			}
 			if (nsm_attestation(p->nsm, NULL, NULL, &pk, &doc, err) == 0) {
+				p->docs++;
 				rc = 0;
 			} else {
 				nsm_close(p->nsm);
@@ -275,12 +285,16 @@ static int recipient_doc(struct kms_proxy *p, struct buf *b64, struct err *err)
 	return rc;
 }
 
-/* Adds the Recipient: the attestation document over the proxy's key. */
+/* Adds the Recipient: the attestation document over the proxy's key. The app's body is parsed
+ * and written again without any Recipient of its own; the document (base64, which JSON takes
+ * as it is) is put in as text rather than through the JSON writer, which would copy and scan
+ * its 6 KB on every call. */
 static int add_recipient(struct job *j, struct buf *body, struct err *err)
 {
 	json_t *o = json_loadb((const char *)j->body.data, j->body.len, 0, NULL);
 	struct buf b64 = BUF_INIT;
-	char *s;
+	char *s = NULL;
+	size_t n;
 	int rc = -1;
 
 	if (!json_is_object(o)) {
@@ -289,14 +303,21 @@ static int add_recipient(struct job *j, struct buf *body, struct err *err)
 	}
 	if (recipient_doc(j->p, &b64, err) < 0)
 		goto out;
-	json_object_set_new(o, "Recipient", json_pack("{s:s%, s:s}", "AttestationDocument", (const char *)b64.data,
-						      b64.len, "KeyEncryptionAlgorithm", "RSAES_OAEP_SHA_256"));
+	json_object_del(o, "Recipient");
 	s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	buf_append_str(body, s);
-	explicit_bzero(s, strlen(s));
-	free(s);
+	if (!s)
+		abort();
+	n = strlen(s); /* "{...}": the Recipient goes in before the closing brace */
+	buf_append(body, s, n - 1);
+	buf_printf(body, "%s\"Recipient\":{\"AttestationDocument\":\"", n > 2 ? "," : "");
+	buf_append(body, b64.data, b64.len);
+	buf_append_str(body, "\",\"KeyEncryptionAlgorithm\":\"RSAES_OAEP_SHA_256\"}}");
 	rc = 0;
 out:
+	if (s) {
+		explicit_bzero(s, strlen(s));
+		free(s);
+	}
 	json_decref(o);
 	buf_free(&b64);
 	return rc;
@@ -482,6 +503,25 @@ static void region_job(struct job *j)
 	buf_free(&region);
 }
 
+/* The answer goes to the app from the worker, as far as its socket takes it at once: the
+ * loop's thread, woken for the rest, is not on the way. */
+static void answer(struct job *j)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	http_answer_format(j->keep_alive, j->status, "application/x-amz-json-1.1", j->out.data, j->out.len, NULL,
+			   &j->wire);
+	if (j->fd >= 0) {
+		ssize_t n = send(j->fd, j->wire.data, j->wire.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		j->sent = n > 0 ? (size_t)n : 0;
+		close(j->fd);
+		j->fd = -1;
+	}
+	j->phase_us[PH_ANSWER] = since_us(&t);
+}
+
 /* A worker: takes jobs from the queue until the proxy stops or none came for WORKER_IDLE_S. */
 static void *worker(void *arg)
 {
@@ -508,10 +548,12 @@ static void *worker(void *arg)
 			p->queue_tail = &p->queue;
 		p->queued--;
 		pthread_mutex_unlock(&p->lock);
-		if (j->conn)
+		if (j->conn) {
 			run_job(j);
-		else
+			answer(j);
+		} else {
 			region_job(j);
+		}
 		/* hand the finished job to the loop; a pipe write of a pointer is atomic */
 		if (write(p->pipe_wr, &j, sizeof(j)) != sizeof(j))
 			abort();
@@ -525,8 +567,11 @@ static void *worker(void *arg)
 
 static void job_free(struct job *j)
 {
+	if (j->fd >= 0)
+		close(j->fd);
 	buf_free_secret(&j->body);
 	buf_free_secret(&j->out);
+	buf_free_secret(&j->wire);
 	free(j);
 }
 
@@ -553,7 +598,7 @@ static void on_done(struct loop *l, struct loop_io *io, uint32_t events)
 				for (int i = 0; i < PH_N; i++)
 					p->phase_us[i] += j->phase_us[i];
 			}
-			http_respond(j->conn, j->status, "application/x-amz-json-1.1", j->out.data, j->out.len, NULL);
+			http_respond_raw(j->conn, &j->wire, j->sent);
 		}
 		job_free(j);
 		pthread_mutex_lock(&p->lock);
@@ -674,6 +719,8 @@ static void handle(void *ctx, struct http_conn *c, const struct http_request *re
 		abort();
 	j->p = p;
 	j->conn = c;
+	j->keep_alive = http_conn_keeps_alive(c);
+	j->fd = http_conn_dup(c);
 	snprintf(j->target, sizeof(j->target), "%s", target);
 	snprintf(j->region, sizeof(j->region), "%s", region);
 	/* forwarded with the query dropped, as upstream */
@@ -760,6 +807,7 @@ int kms_proxy_start(struct loop *l, const struct manifest *m, const char *dev_ro
 	if (!rj)
 		abort();
 	rj->p = p;
+	rj->fd = -1;
 	if (submit(rj) != 0) {
 		free(rj);
 		err_set(err, EAGAIN, "cannot start a worker");
@@ -807,8 +855,11 @@ void kms_proxy_stop(struct kms_proxy *p)
 		for (int i = 0; i < PH_N; i++)
 			o += (size_t)snprintf(line + o, sizeof(line) - o, "%s%s %.2f", i ? ", " : "", phase_names[i],
 					      (double)p->phase_us[i] / (double)p->timed / 1000.0);
-		log_info("kms proxy: %lu attested calls over %lu TLS connections to KMS; mean ms per call: %s", p->timed,
-			 aws_pool_opened(p->pool), line);
+		pthread_mutex_lock(&p->doc_lock);
+		log_info("kms proxy: %lu attested calls over %lu TLS connections to KMS, %lu attestation documents over "
+			 "%lu NSM connections; mean ms per call: %s",
+			 p->timed, aws_pool_opened(p->pool), p->docs, p->nsm_opened, line);
+		pthread_mutex_unlock(&p->doc_lock);
 	}
 	http_server_stop(p->srv);
 	p->srv = NULL;

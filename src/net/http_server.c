@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -120,6 +121,43 @@ static void on_write(struct http_conn *c)
 	try_parse(c); /* a request may already be buffered */
 }
 
+void http_answer_format(bool keep_alive, int status, const char *content_type, const void *body, size_t len,
+			const char *const *extra, struct buf *out)
+{
+	buf_printf(out, "HTTP/1.1 %d %s\r\ncontent-length: %zu\r\n", status, http_reason(status), len);
+	if (content_type)
+		buf_printf(out, "content-type: %s\r\n", content_type);
+	for (const char *const *h = extra; h && *h; h++)
+		buf_printf(out, "%s\r\n", *h);
+	if (!keep_alive)
+		buf_append_str(out, "connection: close\r\n");
+	buf_append_str(out, "\r\n");
+	buf_append(out, body, len);
+}
+
+bool http_conn_keeps_alive(const struct http_conn *c)
+{
+	return c->keep_alive;
+}
+
+int http_conn_dup(struct http_conn *c)
+{
+	return c->fd >= 0 ? fcntl(c->fd, F_DUPFD_CLOEXEC, 3) : -1;
+}
+
+void http_respond_raw(struct http_conn *c, const struct buf *answer, size_t sent)
+{
+	if (c->dead) {
+		c->state = CLOSED;
+		loop_defer_free(c->loop, c, conn_free);
+		return;
+	}
+	if (sent < answer->len)
+		buf_append(&c->out, answer->data + sent, answer->len - sent);
+	c->state = WRITING;
+	on_write(c);
+}
+
 void http_respond(struct http_conn *c, int status, const char *content_type, const void *body, size_t len,
 		  const char *const *extra)
 {
@@ -128,15 +166,7 @@ void http_respond(struct http_conn *c, int status, const char *content_type, con
 		loop_defer_free(c->loop, c, conn_free);
 		return;
 	}
-	buf_printf(&c->out, "HTTP/1.1 %d %s\r\ncontent-length: %zu\r\n", status, http_reason(status), len);
-	if (content_type)
-		buf_printf(&c->out, "content-type: %s\r\n", content_type);
-	for (const char *const *h = extra; h && *h; h++)
-		buf_printf(&c->out, "%s\r\n", *h);
-	if (!c->keep_alive)
-		buf_append_str(&c->out, "connection: close\r\n");
-	buf_append_str(&c->out, "\r\n");
-	buf_append(&c->out, body, len);
+	http_answer_format(c->keep_alive, status, content_type, body, len, extra, &c->out);
 	c->state = WRITING;
 	on_write(c);
 }

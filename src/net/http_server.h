@@ -8,9 +8,11 @@
 #ifndef ENCLAVER_NET_HTTP_SERVER_H
 #define ENCLAVER_NET_HTTP_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/buf.h"
 #include "base/err.h"
 #include "codec/http.h"
 #include "net/loop.h"
@@ -41,5 +43,18 @@ void http_server_stop(struct http_server *s);
 /* Answers the request c's handler was given (exactly once). extra: "Name: value" lines, or NULL. */
 void http_respond(struct http_conn *c, int status, const char *content_type, const void *body, size_t len,
 		  const char *const *extra);
+
+/* For a handler that answers from another thread, sparing the answer a trip through the loop:
+ * in the loop's thread, take whether the connection stays open and a duplicate of its socket
+ * (the caller closes it; -1 when there is none); in the other thread, format the answer and
+ * write what the socket takes at once; back in the loop's thread, http_respond_raw with the
+ * answer and how much of it was written, which sends the rest and goes on as http_respond.
+ * Only the handler's thread writes to the socket until then: the loop does not while it waits
+ * for the answer, and the duplicate stays valid even if the loop closes its own. */
+bool http_conn_keeps_alive(const struct http_conn *c);
+int http_conn_dup(struct http_conn *c);
+void http_answer_format(bool keep_alive, int status, const char *content_type, const void *body, size_t len,
+			const char *const *extra, struct buf *out);
+void http_respond_raw(struct http_conn *c, const struct buf *answer, size_t sent);
 
 #endif

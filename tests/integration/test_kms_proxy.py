@@ -5,6 +5,7 @@ PCR0. The host uses the AWS CLI against the same kms-local."""
 import base64
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -131,7 +132,29 @@ def test_kms_closing_a_kept_connection_between_calls(tmp_path):
         got = answers(out)
         assert len(got) == 4 and all(len(base64.b64decode(g["Plaintext"])) == 16 for g in got), out
         # one connection made at the start and one after each restart: the last call reused one
-        assert "kms proxy: 4 attested calls over 3 TLS connections to KMS" in out, out
+        assert "kms proxy: 4 attested calls over 3 TLS connections to KMS," in out, out
+    finally:
+        kms.stop()
+
+
+def test_many_calls_on_kept_connections_one_client_and_sixteen(tmp_path):
+    """An app that keeps its connection to the proxy, as the SDKs do, gets every answer on it;
+    one client's calls share one TLS connection to KMS and one attestation document, and 16
+    clients at once, more than the workers waiting, are all answered."""
+    kms = KmsLocal(tmp_path / "state")
+    try:
+        body = json.dumps({"NumberOfBytes": 16}, separators=(",", ":"))
+        eif = eu.make_eif(tmp_path, MANIFEST, ["seq", f"kms-bench 24 TrentService.GenerateRandom {body} 1",
+                                               f"kms-bench 96 TrentService.GenerateRandom {body} 16"])
+        p = run_enclave(tmp_path, eif, kms.env)
+        assert p.returncode == 0, p.stdout + p.stderr
+        runs = [l for l in p.stdout.splitlines() if l.startswith("kms-bench:")]
+        assert runs[0].startswith("kms-bench: n=24 ok=24 "), p.stdout
+        assert runs[1].startswith("kms-bench: n=96 ok=96 "), p.stdout
+        # the one client's 24 calls went over one TLS connection; 16 clients opened at most 16
+        used = re.search(r"kms proxy: 120 attested calls over (\d+) TLS connections to KMS, 1 attestation "
+                         r"documents over 1 NSM connections", p.stdout)
+        assert used and 1 <= int(used.group(1)) <= 16, p.stdout
     finally:
         kms.stop()
 
