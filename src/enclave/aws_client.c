@@ -4,7 +4,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
@@ -367,7 +366,7 @@ static int conn_open(const struct policy *policy, SSL_CTX *tls, bool https, cons
 	unsigned long port = https ? 443 : 80;
 	uint8_t *reply = NULL;
 	size_t reply_len = 0;
-	int code = 0, one = 1, rc = -1;
+	int code = 0, rc = -1;
 	char *msg = NULL;
 
 	if (colon && (!bracket || colon > bracket)) {
@@ -388,8 +387,6 @@ static int conn_open(const struct policy *policy, SSL_CTX *tls, bool https, cons
 		err_wrap(err, "the egress tunnel");
 		goto out;
 	}
-	/* the request is small and written at once: without Nagle it leaves at once too */
-	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
 	    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0) {
 		err_sys(err, "the egress tunnel");

@@ -8,6 +8,7 @@
 #include "host/egress.h"
 
 #include <errno.h>
+#include <netinet/tcp.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,6 +169,9 @@ static void try_next_addr(struct conn *c)
 			c->last_errno = errno;
 			continue;
 		}
+		/* A relay passes on what the enclave wrote as it comes: the enclave's own socket did
+		 * any coalescing already, and Nagle here would hold a request's tail back for an ACK. */
+		setsockopt(c->tfd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
 		if (connect(c->tfd, sa, salen) < 0 && errno != EINPROGRESS) {
 			c->last_errno = errno;
 			close(c->tfd);

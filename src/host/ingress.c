@@ -4,7 +4,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,9 +130,7 @@ static void on_accept(struct acceptor *a, int fd)
 {
 	struct listener *ls = a->data;
 	struct pending *p;
-	int one = 1;
 
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		abort();

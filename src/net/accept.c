@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -67,6 +68,10 @@ static void on_listener(struct loop *l, struct loop_io *io, uint32_t events)
 		}
 		if (a->max)
 			a->live++;
+		/* Everything accepted here is relayed or answered as it comes (proxies, ingress, the
+		 * small servers): Nagle would only hold a reply's tail back for the peer's ACK. */
+		if (a->tcp)
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
 		a->fn(a, fd);
 	}
 }
@@ -74,10 +79,15 @@ static void on_listener(struct loop *l, struct loop_io *io, uint32_t events)
 int acceptor_start(struct loop *l, struct acceptor *a, int lfd, const char *name, size_t max, acceptor_fn fn,
 		   void *data, struct err *err)
 {
+	int domain = 0, type = 0;
+	socklen_t dl = sizeof(domain), tl = sizeof(type);
+
 	*a = (struct acceptor){ .name = name, .fn = fn, .data = data, .max = max };
 	loop_timer_init(&a->retry, on_retry, a);
 	if (lfd < 0)
 		return -1;
+	a->tcp = getsockopt(lfd, SOL_SOCKET, SO_DOMAIN, &domain, &dl) == 0 && (domain == AF_INET || domain == AF_INET6) &&
+		 getsockopt(lfd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 && type == SOCK_STREAM;
 	if (loop_io_add(l, &a->io, lfd, EPOLLIN, on_listener, a, err) < 0) {
 		close(lfd);
 		return -1;

@@ -37,6 +37,7 @@ struct acceptor {
 	void *data;
 	size_t live, max;
 	bool paused, said_full, said_starved;
+	bool tcp; /* the listener is TCP: accepted sockets get TCP_NODELAY */
 	unsigned long refused;
 };
 

@@ -211,10 +211,11 @@ static int chain_window(STACK_OF(X509) *chain, time_t *from, time_t *until, stru
 			return err_set(err, EINVAL, "a certificate's validity cannot be read");
 		b = timegm(&nb);
 		a = timegm(&na);
+		/* OpenSSL takes a certificate as valid from notBefore up to, not at, notAfter */
 		if (b > *from)
 			*from = b;
-		if (a < *until)
-			*until = a;
+		if (a - 1 < *until)
+			*until = a - 1;
 	}
 	return 0;
 }

@@ -62,6 +62,20 @@ static void test_prod_document(void)
 	CHECK_EQ_INT(att_verify(&doc, root, PROD_TIME, &err), 0);
 	if (err.msg[0])
 		fprintf(stderr, "%s\n", err.msg);
+	/* the window kms-local remembers a verified document for is exactly the chain's validity:
+	 * it verifies at both ends and at neither a second outside */
+	{
+		time_t from = 0, until = 0;
+
+		CHECK_EQ_INT(att_verify_window(&doc, root, PROD_TIME, &from, &until, &err), 0);
+		CHECK(from <= PROD_TIME && PROD_TIME <= until && until - from < 86400);
+		CHECK_EQ_INT(att_verify(&doc, root, from, &err), 0);
+		CHECK_EQ_INT(att_verify(&doc, root, until, &err), 0);
+		CHECK(att_verify(&doc, root, from - 1, &err) < 0);
+		err_clear(&err);
+		CHECK(att_verify(&doc, root, until + 1, &err) < 0);
+		err_clear(&err);
+	}
 	/* its certificates expired hours later */
 	err_clear(&err);
 	CHECK(att_verify(&doc, root, time(NULL), &err) < 0);
