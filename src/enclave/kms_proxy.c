@@ -1,5 +1,5 @@
-/* KMS proxy: requests in the loop's thread, upstream calls on a pool of worker threads that
- * wait for jobs, answers back through a pipe. */
+/* KMS proxy: requests parsed in the loop's thread; the upstream call, the CMS and the answer to
+ * the app on a pool of worker threads that wait for jobs; finished jobs back through a pipe. */
 #include "enclave/kms_proxy.h"
 
 #include <errno.h>
@@ -78,8 +78,8 @@ struct kms_proxy {
 	unsigned jobs;    /* jobs queued or running, until the loop answered them */
 	unsigned threads; /* workers alive */
 	unsigned waiting; /* workers waiting for a job */
-	pthread_mutex_t creds_lock; /* creds: held by a worker while it asks IMDS, which goes
-				     * through the loop, so the loop's thread never takes it */
+	pthread_mutex_t creds_lock; /* creds: held by a worker while it asks IMDS, so the
+				     * loop's thread never takes it */
 	struct creds creds;
 	int pipe_rd, pipe_wr;
 	struct loop_io pipe_io;
@@ -486,8 +486,7 @@ out:
 	buf_free_secret(&body);
 }
 
-/* The region, from IMDS through odyn's own egress proxy: on a worker, since that proxy runs in
- * the event loop this would otherwise block. */
+/* The region, from IMDS through the egress tunnel: on a worker, as every blocking call. */
 static void region_job(struct job *j)
 {
 	struct buf region = BUF_INIT;
