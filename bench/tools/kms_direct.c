@@ -4,10 +4,14 @@
  * app does to the proxy), from CONCURRENCY clients at once (default 1); with "tls", over HTTPS
  * to kms-local's TLS port instead, each client on one kept connection (as an app outside an
  * enclave talks to KMS), the development root trusted. Prints latency percentiles and the rate.
- *   kms_direct STATE_DIR HOST:PORT COUNT TARGET BODY [CONCURRENCY [tls]]
+ *   kms_direct STATE_DIR HOST:PORT COUNT TARGET BODY [CONCURRENCY [tls [pace PORT]]]
+ * With "pace PORT", one client over TLS that takes turns with the enclave's app (probe
+ * kms-paced), which connects to 127.0.0.1:PORT: a call here, then one there, COUNT times; the
+ * rate figure is meaningless then.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,65 +66,60 @@ static int tls_response(SSL *ssl, char *reply, size_t cap)
 	return -1;
 }
 
-/* count requests one after another: each on a new connection, or all on one kept TLS connection */
-static void *client(void *arg)
+/* A kept TLS connection to r's server, the development root trusted. */
+static SSL *tls_open(struct run *r, int *tfd)
 {
-	struct run *r = arg;
-	struct err err = { 0 };
-	SSL *ssl = NULL;
-	int tfd = -1;
+	char sni[128];
+	SSL *ssl;
 
-	if (r->tls) {
-		char sni[128];
-
-		snprintf(sni, sizeof(sni), "kms.%s.amazonaws.com", r->m->region);
-		tfd = socket(AF_INET, SOCK_STREAM, 0);
-		ssl = SSL_new(r->tls);
-		if (connect(tfd, (struct sockaddr *)&r->sa, sizeof(r->sa)) < 0 || !ssl || SSL_set_fd(ssl, tfd) != 1 ||
-		    SSL_set_tlsext_host_name(ssl, sni) != 1 || SSL_set1_host(ssl, sni) != 1 || SSL_connect(ssl) != 1) {
-			fprintf(stderr, "kms_direct: TLS to %s failed\n", sni);
-			exit(1);
-		}
+	snprintf(sni, sizeof(sni), "kms.%s.amazonaws.com", r->m->region);
+	*tfd = socket(AF_INET, SOCK_STREAM, 0);
+	ssl = SSL_new(r->tls);
+	if (connect(*tfd, (struct sockaddr *)&r->sa, sizeof(r->sa)) < 0 || !ssl || SSL_set_fd(ssl, *tfd) != 1 ||
+	    SSL_set_tlsext_host_name(ssl, sni) != 1 || SSL_set1_host(ssl, sni) != 1 || SSL_connect(ssl) != 1) {
+		fprintf(stderr, "kms_direct: TLS to %s failed\n", sni);
+		exit(1);
 	}
-	for (int i = 0; i < r->count; i++) {
-		struct timespec a, b;
-		char date[17], target[128], *auth = NULL;
-		struct sigv4_header h[4];
-		struct sigv4_request sr;
-		char *reply = malloc(1 << 16);
-		size_t got = 0;
-		ssize_t n;
-		int fd;
+	setsockopt(*tfd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
+	return ssl;
+}
 
-		clock_gettime(CLOCK_MONOTONIC, &a);
-		sigv4_amz_date((long long)time(NULL), date);
-		snprintf(target, sizeof(target), "TrentService.%s", r->target);
-		h[0] = (struct sigv4_header){ "content-type", "application/x-amz-json-1.1" };
-		h[1] = (struct sigv4_header){ "host", r->authority };
-		h[2] = (struct sigv4_header){ "x-amz-date", date };
-		h[3] = (struct sigv4_header){ "x-amz-target", target };
-		sr = (struct sigv4_request){ "POST", "/", NULL, h, 4, (const uint8_t *)r->body, strlen(r->body) };
-		if (!reply || sigv4_sign(&sr, date, r->m->region, "kms", r->m->access_key, r->m->secret_key, &auth, &err) < 0)
+/* Request i: on ssl, or on a new plain connection when ssl is NULL. */
+static void one_call(struct run *r, SSL *ssl, int i)
+{
+	struct err err = { 0 };
+	struct timespec a, b;
+	char date[17], target[128], *auth = NULL;
+	struct sigv4_header h[4];
+	struct sigv4_request sr;
+	char *reply = malloc(1 << 16);
+	size_t got = 0;
+	ssize_t n;
+	int fd;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	sigv4_amz_date((long long)time(NULL), date);
+	snprintf(target, sizeof(target), "TrentService.%s", r->target);
+	h[0] = (struct sigv4_header){ "content-type", "application/x-amz-json-1.1" };
+	h[1] = (struct sigv4_header){ "host", r->authority };
+	h[2] = (struct sigv4_header){ "x-amz-date", date };
+	h[3] = (struct sigv4_header){ "x-amz-target", target };
+	sr = (struct sigv4_request){ "POST", "/", NULL, h, 4, (const uint8_t *)r->body, strlen(r->body) };
+	if (!reply || sigv4_sign(&sr, date, r->m->region, "kms", r->m->access_key, r->m->secret_key, &auth, &err) < 0)
+		exit(1);
+	if (ssl) {
+		char *req = NULL;
+		int len = asprintf(&req, "POST / HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-amz-json-1.1\r\n"
+					 "X-Amz-Date: %s\r\nX-Amz-Target: %s\r\nAuthorization: %s\r\n"
+					 "Content-Length: %zu\r\n\r\n%s",
+				   r->authority, date, target, auth, strlen(r->body), r->body);
+
+		if (len < 0 || SSL_write(ssl, req, len) != len || tls_response(ssl, reply, 1 << 16) < 0) {
+			fprintf(stderr, "kms_direct: the kept TLS connection failed\n");
 			exit(1);
-		if (ssl) {
-			char *req = NULL;
-			int len = asprintf(&req, "POST / HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-amz-json-1.1\r\n"
-						 "X-Amz-Date: %s\r\nX-Amz-Target: %s\r\nAuthorization: %s\r\n"
-						 "Content-Length: %zu\r\n\r\n%s",
-					   r->authority, date, target, auth, strlen(r->body), r->body);
-
-			if (len < 0 || SSL_write(ssl, req, len) != len || tls_response(ssl, reply, 1 << 16) < 0) {
-				fprintf(stderr, "kms_direct: the kept TLS connection failed\n");
-				exit(1);
-			}
-			free(req);
-			free(auth);
-			clock_gettime(CLOCK_MONOTONIC, &b);
-			r->ok += strstr(reply, " 200 ") != NULL;
-			free(reply);
-			r->lat[i] = (b.tv_sec - a.tv_sec) * 1000000L + (b.tv_nsec - a.tv_nsec) / 1000;
-			continue;
 		}
+		free(req);
+	} else {
 		fd = socket(AF_INET, SOCK_STREAM, 0);
 		if (connect(fd, (struct sockaddr *)&r->sa, sizeof(r->sa)) < 0) {
 			perror("connect");
@@ -132,21 +131,97 @@ static void *client(void *arg)
 		while (got < (1 << 16) - 1 && (n = read(fd, reply + got, (1 << 16) - 1 - got)) > 0)
 			got += (size_t)n;
 		close(fd);
-		free(auth);
-		clock_gettime(CLOCK_MONOTONIC, &b);
 		reply[got] = 0;
-		r->ok += strstr(reply, " 200 ") != NULL;
-		if (!strstr(reply, " 200 ") && r->ok == 0 && i == 0)
-			fprintf(stderr, "kms_direct: %.300s\n", reply);
-		free(reply);
-		r->lat[i] = (b.tv_sec - a.tv_sec) * 1000000L + (b.tv_nsec - a.tv_nsec) / 1000;
 	}
+	free(auth);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	r->ok += strstr(reply, " 200 ") != NULL;
+	if (!strstr(reply, " 200 ") && r->ok == 0 && i == 0)
+		fprintf(stderr, "kms_direct: %.300s\n", reply);
+	free(reply);
+	r->lat[i] = (b.tv_sec - a.tv_sec) * 1000000L + (b.tv_nsec - a.tv_nsec) / 1000;
+}
+
+/* count requests one after another: each on a new connection, or all on one kept TLS connection */
+static void *client(void *arg)
+{
+	struct run *r = arg;
+	SSL *ssl = NULL;
+	int tfd = -1;
+
+	if (r->tls)
+		ssl = tls_open(r, &tfd);
+	for (int i = 0; i < r->count; i++)
+		one_call(r, ssl, i);
 	if (ssl) {
 		SSL_shutdown(ssl);
 		SSL_free(ssl);
 		close(tfd);
 	}
 	return NULL;
+}
+
+static void print_stats(const char *what, long *lat, int count, int ok, double seconds)
+{
+	double sum = 0;
+
+	for (int i = 0; i < count; i++)
+		sum += (double)lat[i];
+	qsort(lat, (size_t)count, sizeof(long), cmp_long);
+	printf("%s: n=%d ok=%d p50_us=%ld p99_us=%ld mean_us=%.0f rps=%.1f\n", what, count, ok, lat[count / 2],
+	       lat[(count * 99) / 100 < count ? (count * 99) / 100 : count - 1], sum / count, count / seconds);
+}
+
+/* Paced: the enclave's app connects to 127.0.0.1:port; then one call here and one there, in
+ * turn, count times. Prints this side's figures and the app's. */
+static int paced(struct run *r, uint16_t port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int lfd = socket(AF_INET, SOCK_STREAM, 0), c, tfd = -1, app_ok = 0;
+	long *app = calloc((size_t)r->count, sizeof(long));
+	struct timeval tv = { 120, 0 };
+	FILE *in;
+	SSL *ssl;
+
+	if (!app || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &(int){ 1 }, sizeof(int)) < 0 ||
+	    bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 1) < 0 ||
+	    setsockopt(lfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0) {
+		perror("kms_direct: listen");
+		return 1;
+	}
+	printf("kms-direct: listening\n");
+	fflush(stdout);
+	c = accept(lfd, NULL, NULL);
+	if (c < 0 || setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0) {
+		perror("kms_direct: accept");
+		return 1;
+	}
+	setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
+	in = fdopen(dup(c), "r");
+	ssl = tls_open(r, &tfd);
+	for (int i = 0; i < r->count; i++) {
+		char line[64], word[8];
+
+		one_call(r, ssl, i);
+		if (write(c, "g", 1) != 1 || !fgets(line, sizeof(line), in) ||
+		    sscanf(line, "%7s %ld", word, &app[i]) != 2) {
+			fprintf(stderr, "kms_direct: the enclave's app stopped answering\n");
+			return 1;
+		}
+		app_ok += !strcmp(word, "OK");
+	}
+	if (write(c, "q", 1) != 1)
+		return 1;
+	print_stats("kms-direct", r->lat, r->count, r->ok, 1);
+	print_stats("kms-paced", app, r->count, app_ok, 1);
+	fclose(in);
+	close(c);
+	close(lfd);
+	SSL_free(ssl);
+	close(tfd);
+	free(app);
+	return r->ok == r->count && app_ok == r->count ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -162,9 +237,11 @@ int main(int argc, char **argv)
 	struct run *runs;
 	pthread_t *th;
 
-	if (argc < 6 || argc > 8 || conc < 1 || sscanf(argv[2], "%63[^:]:%hu", host, &sa.sin_port) != 2 ||
-	    (argc == 8 && strcmp(argv[7], "tls"))) {
-		fprintf(stderr, "usage: kms_direct STATE_DIR HOST:PORT COUNT TARGET BODY [CONCURRENCY [tls]]\n");
+	if ((argc < 6 || argc > 8) && argc != 10)
+		argc = 0;
+	if (argc < 6 || conc < 1 || sscanf(argv[2], "%63[^:]:%hu", host, &sa.sin_port) != 2 ||
+	    (argc >= 8 && strcmp(argv[7], "tls")) || (argc == 10 && (strcmp(argv[8], "pace") || conc != 1))) {
+		fprintf(stderr, "usage: kms_direct STATE_DIR HOST:PORT COUNT TARGET BODY [CONCURRENCY [tls [pace PORT]]]\n");
 		return 2;
 	}
 	sa.sin_port = htons(sa.sin_port);
@@ -177,7 +254,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "kms_direct: %s\n", err.msg[0] ? err.msg : "bad arguments");
 		return 1;
 	}
-	if (argc == 8) {
+	if (argc >= 8) {
 		char root[4200];
 
 		devca_root_path(argv[1], root, sizeof(root));
@@ -187,6 +264,10 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		SSL_CTX_set_verify(tls, SSL_VERIFY_PEER, NULL);
+	}
+	if (argc == 10) {
+		runs[0] = (struct run){ tls, &m, sa, argv[2], argv[4], argv[5], lat, count, 0 };
+		return paced(&runs[0], (uint16_t)atoi(argv[9]));
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (int i = 0; i < conc; i++) {
@@ -198,9 +279,6 @@ int main(int argc, char **argv)
 		ok += runs[i].ok;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	qsort(lat, (size_t)count, sizeof(long), cmp_long);
-	printf("kms-direct: n=%d ok=%d p50_us=%ld p99_us=%ld rps=%.1f\n", count, ok, lat[count / 2],
-	       lat[(count * 99) / 100 < count ? (count * 99) / 100 : count - 1],
-	       count / ((double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9));
+	print_stats("kms-direct", lat, count, ok, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 	return ok == count ? 0 : 1;
 }

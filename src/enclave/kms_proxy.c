@@ -84,7 +84,7 @@ struct kms_proxy {
 	int pipe_rd, pipe_wr;
 	struct loop_io pipe_io;
 	bool stopping;
-	/* the loop's thread's: calls that attested, and their phases' sums */
+	/* under lock: calls that attested, and their phases' sums */
 	unsigned long timed;
 	uint64_t phase_us[PH_N];
 	void (*on_fatal)(void *data, const char *msg);
@@ -506,11 +506,21 @@ static void region_job(struct job *j)
  * loop's thread, woken for the rest, is not on the way. */
 static void answer(struct job *j)
 {
+	struct kms_proxy *p = j->p;
 	struct timespec t;
 
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	http_answer_format(j->keep_alive, j->status, "application/x-amz-json-1.1", j->out.data, j->out.len, NULL,
 			   &j->wire);
+	/* Counted before the app has its answer: once it has, it may end, and odyn stop the proxy
+	 * and log the counts, before this thread runs again. p stays until the loop took the job. */
+	if (j->timed) {
+		pthread_mutex_lock(&p->lock);
+		p->timed++;
+		for (int i = 0; i < PH_N; i++)
+			p->phase_us[i] += j->phase_us[i];
+		pthread_mutex_unlock(&p->lock);
+	}
 	if (j->fd >= 0) {
 		ssize_t n = send(j->fd, j->wire.data, j->wire.len, MSG_NOSIGNAL | MSG_DONTWAIT);
 
@@ -518,7 +528,11 @@ static void answer(struct job *j)
 		close(j->fd);
 		j->fd = -1;
 	}
-	j->phase_us[PH_ANSWER] = since_us(&t);
+	if (j->timed) {
+		pthread_mutex_lock(&p->lock);
+		p->phase_us[PH_ANSWER] += since_us(&t);
+		pthread_mutex_unlock(&p->lock);
+	}
 }
 
 /* A worker: takes jobs from the queue until the proxy stops or none came for WORKER_IDLE_S. */
@@ -592,11 +606,6 @@ static void on_done(struct loop *l, struct loop_io *io, uint32_t events)
 		} else {
 			if (j->log[0])
 				log_info("%s", j->log);
-			if (j->timed) {
-				p->timed++;
-				for (int i = 0; i < PH_N; i++)
-					p->phase_us[i] += j->phase_us[i];
-			}
 			http_respond_raw(j->conn, &j->wire, j->sent);
 		}
 		job_free(j);
@@ -847,6 +856,7 @@ void kms_proxy_stop(struct kms_proxy *p)
 {
 	if (!p)
 		return;
+	pthread_mutex_lock(&p->lock);
 	if (p->timed) {
 		char line[512];
 		size_t o = 0;
@@ -860,6 +870,7 @@ void kms_proxy_stop(struct kms_proxy *p)
 			 p->timed, aws_pool_opened(p->pool), p->docs, p->nsm_opened, line);
 		pthread_mutex_unlock(&p->doc_lock);
 	}
+	pthread_mutex_unlock(&p->lock);
 	http_server_stop(p->srv);
 	p->srv = NULL;
 	pthread_mutex_lock(&p->lock);

@@ -419,35 +419,89 @@ static int read_answer(int fd, char *reply, size_t size)
 	}
 }
 
+/* One KMS request on the kept connection fd; its latency into *us. Returns 1 for a 200. */
+static int kms_once(int fd, const char *target, const char *body, char *reply, size_t size, long *us)
+{
+	struct timespec a, b;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	dprintf(fd, "POST / HTTP/1.1\r\nHost: kms\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: %s\r\n"
+		    "Authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240101/us-east-1/kms/aws4_request, "
+		    "SignedHeaders=host, Signature=0000000000000000000000000000000000000000000000000000000000000000\r\n"
+		    "Content-Length: %zu\r\n\r\n%s", target, strlen(body), body);
+	if (read_answer(fd, reply, size) < 0)
+		exit(3);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	*us = (b.tv_sec - a.tv_sec) * 1000000L + (b.tv_nsec - a.tv_nsec) / 1000;
+	return strstr(reply, " 200 ") != NULL;
+}
+
+/* A kept connection to the KMS proxy at $AWS_KMS_ENDPOINT. */
+static int kms_connect(void)
+{
+	const char *ep = getenv("AWS_KMS_ENDPOINT");
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1, port;
+
+	if (!ep || sscanf(ep, "http://127.0.0.1:%d", &port) != 1)
+		exit(3);
+	sa.sin_port = htons((uint16_t)port);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		exit(3);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return fd;
+}
+
 /* count requests to the KMS proxy one after another on one connection */
 static void *kms_client(void *arg)
 {
 	struct kms_run *r = arg;
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)r->port),
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+	int fd = kms_connect();
 	char *reply = malloc(1 << 16);
 
-	if (!reply || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+	if (!reply)
 		exit(3);
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	for (int i = 0; i < r->count; i++) {
-		struct timespec a, b;
-
-		clock_gettime(CLOCK_MONOTONIC, &a);
-		dprintf(fd, "POST / HTTP/1.1\r\nHost: kms\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: %s\r\n"
-			    "Authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240101/us-east-1/kms/aws4_request, "
-			    "SignedHeaders=host, Signature=0000000000000000000000000000000000000000000000000000000000000000\r\n"
-			    "Content-Length: %zu\r\n\r\n%s", r->target, strlen(r->body), r->body);
-		if (read_answer(fd, reply, 1 << 16) < 0)
-			exit(3);
-		clock_gettime(CLOCK_MONOTONIC, &b);
-		r->ok += strstr(reply, " 200 ") != NULL;
-		r->lat[i] = (b.tv_sec - a.tv_sec) * 1000000L + (b.tv_nsec - a.tv_nsec) / 1000;
-	}
+	for (int i = 0; i < r->count; i++)
+		r->ok += kms_once(fd, r->target, r->body, reply, 1 << 16, &r->lat[i]);
 	close(fd);
 	free(reply);
 	return NULL;
+}
+
+/* kms-paced HOST:PORT TARGET BODY: one KMS request each time the coordinator at HOST:PORT
+ * (reached through the egress proxy) sends "g", answering "OK|FAIL MICROSECONDS"; ends at "q".
+ * bench/kms's baseline client takes its turn between, so that both see the same moments of
+ * this machine. */
+static int kms_paced(const char *hostport, const char *target, const char *body)
+{
+	int c = proxy_fd(), fd = kms_connect(), one = 1;
+	char *reply = malloc(1 << 16), head[1024], go;
+	size_t got = 0;
+
+	setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	dprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", hostport, hostport);
+	while (got < sizeof(head) - 1 && !memmem(head, got, "\r\n\r\n", 4)) {
+		ssize_t n = read(c, head + got, 1); /* byte by byte: nothing after the head is taken */
+
+		if (n <= 0 || !reply)
+			return 3;
+		got += (size_t)n;
+	}
+	head[got] = 0;
+	if (!strstr(head, " 200 ")) {
+		printf("kms-paced: the proxy refused: %.100s\n", head);
+		return 3;
+	}
+	while (read(c, &go, 1) == 1 && go == 'g') {
+		long us;
+		int ok = kms_once(fd, target, body, reply, 1 << 16, &us);
+
+		dprintf(c, "%s %ld\n", ok ? "OK" : "FAIL", us);
+	}
+	close(fd);
+	close(c);
+	free(reply);
+	return 0;
 }
 
 /* kms-bench COUNT TARGET BODY [CONCURRENCY]: COUNT calls in all, from CONCURRENCY clients */
@@ -780,6 +834,8 @@ int main(int argc, char **argv)
 		dump_reply(fd);
 		return 0;
 	}
+	if (!strcmp(argv[1], "kms-paced") && argc == 5)
+		return kms_paced(argv[2], argv[3], argv[4]);
 	if (!strcmp(argv[1], "kms-bench") && (argc == 5 || argc == 6))
 		return kms_bench(atoi(argv[2]), argv[3], argv[4], argc > 5 ? atoi(argv[5]) : 1);
 	if (!strcmp(argv[1], "kms") && argc == 6)
