@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,8 @@
 #define MAX_WORKERS 64
 /* A worker with nothing to do for this long ends; the next busy moment starts new ones. */
 #define WORKER_IDLE_S 60
+/* How long a worker that answered on a kept connection waits for the app's next request. */
+#define LINGER_MS 10
 #define MAX_BODY (1u << 20)
 /* A kept TLS connection to KMS is used again within this much quiet, well inside the idle
  * timeouts of AWS's load balancers (60 s and more); after it a new one is made. */
@@ -97,6 +100,8 @@ struct job {
 	struct http_conn *conn; /* NULL: the start-up region lookup */
 	int fd;                 /* a duplicate of conn's socket, for the worker to answer on */
 	bool keep_alive;
+	bool buffered;          /* the loop holds bytes of the app's next request */
+	struct buf unread;      /* read by the worker off the socket, not taken: back to the loop */
 	char target[128];  /* X-Amz-Target */
 	char region[64];
 	char path[512];
@@ -525,13 +530,81 @@ static void answer(struct job *j)
 		ssize_t n = send(j->fd, j->wire.data, j->wire.len, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 		j->sent = n > 0 ? (size_t)n : 0;
-		close(j->fd);
-		j->fd = -1;
 	}
 	if (j->timed) {
 		pthread_mutex_lock(&p->lock);
 		p->phase_us[PH_ANSWER] += since_us(&t);
 		pthread_mutex_unlock(&p->lock);
+	}
+}
+
+static int fill_job(struct job *j, const struct http_request *req, const uint8_t *body, size_t len, struct buf *out);
+
+/* After an answer on a kept connection, the worker waits a little for the app's next request
+ * and serves it itself: the app's next call skips the loop's wake-up and the hand-over to a
+ * worker. It stops, and the connection goes back to the loop with any bytes it read and did
+ * not take, when nothing comes within LINGER_MS, the request is one the loop answers (a
+ * malformed or refused one: the loop's answer is the same as ever), a call left a log line for
+ * the loop, the answer did not go out whole, the proxy stops, or half the job slots are taken
+ * (so that waiting never turns a caller away). Only this thread reads the socket meanwhile:
+ * the loop watches it for nothing while the job is out. */
+static void keep_serving(struct job *j)
+{
+	struct kms_proxy *p = j->p;
+
+	while (j->keep_alive && j->fd >= 0 && !j->buffered && j->sent == j->wire.len && !j->log[0]) {
+		struct http_request req;
+		struct pollfd pf = { j->fd, POLLIN, 0 };
+		struct buf out = BUF_INIT;
+		const char *msg = NULL;
+		size_t body_len;
+		char *copy = NULL;
+		bool keep = false, go, refused;
+		uint8_t chunk[16384];
+		ssize_t n;
+		int r;
+
+		pthread_mutex_lock(&p->lock);
+		go = !p->stopping && p->jobs <= MAX_WORKERS / 2;
+		pthread_mutex_unlock(&p->lock);
+		if (!go || poll(&pf, 1, LINGER_MS) != 1)
+			return;
+		n = recv(j->fd, chunk, sizeof(chunk), MSG_DONTWAIT);
+		if (n <= 0) /* the end, or an error: the loop sees it too */
+			return;
+		buf_append(&j->unread, chunk, (size_t)n);
+		explicit_bzero(chunk, (size_t)n);
+		r = http_take_request(j->unread.data, j->unread.len, MAX_BODY, &req, &copy, &body_len, &keep, &msg);
+		if (r == 1) {
+			if (j->unread.len > HTTP_MAX_HEAD + MAX_BODY)
+				return;
+			continue; /* the rest of it is on the way */
+		}
+		if (r != 0)
+			return;
+		refused = fill_job(j, &req, (const uint8_t *)copy + req.head_len, body_len, &out) < 0;
+		buf_free(&out);
+		if (!refused) {
+			size_t used = req.head_len + body_len;
+
+			/* taken: off the bytes that would go back */
+			memmove(j->unread.data, j->unread.data + used, j->unread.len - used);
+			j->unread.len -= used;
+			j->keep_alive = keep;
+			j->buffered = j->unread.len > 0;
+			memset(j->phase_us, 0, sizeof(j->phase_us));
+			j->timed = false;
+			j->status = 0;
+			j->sent = 0;
+			buf_reset(&j->out);
+			buf_reset(&j->wire);
+			run_job(j);
+			answer(j);
+		}
+		explicit_bzero(copy, req.head_len + body_len);
+		free(copy);
+		if (refused)
+			return; /* the loop answers it from the bytes, as it answers any such request */
 	}
 }
 
@@ -564,6 +637,7 @@ static void *worker(void *arg)
 		if (j->conn) {
 			run_job(j);
 			answer(j);
+			keep_serving(j);
 		} else {
 			region_job(j);
 		}
@@ -585,6 +659,7 @@ static void job_free(struct job *j)
 	buf_free_secret(&j->body);
 	buf_free_secret(&j->out);
 	buf_free_secret(&j->wire);
+	buf_free_secret(&j->unread);
 	free(j);
 }
 
@@ -606,7 +681,7 @@ static void on_done(struct loop *l, struct loop_io *io, uint32_t events)
 		} else {
 			if (j->log[0])
 				log_info("%s", j->log);
-			http_respond_raw(j->conn, &j->wire, j->sent);
+			http_respond_raw(j->conn, &j->wire, j->sent, j->keep_alive, j->unread.data, j->unread.len);
 		}
 		job_free(j);
 		pthread_mutex_lock(&p->lock);
@@ -701,41 +776,57 @@ static int scope(const struct http_request *req, char *region, size_t rsize, cha
 	return 0;
 }
 
-static void handle(void *ctx, struct http_conn *c, const struct http_request *req, const uint8_t *body, size_t len)
+/* Fills j with the request, or returns -1 with the error answer in out when the request is
+ * refused as it stands. */
+static int fill_job(struct job *j, const struct http_request *req, const uint8_t *body, size_t len, struct buf *out)
 {
-	struct kms_proxy *p = ctx;
 	const char *target = http_header_get(req, "x-amz-target");
 	char region[64], service[64];
-	struct buf out = BUF_INIT;
-	struct job *j;
-	int rc;
 
 	if (scope(req, region, sizeof(region), service, sizeof(service)) < 0) {
-		kms_error(&out, "MissingAuthenticationTokenException", "No AWS SigV4 found in the request");
-		goto answer;
+		kms_error(out, "MissingAuthenticationTokenException", "No AWS SigV4 found in the request");
+		return -1;
 	}
 	if (strcmp(service, "kms")) {
-		kms_error(&out, "InvalidSignatureException", "Received request signed for a non-KMS (%s) service", service);
-		goto answer;
+		kms_error(out, "InvalidSignatureException", "Received request signed for a non-KMS (%s) service", service);
+		return -1;
 	}
 	if (!target || strlen(target) >= sizeof(j->target)) {
-		kms_error(&out, "UnknownOperationException", "KMS Action is missing");
-		goto answer;
+		kms_error(out, "UnknownOperationException", "KMS Action is missing");
+		return -1;
 	}
-	j = calloc(1, sizeof(*j));
-	if (!j)
-		abort();
-	j->p = p;
-	j->conn = c;
-	j->keep_alive = http_conn_keeps_alive(c);
-	j->fd = http_conn_dup(c);
 	snprintf(j->target, sizeof(j->target), "%s", target);
 	snprintf(j->region, sizeof(j->region), "%s", region);
 	/* forwarded with the query dropped, as upstream */
 	snprintf(j->path, sizeof(j->path), "%.*s", (int)strcspn(req->target, "?"), req->target);
 	snprintf(j->method, sizeof(j->method), "%s", req->method);
 	clock_gettime(CLOCK_MONOTONIC, &j->queued);
+	buf_reset(&j->body);
 	buf_append(&j->body, body, len);
+	return 0;
+}
+
+static void handle(void *ctx, struct http_conn *c, const struct http_request *req, const uint8_t *body, size_t len)
+{
+	struct kms_proxy *p = ctx;
+	struct buf out = BUF_INIT;
+	struct job *j = calloc(1, sizeof(*j));
+	int rc;
+
+	if (!j)
+		abort();
+	j->p = p;
+	j->conn = c;
+	j->fd = -1;
+	if (fill_job(j, req, body, len, &out) < 0) {
+		job_free(j);
+		http_respond(c, 400, "application/x-amz-json-1.1", out.data, out.len, NULL);
+		buf_free(&out);
+		return;
+	}
+	j->keep_alive = http_conn_keeps_alive(c);
+	j->buffered = http_conn_buffered(c) > 0;
+	j->fd = http_conn_dup(c);
 	rc = submit(j);
 	if (rc != 0) {
 		job_free(j);
@@ -748,10 +839,6 @@ static void handle(void *ctx, struct http_conn *c, const struct http_request *re
 		}
 		buf_free(&out);
 	}
-	return;
-answer:
-	http_respond(c, 400, "application/x-amz-json-1.1", out.data, out.len, NULL);
-	buf_free(&out);
 }
 
 int kms_proxy_start(struct loop *l, const struct manifest *m, const char *dev_root,

@@ -145,17 +145,27 @@ int http_conn_dup(struct http_conn *c)
 	return c->fd >= 0 ? fcntl(c->fd, F_DUPFD_CLOEXEC, 3) : -1;
 }
 
-void http_respond_raw(struct http_conn *c, const struct buf *answer, size_t sent)
+void http_respond_raw(struct http_conn *c, const struct buf *answer, size_t sent, bool keep_alive,
+		      const uint8_t *unread, size_t unread_len)
 {
 	if (c->dead) {
 		c->state = CLOSED;
 		loop_defer_free(c->loop, c, conn_free);
 		return;
 	}
+	c->keep_alive = keep_alive;
+	/* bytes read off the socket elsewhere come first: they were sent before any still in it */
+	if (unread_len)
+		buf_append(&c->in, unread, unread_len);
 	if (sent < answer->len)
 		buf_append(&c->out, answer->data + sent, answer->len - sent);
 	c->state = WRITING;
 	on_write(c);
+}
+
+size_t http_conn_buffered(const struct http_conn *c)
+{
+	return c->in.len;
 }
 
 void http_respond(struct http_conn *c, int status, const char *content_type, const void *body, size_t len,
@@ -178,58 +188,85 @@ static void answer_error(struct http_conn *c, int status, const char *msg)
 	http_respond(c, status, "text/plain", msg, strlen(msg), NULL);
 }
 
-static void try_parse(struct http_conn *c)
+int http_take_request(const uint8_t *data, size_t len, size_t max_body, struct http_request *req, char **copy,
+		      size_t *body_len, bool *keep_alive, const char **msg)
 {
-	struct http_request req;
 	enum http_parse_result r;
-	char *copy;
 	const char *cl, *te, *conn;
-	size_t body_len = 0, copy_len = c->in.len;
+	int status = 0;
 
-	if (c->state != READING || !c->in.len)
-		return;
-	/* the parser writes terminators: it works on a copy, the buffer keeps the raw bytes */
-	copy = malloc(c->in.len + 1);
-	if (!copy)
+	*copy = NULL;
+	*body_len = 0;
+	if (!len)
+		return 1;
+	/* the parser writes terminators: it works on a copy, the caller's bytes stay as they are */
+	*copy = malloc(len + 1);
+	if (!*copy)
 		abort();
-	memcpy(copy, c->in.data, c->in.len);
-	copy[c->in.len] = 0;
-	r = http_parse_request(copy, c->in.len, &req);
+	memcpy(*copy, data, len);
+	(*copy)[len] = 0;
+	r = http_parse_request(*copy, len, req);
 	if (r == HTTP_INCOMPLETE) {
-		free(copy);
-		return;
+		status = 1;
+		goto out;
 	}
 	if (r != HTTP_OK) {
-		free(copy);
-		answer_error(c, r == HTTP_TOO_LARGE ? 431 : 400, r == HTTP_TOO_LARGE ? "request head too large\n" : "malformed request\n");
-		return;
+		*msg = r == HTTP_TOO_LARGE ? "request head too large\n" : "malformed request\n";
+		status = r == HTTP_TOO_LARGE ? 431 : 400;
+		goto out;
 	}
-	te = http_header_get(&req, "transfer-encoding");
-	cl = http_header_get(&req, "content-length");
+	te = http_header_get(req, "transfer-encoding");
+	cl = http_header_get(req, "content-length");
 	if (te) {
-		free(copy);
-		answer_error(c, 411, "send the body with a Content-Length\n");
-		return;
+		*msg = "send the body with a Content-Length\n";
+		status = 411;
+		goto out;
 	}
 	if (cl) {
 		char *end;
 		unsigned long long v = strtoull(cl, &end, 10);
 
-		if (!*cl || *end || cl[0] == '-' || v > c->s->max_body) {
-			free(copy);
-			answer_error(c, v > c->s->max_body && !*end ? 413 : 400,
-				     v > c->s->max_body && !*end ? "request body too large\n" : "bad Content-Length\n");
-			return;
+		if (!*cl || *end || cl[0] == '-' || v > max_body) {
+			bool big = v > max_body && !*end;
+
+			*msg = big ? "request body too large\n" : "bad Content-Length\n";
+			status = big ? 413 : 400;
+			goto out;
 		}
-		body_len = (size_t)v;
+		*body_len = (size_t)v;
 	}
-	if (c->in.len < req.head_len + body_len) {
-		free(copy);
+	if (len < req->head_len + *body_len) {
+		status = 1;
+		goto out;
+	}
+	conn = http_header_get(req, "connection");
+	*keep_alive = req->minor_version >= 1 ? !(conn && !strcasecmp(conn, "close"))
+					      : (conn && !strcasecmp(conn, "keep-alive"));
+	return 0;
+out:
+	explicit_bzero(*copy, len);
+	free(*copy);
+	*copy = NULL;
+	return status;
+}
+
+static void try_parse(struct http_conn *c)
+{
+	struct http_request req;
+	char *copy;
+	const char *msg = NULL;
+	size_t body_len, copy_len = c->in.len;
+	int r;
+
+	if (c->state != READING || !c->in.len)
+		return;
+	r = http_take_request(c->in.data, c->in.len, c->s->max_body, &req, &copy, &body_len, &c->keep_alive, &msg);
+	if (r == 1)
+		return;
+	if (r) {
+		answer_error(c, r, msg);
 		return;
 	}
-	conn = http_header_get(&req, "connection");
-	c->keep_alive = req.minor_version >= 1 ? !(conn && !strcasecmp(conn, "close"))
-					       : (conn && !strcasecmp(conn, "keep-alive"));
 	c->state = HANDLING;
 	loop_timer_stop(c->s->loop, &c->timer);
 	loop_io_mod(c->s->loop, &c->io, 0);

@@ -45,16 +45,28 @@ void http_respond(struct http_conn *c, int status, const char *content_type, con
 		  const char *const *extra);
 
 /* For a handler that answers from another thread, sparing the answer a trip through the loop:
- * in the loop's thread, take whether the connection stays open and a duplicate of its socket
+ * in the loop's thread, take whether the connection stays open, the bytes already buffered
+ * after the request (a client that sent its next request early) and a duplicate of its socket
  * (the caller closes it; -1 when there is none); in the other thread, format the answer and
- * write what the socket takes at once; back in the loop's thread, http_respond_raw with the
- * answer and how much of it was written, which sends the rest and goes on as http_respond.
- * Only the handler's thread writes to the socket until then: the loop does not while it waits
- * for the answer, and the duplicate stays valid even if the loop closes its own. */
+ * write what the socket takes at once, and it may go on reading and answering further requests
+ * on the duplicate itself (http_take_request) while nothing was buffered; back in the loop's
+ * thread, http_respond_raw with the last answer, how much of it was written, whether the
+ * connection stays open and any bytes read but not taken, which goes on as http_respond. Only
+ * the other thread uses the socket until then: the loop does not while it waits for the
+ * answer, and the duplicate stays valid even if the loop closes its own. */
 bool http_conn_keeps_alive(const struct http_conn *c);
+size_t http_conn_buffered(const struct http_conn *c);
 int http_conn_dup(struct http_conn *c);
 void http_answer_format(bool keep_alive, int status, const char *content_type, const void *body, size_t len,
 			const char *const *extra, struct buf *out);
-void http_respond_raw(struct http_conn *c, const struct buf *answer, size_t sent);
+void http_respond_raw(struct http_conn *c, const struct buf *answer, size_t sent, bool keep_alive,
+		      const uint8_t *unread, size_t unread_len);
+
+/* The first whole request in data by the server's rules. Returns 0 with *req parsed over
+ * *copy (the caller frees it; the body is at *copy + req->head_len, *body_len bytes), 1 when
+ * more bytes are needed, or the HTTP status the server answers the bytes with (400, 411, 413,
+ * 431) and *msg its text. */
+int http_take_request(const uint8_t *data, size_t len, size_t max_body, struct http_request *req, char **copy,
+		      size_t *body_len, bool *keep_alive, const char **msg);
 
 #endif

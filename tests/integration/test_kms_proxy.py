@@ -159,6 +159,22 @@ def test_many_calls_on_kept_connections_one_client_and_sixteen(tmp_path):
         kms.stop()
 
 
+def test_a_kept_connection_with_a_refused_and_a_split_request(tmp_path):
+    """The worker that answered a kept connection reads the app's next request itself: one
+    written in two parts 5 ms apart is put together; one it does not take (no signature:
+    refused) goes back to the loop, which answers it as ever; the connection serves on."""
+    kms = KmsLocal(tmp_path / "state")
+    try:
+        body = json.dumps({"NumberOfBytes": 16}, separators=(",", ":"))
+        eif = eu.make_eif(tmp_path, MANIFEST, ["kms-mixed", "TrentService.GenerateRandom", body])
+        p = run_enclave(tmp_path, eif, kms.env)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "kms-mixed: 200 200 400 200" in p.stdout, p.stdout
+        assert "kms proxy: 3 attested calls over 1 TLS connections to KMS," in p.stdout, p.stdout
+    finally:
+        kms.stop()
+
+
 def test_role_credentials_are_served_to_the_enclave_only(tmp_path):
     # The IMDS stand-in hands out the enclave role's credentials: it listens on no TCP port any
     # local user could reach, only on a Unix socket that root alone may connect to.

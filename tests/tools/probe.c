@@ -468,6 +468,43 @@ static void *kms_client(void *arg)
 	return NULL;
 }
 
+/* kms-mixed TARGET BODY: on one kept connection to the KMS proxy, a good call; a good call
+ * written in two parts 5 ms apart; one with no signature; and a good call; prints the four
+ * statuses. What a worker serving the connection itself must hand back to the loop, and take
+ * again after. */
+static int kms_mixed(const char *target, const char *body)
+{
+	int fd = kms_connect();
+	char *reply = malloc(1 << 16), req[4096];
+	int n, codes[4] = { 0 };
+	long us;
+
+	if (!reply)
+		return 3;
+	kms_once(fd, target, body, reply, 1 << 16, &us);
+	sscanf(reply, "HTTP/1.1 %d", &codes[0]);
+	n = snprintf(req, sizeof(req),
+		     "POST / HTTP/1.1\r\nHost: kms\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: %s\r\n"
+		     "Authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240101/us-east-1/kms/aws4_request, "
+		     "SignedHeaders=host, Signature=0000000000000000000000000000000000000000000000000000000000000000\r\n"
+		     "Content-Length: %zu\r\n\r\n%s", target, strlen(body), body);
+	if (write(fd, req, (size_t)n / 2) < 0 || usleep(5000) < 0 || write(fd, req + n / 2, (size_t)(n - n / 2)) < 0 ||
+	    read_answer(fd, reply, 1 << 16) < 0)
+		return 3;
+	sscanf(reply, "HTTP/1.1 %d", &codes[1]);
+	dprintf(fd, "POST / HTTP/1.1\r\nHost: kms\r\nX-Amz-Target: %s\r\nContent-Length: %zu\r\n\r\n%s", target,
+		strlen(body), body);
+	if (read_answer(fd, reply, 1 << 16) < 0)
+		return 3;
+	sscanf(reply, "HTTP/1.1 %d", &codes[2]);
+	kms_once(fd, target, body, reply, 1 << 16, &us);
+	sscanf(reply, "HTTP/1.1 %d", &codes[3]);
+	printf("kms-mixed: %d %d %d %d\n", codes[0], codes[1], codes[2], codes[3]);
+	close(fd);
+	free(reply);
+	return 0;
+}
+
 /* kms-paced HOST:PORT TARGET BODY: one KMS request each time the coordinator at HOST:PORT
  * (reached through the egress proxy) sends "g", answering "OK|FAIL MICROSECONDS"; ends at "q".
  * bench/kms's baseline client takes its turn between, so that both see the same moments of
@@ -834,6 +871,8 @@ int main(int argc, char **argv)
 		dump_reply(fd);
 		return 0;
 	}
+	if (!strcmp(argv[1], "kms-mixed") && argc == 4)
+		return kms_mixed(argv[2], argv[3]);
 	if (!strcmp(argv[1], "kms-paced") && argc == 5)
 		return kms_paced(argv[2], argv[3], argv[4]);
 	if (!strcmp(argv[1], "kms-bench") && (argc == 5 || argc == 6))
