@@ -356,31 +356,22 @@ static void pool_give(struct aws_pool *p, const char *authority, struct conn *c)
 /* A new connection to authority through the host's egress tunnel, after this enclave's own
  * policy allowed its host: the host is not trusted to apply the allow list (on Nitro it is
  * outside the enclave), so the check here is the one that counts. For HTTPS, TLS to host. */
-static int conn_open(const struct policy *policy, SSL_CTX *tls, bool https, const char *authority,
-		     const char *host, struct conn *c, struct err *err)
+static int conn_open(const struct policy *policy, SSL_CTX *tls, bool https, const char *host, uint16_t port,
+		     struct conn *c, struct err *err)
 {
 	struct timeval tv = { c->timeout_ms / 1000, (c->timeout_ms % 1000) * 1000 };
 	struct policy_decision d;
 	struct buf frame = BUF_INIT;
-	const char *colon = strrchr(authority, ':'), *bracket = strrchr(authority, ']');
-	unsigned long port = https ? 443 : 80;
 	uint8_t *reply = NULL;
 	size_t reply_len = 0;
 	int code = 0, rc = -1;
 	char *msg = NULL;
 
-	if (colon && (!bracket || colon > bracket)) {
-		char *end;
-
-		port = strtoul(colon + 1, &end, 10);
-		if (*end || !port || port > 65535)
-			return err_set(err, EINVAL, "%s: not a port", authority);
-	}
 	policy_check(policy, host, &d);
 	if (!d.allowed)
 		return err_set(err, EACCES, "the egress policy refuses %s (%s%s)", host, d.rule ? "deny rule " : "",
 			       d.rule ? d.rule : d.reason);
-	if (tunnel_put_request(&frame, host, (uint16_t)port, err) < 0)
+	if (tunnel_put_request(&frame, host, port, err) < 0)
 		goto out;
 	c->fd = vsock_connect_blocking(VSOCK_CID_HOST, EGRESS_TUNNEL_PORT, c->timeout_ms, err);
 	if (c->fd < 0) {
@@ -401,7 +392,7 @@ static int conn_open(const struct policy *policy, SSL_CTX *tls, bool https, cons
 	case 0:
 		break;
 	case 1:
-		err_set(err, ECONNREFUSED, "the host cannot connect to %s:%lu: %s", host, port, msg);
+		err_set(err, ECONNREFUSED, "the host cannot connect to %s:%u: %s", host, port, msg);
 		goto out;
 	default:
 		err_wrap(err, "the egress tunnel");
@@ -475,9 +466,9 @@ int aws_request(const struct policy *policy, SSL_CTX *tls, struct aws_pool *pool
 	struct buf req = BUF_INIT;
 	bool https = !strncmp(url, "https://", 8), reused = false, answered = false;
 	const char *auth = url + (https ? 8 : 7), *path;
-	char authority[300], host[300];
+	char authority[300], *host = NULL;
 	struct timespec t0;
-	int rc = -1;
+	int port, rc = -1;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	memset(resp, 0, sizeof(*resp));
@@ -489,7 +480,10 @@ int aws_request(const struct policy *policy, SSL_CTX *tls, struct aws_pool *pool
 	if (!path)
 		path = "/";
 	snprintf(authority, sizeof(authority), "%.*s", (int)(path == auth ? 0 : strcspn(auth, "/")), auth);
-	snprintf(host, sizeof(host), "%.*s", (int)strcspn(authority, ":"), authority);
+	if (http_split_authority(authority, strlen(authority), &host, &port) < 0)
+		return err_set(err, EINVAL, "%s: not a host[:port]", url);
+	if (port < 0)
+		port = https ? 443 : 80;
 	buf_printf(&req, "%s %s HTTP/1.1\r\nHost: %s\r\n", method, path, authority);
 	for (const char *const *h = headers; h && *h; h++)
 		buf_printf(&req, "%s\r\n", *h);
@@ -499,7 +493,7 @@ int aws_request(const struct policy *policy, SSL_CTX *tls, struct aws_pool *pool
 		int r;
 
 		reused = pool && pool_take(pool, authority, &c);
-		if (!reused && conn_open(policy, tls, https, authority, host, &c, err) < 0)
+		if (!reused && conn_open(policy, tls, https, host, (uint16_t)port, &c, err) < 0)
 			break;
 		if (!reused && pool) {
 			pthread_mutex_lock(&pool->lock);
@@ -524,6 +518,7 @@ int aws_request(const struct policy *policy, SSL_CTX *tls, struct aws_pool *pool
 	}
 	conn_drop(&c);
 	buf_free_secret(&req);
+	free(host);
 	return rc;
 }
 

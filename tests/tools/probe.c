@@ -385,7 +385,7 @@ static int cmp_long(const void *a, const void *b)
 /* kms-bench N TARGET BODY: N requests one after another on one kept connection, as the AWS
  * SDKs make them; prints latency percentiles and the rate. */
 struct kms_run {
-	int port, count, ok;
+	int count, ok;
 	const char *target, *body;
 	long *lat; /* this client's slice */
 };
@@ -544,20 +544,19 @@ static int kms_paced(const char *hostport, const char *target, const char *body)
 /* kms-bench COUNT TARGET BODY [CONCURRENCY]: COUNT calls in all, from CONCURRENCY clients */
 static int kms_bench(int count, const char *target, const char *body, int conc)
 {
-	const char *ep = getenv("AWS_KMS_ENDPOINT");
 	struct timespec t0, t1;
-	int port, ok = 0;
+	int ok = 0;
 	long *lat;
 	struct kms_run *runs = calloc((size_t)(conc > 0 ? conc : 1), sizeof(*runs));
 	pthread_t *th = calloc((size_t)(conc > 0 ? conc : 1), sizeof(*th));
 
 	count = conc > 0 ? count / conc * conc : 0;
 	lat = calloc((size_t)(count > 0 ? count : 1), sizeof(long));
-	if (!ep || !lat || !runs || !th || count < 1 || sscanf(ep, "http://127.0.0.1:%d", &port) != 1)
+	if (!lat || !runs || !th || count < 1)
 		return 3;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (int i = 0; i < conc; i++) {
-		runs[i] = (struct kms_run){ port, count / conc, 0, target, body, lat + i * (count / conc) };
+		runs[i] = (struct kms_run){ count / conc, 0, target, body, lat + i * (count / conc) };
 		pthread_create(&th[i], NULL, kms_client, &runs[i]);
 	}
 	for (int i = 0; i < conc; i++) {
