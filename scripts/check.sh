@@ -8,6 +8,7 @@ ASAN_BUILD=${2:-build-asan}
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 PYTEST=/usr/bin/python3
 
+started=$SECONDS
 passed=0
 failed=0
 failures=()
@@ -77,5 +78,6 @@ echo
 if [ "$failed" -gt 0 ]; then
   printf 'failed: %s\n' "${failures[@]}"
 fi
+echo "took $(((SECONDS - started) / 60)) min $(((SECONDS - started) % 60)) s"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

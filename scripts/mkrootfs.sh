@@ -19,7 +19,8 @@ if [ -e "$out" ] && [ ! -f "$out" ]; then rm -rf "$out"; fi
 rm -rf "$out.part" "$out.npm"
 if [ ! -s "$out" ]; then
   mkdir -p "$cache"
-  echo "mkrootfs: building $out from Debian packages ($packages) ..." >&2
+  echo "mkrootfs: building $out from Debian packages ($packages);" \
+    "this is done once and takes a few minutes (later runs reuse it) ..." >&2
   # --format: the name of the partial file would not tell mmdebstrap it is to write a tar
   mmdebstrap --quiet --variant=essential --format=tar --include="$packages" bookworm "$out.part" >&2
   if [ -n "$npm_pkgs" ]; then

@@ -226,28 +226,86 @@ static int lock_state(const char *state, int *out, struct err *err)
 	return 0;
 }
 
+/* A state folder's KMS serves one region, the one it was made for: its keys' ARNs name it. */
+static int check_region(const char *state, const struct local_master *m, const char *asked, struct err *err)
+{
+	if (!asked || !strcmp(asked, m->region))
+		return 0;
+	return err_set(err, EINVAL,
+		       "--region %s: the local KMS in %s serves %s; give --region %s, or set ENCLAVER_STATE_DIR to "
+		       "another folder for %s (removing %s/kms starts afresh and loses its keys)",
+		       asked, state, m->region, m->region, asked, state);
+}
+
+/* Prints VALUE quoted for a POSIX shell. */
+static void shell_quoted(const char *value)
+{
+	putchar('\'');
+	for (const char *p = value; *p; p++) {
+		if (*p == '\'')
+			fputs("'\\''", stdout);
+		else
+			putchar(*p);
+	}
+	putchar('\'');
+}
+
+/*
+ * What `eval "$(enclaver kms-local env)"` sets in a shell (sh, bash or zsh): the local
+ * credentials with nothing that would override them, the endpoint for clients that read
+ * AWS_ENDPOINT_URL_KMS, and for the AWS CLIs that do not (Debian 12's 2.9, and 1.x before
+ * 1.29) a function that gives `aws kms ...` --endpoint-url. AWS_CA_BUNDLE names the development
+ * root: a client that ignores the endpoint fails its TLS handshake with real AWS instead of
+ * sending these requests there, and kms-local's HTTPS front still verifies.
+ */
 static int cmd_env(const char *state, const char *region)
 {
 	struct local_master m;
+	struct devca *ca = NULL;
 	struct err err = { 0 };
-	char path[4200];
+	char path[4200], root[4200], url[128];
 	json_t *ep;
 	const char *http;
 
-	if (local_creds_open(state, region, &m, &err) < 0) {
+	if (local_creds_open(state, region, &m, &err) < 0 || check_region(state, &m, region, &err) < 0 ||
+	    devca_open(state, &ca, &err) < 0) {
 		log_error("%s", err.msg);
+		explicit_bzero(&m, sizeof(m));
 		return 1;
 	}
+	devca_free(ca);
+	devca_root_path(state, root, sizeof(root));
 	endpoint_path(state, path, sizeof(path));
 	ep = json_load_file(path, 0, NULL);
 	http = json_string_value(json_object_get(ep, "http"));
+	snprintf(url, sizeof(url), "http://%s", http ? http : DEFAULT_LISTEN);
+	json_decref(ep);
+	printf("unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN AWS_SECURITY_TOKEN\n");
 	printf("export AWS_ACCESS_KEY_ID=%s\n", m.access_key);
 	printf("export AWS_SECRET_ACCESS_KEY=%s\n", m.secret_key);
 	printf("export AWS_DEFAULT_REGION=%s\n", m.region);
-	printf("export AWS_ENDPOINT_URL_KMS=http://%s\n", http ? http : DEFAULT_LISTEN);
-	printf("# AWS CLIs and SDKs older than AWS_ENDPOINT_URL_KMS: --endpoint-url http://%s\n",
-	       http ? http : DEFAULT_LISTEN);
-	json_decref(ep);
+	printf("export AWS_REGION=%s\n", m.region);
+	printf("export AWS_ENDPOINT_URL_KMS=%s\n", url);
+	printf("export AWS_CA_BUNDLE=");
+	shell_quoted(root);
+	printf("\n# AWS CLIs that ignore AWS_ENDPOINT_URL_KMS get it as --endpoint-url for their kms commands\n");
+	printf("aws() {\n"
+	       "  _enclaver_skip= _enclaver_service=\n"
+	       "  for _enclaver_arg in \"$@\"; do\n"
+	       "    if [ -n \"$_enclaver_skip\" ]; then _enclaver_skip=; continue; fi\n"
+	       "    case $_enclaver_arg in\n"
+	       "      --endpoint-url|--endpoint-url=*) break ;;\n"
+	       "      --region|--profile|--output|--query|--ca-bundle|--color|--cli-read-timeout|--cli-connect-timeout|--cli-binary-format) _enclaver_skip=1 ;;\n"
+	       "      -*) ;;\n"
+	       "      *) _enclaver_service=$_enclaver_arg; break ;;\n"
+	       "    esac\n"
+	       "  done\n"
+	       "  if [ \"$_enclaver_service\" = kms ] && [ -n \"$AWS_ENDPOINT_URL_KMS\" ]; then\n"
+	       "    command aws --endpoint-url \"$AWS_ENDPOINT_URL_KMS\" \"$@\"\n"
+	       "  else\n"
+	       "    command aws \"$@\"\n"
+	       "  fi\n"
+	       "}\n");
 	explicit_bzero(&m, sizeof(m));
 	return 0;
 }
@@ -323,12 +381,10 @@ int cmd_kms_local(int argc, char **argv)
 		tls_port = port ? (uint16_t)(port + 1) : 0;
 	}
 	svc.max_doc_age = max_age;
-	if (local_creds_open(state, region, &svc.master, &err) < 0 || lock_state(state, &lock_fd, &err) < 0 ||
+	if (local_creds_open(state, region, &svc.master, &err) < 0 ||
+	    check_region(state, &svc.master, region, &err) < 0 || lock_state(state, &lock_fd, &err) < 0 ||
 	    kms_store_open(state, svc.master.account, svc.master.region, &svc.store, &err) < 0)
 		goto fail;
-	if (region && strcmp(region, svc.master.region))
-		log_warn("this state folder's local KMS serves %s, not %s (remove %s/kms to start afresh)",
-			 svc.master.region, region, state);
 	svc.root = load_root(root_spec, state, &err);
 	if (!svc.root)
 		goto fail;

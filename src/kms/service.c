@@ -94,11 +94,18 @@ static struct kms_key *key_for(struct call *c, const char *field)
 		     ref);
 		return NULL;
 	}
-	if (!k->enabled) {
-		fail(c, 400, "DisabledException", "%s is disabled.", k->arn);
-		return NULL;
-	}
 	return k;
+}
+
+/* Cryptographic use needs an enabled key; asked after the key policy allowed the call, so that
+ * a caller the policy refuses learns nothing of the key's state. */
+static int usable(struct call *c, const struct kms_key *k)
+{
+	if (k->deletion_date)
+		return fail(c, 400, "KMSInvalidStateException", "%s is pending deletion.", k->arn);
+	if (!k->enabled)
+		return fail(c, 400, "DisabledException", "%s is disabled.", k->arn);
+	return 0;
 }
 
 /* The key policy decides; the caller is told as KMS tells it. */
@@ -203,14 +210,23 @@ static int secret_out(struct call *c, const char *plain_field, const uint8_t *se
 	return 0;
 }
 
+static const char *key_state(const struct kms_key *k)
+{
+	return k->deletion_date ? "PendingDeletion" : k->enabled ? "Enabled" : "Disabled";
+}
+
 static json_t *metadata(struct call *c, const struct kms_key *k)
 {
-	return json_pack("{s:s, s:s, s:s, s:I, s:b, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:[s], s:b}", "AWSAccountId",
-			 c->s->master.account, "KeyId", k->id, "Arn", k->arn, "CreationDate", (json_int_t)k->created,
-			 "Enabled", k->enabled, "Description", k->description, "KeyUsage", "ENCRYPT_DECRYPT", "KeyState",
-			 k->enabled ? "Enabled" : "Disabled", "Origin", "AWS_KMS", "KeyManager", "CUSTOMER",
-			 "CustomerMasterKeySpec", "SYMMETRIC_DEFAULT", "KeySpec", "SYMMETRIC_DEFAULT", "EncryptionAlgorithms",
-			 "SYMMETRIC_DEFAULT", "MultiRegion", 0);
+	json_t *m = json_pack("{s:s, s:s, s:s, s:I, s:b, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:[s], s:b}", "AWSAccountId",
+			      c->s->master.account, "KeyId", k->id, "Arn", k->arn, "CreationDate", (json_int_t)k->created,
+			      "Enabled", k->enabled, "Description", k->description, "KeyUsage", "ENCRYPT_DECRYPT",
+			      "KeyState", key_state(k), "Origin", "AWS_KMS", "KeyManager", "CUSTOMER",
+			      "CustomerMasterKeySpec", "SYMMETRIC_DEFAULT", "KeySpec", "SYMMETRIC_DEFAULT",
+			      "EncryptionAlgorithms", "SYMMETRIC_DEFAULT", "MultiRegion", 0);
+
+	if (k->deletion_date)
+		json_object_set_new(m, "DeletionDate", json_integer((json_int_t)k->deletion_date));
+	return m;
 }
 
 static int context(struct call *c, const char *field, struct buf *out)
@@ -362,7 +378,7 @@ static int op_encrypt(struct call *c)
 	struct buf pt = BUF_INIT, ctx = BUF_INIT;
 	int rc = -1;
 
-	if (!k || authorize(c, k, "Encrypt") < 0 || blob(c, "Plaintext", &pt, true) < 0 ||
+	if (!k || authorize(c, k, "Encrypt") < 0 || usable(c, k) < 0 || blob(c, "Plaintext", &pt, true) < 0 ||
 	    context(c, "EncryptionContext", &ctx) < 0)
 		goto out;
 	if (!pt.len || pt.len > 4096) {
@@ -398,11 +414,9 @@ static int open_blob(struct call *c, const char *blob_field, const char *ctx_fie
 		fail(c, 400, "IncorrectKeyException", "The key ID in the request does not identify the key that encrypted the ciphertext");
 		goto out;
 	}
-	if (!(*key)->enabled) {
-		fail(c, 400, "DisabledException", "%s is disabled.", (*key)->arn);
+	if (authorize(c, *key, op) < 0 || usable(c, *key) < 0)
 		goto out;
-	}
-	rc = authorize(c, *key, op);
+	rc = 0;
 out:
 	buf_free(&ct);
 	buf_free(&ctx);
@@ -435,7 +449,7 @@ static int op_re_encrypt(struct call *c)
 	if (open_blob(c, "CiphertextBlob", "SourceEncryptionContext", "ReEncryptFrom", &src, &pt) < 0)
 		goto out;
 	dst = key_for(c, "DestinationKeyId");
-	if (!dst || authorize(c, dst, "ReEncryptTo") < 0 || context(c, "DestinationEncryptionContext", &ctx) < 0)
+	if (!dst || authorize(c, dst, "ReEncryptTo") < 0 || usable(c, dst) < 0 || context(c, "DestinationEncryptionContext", &ctx) < 0)
 		goto out;
 	if (seal(c, dst, pt.data, pt.len, buf_cstr(&ctx), "CiphertextBlob") < 0)
 		goto out;
@@ -476,6 +490,7 @@ static int data_key(struct call *c, bool with_plaintext)
 	int rc = -1;
 
 	if (!k || authorize(c, k, with_plaintext ? "GenerateDataKey" : "GenerateDataKeyWithoutPlaintext") < 0 ||
+	    usable(c, k) < 0 ||
 	    context(c, "EncryptionContext", &ctx) < 0 || (n = data_key_size(c)) < 0)
 		goto out;
 	RAND_bytes(dk, (int)n);
@@ -512,7 +527,7 @@ static int op_generate_data_key_pair(struct call *c)
 	unsigned char *priv = NULL, *pub = NULL;
 	int priv_len = 0, pub_len, rc = -1;
 
-	if (!k || authorize(c, k, "GenerateDataKeyPair") < 0 || context(c, "EncryptionContext", &ctx) < 0)
+	if (!k || authorize(c, k, "GenerateDataKeyPair") < 0 || usable(c, k) < 0 || context(c, "EncryptionContext", &ctx) < 0)
 		goto out;
 	if (!spec) {
 		fail(c, 400, "ValidationException", "KeyPairSpec is missing");
@@ -554,6 +569,74 @@ out:
 	return rc;
 }
 
+/* EnableKey and DisableKey: a key pending deletion keeps its state until the deletion is cancelled. */
+static int set_enabled(struct call *c, const char *op, bool enabled)
+{
+	struct kms_key *k = key_for(c, "KeyId");
+
+	if (!k || authorize(c, k, op) < 0)
+		return -1;
+	if (k->deletion_date)
+		return fail(c, 400, "KMSInvalidStateException", "%s is pending deletion.", k->arn);
+	k->enabled = enabled;
+	return save(c);
+}
+
+static int op_enable_key(struct call *c)
+{
+	return set_enabled(c, "EnableKey", true);
+}
+
+static int op_disable_key(struct call *c)
+{
+	return set_enabled(c, "DisableKey", false);
+}
+
+/* As in KMS: a waiting period of 7 to 30 days (default 30), the key disabled meanwhile and
+ * deleted with its aliases when it ends (kms_store_purge, at the next call). */
+static int op_schedule_key_deletion(struct call *c)
+{
+	struct kms_key *k = key_for(c, "KeyId");
+	json_t *w = json_object_get(c->in, "PendingWindowInDays");
+	json_int_t days = 30;
+
+	if (!k || authorize(c, k, "ScheduleKeyDeletion") < 0)
+		return -1;
+	if (w && (!json_is_integer(w) || json_integer_value(w) < 7 || json_integer_value(w) > 30))
+		return fail(c, 400, "ValidationException",
+			    "1 validation error detected: Value at 'pendingWindowInDays' failed to satisfy constraint: Member must have value between 7 and 30");
+	if (w)
+		days = json_integer_value(w);
+	if (k->deletion_date)
+		return fail(c, 400, "KMSInvalidStateException", "%s is pending deletion.", k->arn);
+	k->deletion_date = time(NULL) + (time_t)days * 86400;
+	k->enabled = false;
+	if (save(c) < 0)
+		return -1;
+	json_object_set_new(c->out, "KeyId", json_string(k->arn));
+	json_object_set_new(c->out, "DeletionDate", json_integer((json_int_t)k->deletion_date));
+	json_object_set_new(c->out, "KeyState", json_string("PendingDeletion"));
+	json_object_set_new(c->out, "PendingWindowInDays", json_integer(days));
+	return 0;
+}
+
+/* The key comes back disabled, as in KMS; EnableKey makes it usable again. */
+static int op_cancel_key_deletion(struct call *c)
+{
+	struct kms_key *k = key_for(c, "KeyId");
+
+	if (!k || authorize(c, k, "CancelKeyDeletion") < 0)
+		return -1;
+	if (!k->deletion_date)
+		return fail(c, 400, "KMSInvalidStateException", "%s is not pending deletion.", k->arn);
+	k->deletion_date = 0;
+	k->enabled = false;
+	if (save(c) < 0)
+		return -1;
+	json_object_set_new(c->out, "KeyId", json_string(k->arn));
+	return 0;
+}
+
 static int op_generate_random(struct call *c)
 {
 	json_t *n = json_object_get(c->in, "NumberOfBytes");
@@ -581,6 +664,10 @@ static const struct {
 	{ "ListAliases", op_list_aliases, false },
 	{ "PutKeyPolicy", op_put_key_policy, false },
 	{ "GetKeyPolicy", op_get_key_policy, false },
+	{ "EnableKey", op_enable_key, false },
+	{ "DisableKey", op_disable_key, false },
+	{ "ScheduleKeyDeletion", op_schedule_key_deletion, false },
+	{ "CancelKeyDeletion", op_cancel_key_deletion, false },
 	{ "Encrypt", op_encrypt, false },
 	{ "Decrypt", op_decrypt, true },
 	{ "ReEncrypt", op_re_encrypt, false },
@@ -669,6 +756,9 @@ void kms_service_handle(struct kms_service *s, const struct http_request *req, c
 		fail(&c, 400, "ValidationException", "%s takes no Recipient", op);
 		goto reply;
 	}
+	/* keys whose deletion date has passed are gone before the call looks for them */
+	if (kms_store_purge(s->store, time(NULL)) && save(&c) < 0)
+		goto reply;
 	if (ops[i].takes_recipient && recipient(&c) < 0)
 		goto reply;
 	ops[i].fn(&c);

@@ -134,6 +134,7 @@ int kms_store_open(const char *state_dir, const char *account, const char *regio
 			 json_string_value(json_object_get(v, "Description")) ?: "");
 		k->created = (time_t)json_integer_value(json_object_get(v, "CreationDate"));
 		k->enabled = !json_is_false(json_object_get(v, "Enabled"));
+		k->deletion_date = (time_t)json_integer_value(json_object_get(v, "DeletionDate"));
 		k->policy = strdup(json_string_value(json_object_get(v, "Policy")) ?: "");
 		s->n_keys++;
 	}
@@ -185,9 +186,10 @@ int kms_store_save(struct kms_store *s, struct err *err)
 		if (gcm(true, s->master, sealed, k->id, 36, k->material, 32, sealed + 12, sealed + 12 + 32) < 0)
 			abort();
 		b64_encode(sealed, sizeof(sealed), &b64);
-		json_array_append_new(keys, json_pack("{s:s, s:s, s:I, s:b, s:s, s:s}", "KeyId", k->id, "Description",
+		json_array_append_new(keys, json_pack("{s:s, s:s, s:I, s:b, s:I, s:s, s:s}", "KeyId", k->id, "Description",
 						      k->description, "CreationDate", (json_int_t)k->created, "Enabled",
-						      k->enabled, "Policy", k->policy, "Material", buf_cstr(&b64)));
+						      k->enabled, "DeletionDate", (json_int_t)k->deletion_date, "Policy",
+						      k->policy, "Material", buf_cstr(&b64)));
 		buf_free(&b64);
 	}
 	for (size_t i = 0; i < s->n_aliases; i++)
@@ -246,6 +248,34 @@ struct kms_key *kms_store_create(struct kms_store *s, const char *description, c
 	k->policy = policy ? strdup(policy) : default_policy(s->account);
 	RAND_bytes(k->material, sizeof(k->material));
 	return k;
+}
+
+size_t kms_store_purge(struct kms_store *s, time_t now)
+{
+	size_t kept = 0, gone = 0;
+
+	for (size_t i = 0; i < s->n_keys; i++) {
+		struct kms_key *k = &s->keys[i];
+
+		if (!k->deletion_date || k->deletion_date > now) {
+			s->keys[kept++] = *k;
+			continue;
+		}
+		/* the key's aliases go with it, as in KMS */
+		for (size_t a = 0, left = 0; a < s->n_aliases; a++) {
+			if (strcmp(s->aliases[a].target, k->id))
+				s->aliases[left++] = s->aliases[a];
+			if (a + 1 == s->n_aliases)
+				s->n_aliases = left;
+		}
+		free(k->policy);
+		gone++;
+	}
+	/* the slots past the kept keys hold moved or deleted keys: no copy of key material stays */
+	for (size_t i = kept; i < s->n_keys; i++)
+		explicit_bzero(&s->keys[i], sizeof(s->keys[i]));
+	s->n_keys = kept;
+	return gone;
 }
 
 int kms_store_add_alias(struct kms_store *s, const char *name, const struct kms_key *k, struct err *err)

@@ -21,6 +21,7 @@ struct kms_key {
 	char description[512];
 	time_t created;
 	bool enabled;
+	time_t deletion_date; /* 0, or when a scheduled deletion takes the key away (it is disabled until then) */
 	char *policy; /* JSON text */
 	uint8_t material[32];
 };
@@ -50,6 +51,8 @@ int kms_store_save(struct kms_store *s, struct err *err);
 struct kms_key *kms_store_find(struct kms_store *s, const char *ref);
 /* A new symmetric key; policy NULL gives the default policy (the account may do everything). */
 struct kms_key *kms_store_create(struct kms_store *s, const char *description, const char *policy);
+/* Takes away the keys whose deletion date is at or before now, with their aliases; returns how many. */
+size_t kms_store_purge(struct kms_store *s, time_t now);
 int kms_store_add_alias(struct kms_store *s, const char *name, const struct kms_key *k, struct err *err);
 
 /* Canonical encryption context (keys sorted) from a JSON object, or "" for none. */

@@ -3,10 +3,12 @@ set policies and encrypt; Recipient documents from the NSM emulator get Cipherte
 that `openssl cms -decrypt` opens, only when the key policy's PCR0 matches; bad signatures,
 other roots, expired and debug-mode documents are refused; keys survive a restart."""
 import base64
+import datetime
 import hashlib
 import json
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
@@ -152,7 +154,7 @@ def test_signatures_and_credentials_are_checked(kms):
     unknown = dict(kms.creds, AWS_ACCESS_KEY_ID="AKIAUNKNOWNUNKNOWN00")
     p = kms.aws("list-keys", creds=unknown, check=False)
     assert p.returncode != 0 and "UnrecognizedClientException" in p.stderr
-    wrong_region = dict(kms.creds, AWS_DEFAULT_REGION="eu-west-1")
+    wrong_region = dict(kms.creds, AWS_DEFAULT_REGION="eu-west-1", AWS_REGION="eu-west-1")
     p = kms.aws("list-keys", creds=wrong_region, check=False)
     assert p.returncode != 0 and "InvalidSignatureException" in p.stderr
 
@@ -291,3 +293,133 @@ def test_a_second_instance_on_one_state_folder_refuses_to_start(kms, tmp_path):
 def test_env_names_the_running_instances_port(kms):
     exports = run("kms-local", "env", env=kms.env).out
     assert f"export AWS_ENDPOINT_URL_KMS=http://127.0.0.1:{kms.port}\n" in exports
+
+
+def test_keys_are_disabled_enabled_and_scheduled_for_deletion_as_in_kms(kms, tmp_path):
+    key = kms.aws("create-key")["KeyMetadata"]
+    kid, arn = key["KeyId"], key["Arn"]
+    (tmp_path / "p").write_bytes(b"sealed before")
+    (tmp_path / "ct").write_bytes(base64.b64decode(
+        kms.aws("encrypt", "--key-id", kid, "--plaintext", f"fileb://{tmp_path}/p")["CiphertextBlob"]))
+
+    def refused(*args):
+        p = kms.aws(*args, check=False)
+        assert p.returncode != 0, p.stdout
+        return p.stderr
+
+    kms.aws("disable-key", "--key-id", kid)
+    assert kms.aws("describe-key", "--key-id", kid)["KeyMetadata"]["KeyState"] == "Disabled"
+    assert f"(DisabledException) when calling the Encrypt operation: {arn} is disabled." in refused(
+        "encrypt", "--key-id", kid, "--plaintext", f"fileb://{tmp_path}/p")
+    assert "DisabledException" in refused("decrypt", "--ciphertext-blob", f"fileb://{tmp_path}/ct")
+    assert "DisabledException" in refused("generate-data-key", "--key-id", kid, "--key-spec", "AES_256")
+    kms.aws("enable-key", "--key-id", kid)
+    assert base64.b64decode(kms.aws("decrypt", "--ciphertext-blob", f"fileb://{tmp_path}/ct")["Plaintext"]) == \
+        b"sealed before"
+
+    assert "between 7 and 30" in refused("schedule-key-deletion", "--key-id", kid, "--pending-window-in-days", "6")
+    before = time.time()
+    s = kms.aws("schedule-key-deletion", "--key-id", kid, "--pending-window-in-days", "7")
+    assert s["KeyId"] == arn and s["KeyState"] == "PendingDeletion" and s["PendingWindowInDays"] == 7
+    when = datetime.datetime.fromisoformat(s["DeletionDate"]).timestamp()  # the CLI prints dates in ISO 8601
+    assert before + 7 * 86400 - 5 <= when <= time.time() + 7 * 86400 + 5
+    meta = kms.aws("describe-key", "--key-id", kid)["KeyMetadata"]
+    assert meta["KeyState"] == "PendingDeletion" and meta["DeletionDate"] == s["DeletionDate"]
+    assert not meta["Enabled"] and kid in {k["KeyId"] for k in kms.aws("list-keys")["Keys"]}
+    assert f"(KMSInvalidStateException) when calling the Decrypt operation: {arn} is pending deletion." in \
+        refused("decrypt", "--ciphertext-blob", f"fileb://{tmp_path}/ct")
+    assert "KMSInvalidStateException" in refused("enable-key", "--key-id", kid)
+    assert "KMSInvalidStateException" in refused("schedule-key-deletion", "--key-id", kid)
+    assert kms.aws("cancel-key-deletion", "--key-id", kid)["KeyId"] == arn
+    assert kms.aws("describe-key", "--key-id", kid)["KeyMetadata"]["KeyState"] == "Disabled"
+    assert "is not pending deletion" in refused("cancel-key-deletion", "--key-id", kid)
+    kms.aws("enable-key", "--key-id", kid)
+    assert kms.aws("describe-key", "--key-id", kid)["KeyMetadata"]["KeyState"] == "Enabled"
+    # the state survives a restart
+    kms.aws("disable-key", "--key-id", kid)
+    kms.restart()
+    assert kms.aws("describe-key", "--key-id", kid)["KeyMetadata"]["KeyState"] == "Disabled"
+
+    # the key policy decides who may change the state, and a refused caller learns no state
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": "*"}, "Action": ["kms:Encrypt", "kms:DescribeKey"],
+        "Resource": "*"}]})
+    other = kms.aws("create-key", "--policy", policy)["KeyMetadata"]["KeyId"]
+    for op in ("disable-key", "schedule-key-deletion"):
+        assert f"kms:{''.join(w.title() for w in op.split('-'))}" in refused(op, "--key-id", other)
+    assert kms.aws("describe-key", "--key-id", other)["KeyMetadata"]["KeyState"] == "Enabled"
+
+
+def test_a_key_past_its_deletion_date_is_gone_with_its_aliases(kms, tmp_path):
+    kid = kms.aws("create-key")["KeyMetadata"]["KeyId"]
+    keep = kms.aws("create-key")["KeyMetadata"]["KeyId"]
+    kms.aws("create-alias", "--alias-name", "alias/doomed", "--target-key-id", kid)
+    kms.aws("create-alias", "--alias-name", "alias/kept", "--target-key-id", keep)
+    (tmp_path / "p").write_bytes(b"x")
+    (tmp_path / "ct").write_bytes(base64.b64decode(
+        kms.aws("encrypt", "--key-id", kid, "--plaintext", f"fileb://{tmp_path}/p")["CiphertextBlob"]))
+    kms.aws("schedule-key-deletion", "--key-id", kid, "--pending-window-in-days", "7")
+    # seven days pass: the deletion date, moved into the past while kms-local is stopped
+    kms.stop()
+    path = kms.state / "kms" / "keys.json"
+    stored = json.loads(path.read_text())
+    for k in stored["Keys"]:
+        if k["KeyId"] == kid:
+            k["DeletionDate"] = int(time.time()) - 1
+    path.write_text(json.dumps(stored))
+    kms.start()
+    deadline = time.time() + 10
+    while kms.aws("list-keys", check=False).returncode != 0:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    assert {k["KeyId"] for k in kms.aws("list-keys")["Keys"]} == {keep}
+    assert [a["AliasName"] for a in kms.aws("list-aliases")["Aliases"]] == ["alias/kept"]
+    assert "NotFoundException" in kms.aws("describe-key", "--key-id", kid, check=False).stderr
+    assert "InvalidCiphertextException" in kms.aws("decrypt", "--ciphertext-blob", f"fileb://{tmp_path}/ct",
+                                                   check=False).stderr
+    stored = json.loads(path.read_text())
+    assert [k["KeyId"] for k in stored["Keys"]] == [keep]
+
+
+def test_a_region_other_than_the_state_folders_is_refused(kms):
+    kms.aws("create-key")
+    for args in (("kms-local", "env", "--region", "eu-west-1"),):
+        p = run(*args, env=kms.env)
+        assert p.code == 1 and p.err.count("\n") == 1, p.err
+        assert "--region eu-west-1: the local KMS in" in p.err and "serves us-east-1" in p.err
+    kms.stop()
+    p = subprocess.run([str(BUILD / "enclaver"), "kms-local", "--listen", "127.0.0.1:0", "--region", "eu-west-1"],
+                       env=kms.env, capture_output=True, text=True, timeout=20)
+    assert p.returncode == 1 and "give --region us-east-1" in p.stderr, p.stderr
+    assert not (kms.state / "endpoints" / "kms.json").exists()
+
+
+@pytest.mark.parametrize("cli", ["/usr/bin/aws", "v1"])
+def test_env_makes_plain_aws_kms_reach_it_with_the_clis_users_have(kms, tmp_path, cli):
+    """Debian 12's AWS CLI (2.9) and 1.x ignore AWS_ENDPOINT_URL_KMS; after eval of `env`, plain
+    `aws kms ...` still reaches kms-local, a profile set before does not override the keys, and
+    with kms-local stopped the call fails naming the local endpoint instead of going elsewhere."""
+    bindir = "/usr/bin" if cli == "/usr/bin/aws" else None
+    if bindir is None:
+        v1 = shutil.which("aws", path=os.environ["PATH"].replace("/usr/bin", "/nonexistent"))
+        if not v1:
+            pytest.skip("no AWS CLI 1.x on this machine")
+        bindir = os.path.dirname(v1)
+    (tmp_path / "config").write_text("[profile elsewhere]\nregion = ap-south-1\n")
+    script = f'''
+        export AWS_PROFILE=elsewhere AWS_SESSION_TOKEN=stale
+        eval "$("{BUILD}/enclaver" kms-local env)"
+        PATH={bindir}:$PATH
+        aws --version 2>&1
+        aws kms create-key --description from-the-shell --query KeyMetadata.Arn --output text
+        aws --output text kms list-keys --query 'length(Keys)'
+    '''
+    env = dict(kms.env, AWS_CONFIG_FILE=str(tmp_path / "config"), AWS_PAGER="")
+    p = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    version, arn, count = (p.stdout.split("\n") + ["", "", ""])[:3]
+    assert version.startswith("aws-cli/2.9" if cli == "/usr/bin/aws" else "aws-cli/1."), version
+    assert arn.startswith("arn:aws:kms:us-east-1:111122223333:key/") and count == "1", p.stdout
+    kms.stop()
+    p = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and "Could not connect to the endpoint URL: \"http://127.0.0.1:" in p.stderr, p.stderr
