@@ -3,6 +3,7 @@
  * development CA's), and check one against an EIF's measurements. Documents are untrusted
  * input; every failure is one line naming the check that failed.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -36,11 +37,14 @@ struct expect {
 	bool has_nonce, has_user_data, has_public_key, allow_debug;
 };
 
-/* Reads DOC (a file or "-"): CBOR, or the same in base64 as KMS and APIs carry it. */
+/* Reads DOC (a file or "-"): CBOR, or the same in base64 as KMS and APIs carry it, in one line
+ * or wrapped as base64(1) writes it (whitespace anywhere, padding optional). */
 static int read_doc(const char *path, struct buf *out, struct err *err)
 {
-	struct buf raw = BUF_INIT;
-	size_t s = 0, e;
+	struct buf raw = BUF_INIT, text = BUF_INIT;
+	const char *name = strcmp(path, "-") ? path : "stdin";
+	bool base64 = true;
+	int rc = -1;
 
 	if (!strcmp(path, "-")) {
 		char chunk[65536];
@@ -56,19 +60,35 @@ static int read_doc(const char *path, struct buf *out, struct err *err)
 	} else if (fs_read_file(path, MAX_DOC, &raw, err) < 0) {
 		return -1;
 	}
-	e = raw.len;
-	while (s < e && strchr(" \t\r\n", raw.data[s]))
-		s++;
-	while (e > s && strchr(" \t\r\n", raw.data[e - 1]))
-		e--;
-	if (e > s && raw.data[s] != 0x84 && raw.data[s] != 0xd2 &&
-	    b64_decode((const char *)raw.data + s, e - s, out) > 0) {
-		buf_free(&raw);
-		return 0;
+	/* A COSE_Sign1 document starts with 0x84 (array of 4) or 0xd2 (tag 18), neither of which is
+	 * text; anything made only of base64's alphabet and whitespace is taken as base64. */
+	for (size_t i = 0; i < raw.len && base64; i++) {
+		uint8_t ch = raw.data[i];
+
+		if (strchr(" \t\r\n", ch) && ch)
+			continue;
+		if (isalnum(ch) || ch == '+' || ch == '/' || ch == '=')
+			buf_append_byte(&text, ch);
+		else
+			base64 = false;
 	}
-	buf_append(out, raw.data, raw.len);
+	if (!base64 || !text.len) {
+		buf_append(out, raw.data, raw.len);
+		rc = 0;
+		goto out;
+	}
+	while (text.len % 4 && text.len % 4 != 1)
+		buf_append_byte(&text, '=');
+	if (b64_decode((const char *)text.data, text.len, out) <= 0) {
+		err_set(err, EINVAL, "%s: not an attestation document: neither CBOR nor base64 (%zu base64 characters)",
+			name, text.len);
+		goto out;
+	}
+	rc = 0;
+out:
 	buf_free(&raw);
-	return 0;
+	buf_free(&text);
+	return rc;
 }
 
 static int parse_hex_arg(const char *what, const char *hex, struct buf *out, struct err *err)

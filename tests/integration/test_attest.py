@@ -61,6 +61,26 @@ def test_json_base64_and_inspect(tmp_path):
     assert "module_id:   i-0bbf1bfe232b8c2ce-enc0191ba35c9d1b77a" in r.out and "debug mode:  yes" in r.out
 
 
+def test_wrapped_and_unpadded_base64_as_base64_and_openssl_write_it(tmp_path):
+    raw = PROD.read_bytes()
+    wrapped = subprocess.run(["base64"], input=raw, capture_output=True, check=True).stdout  # 76 a line
+    assert wrapped.count(b"\n") > 10
+    one_line = base64.b64encode(raw)
+    variants = {"wrapped": wrapped, "openssl": subprocess.run(["openssl", "base64"], input=raw, capture_output=True,
+                                                              check=True).stdout,
+                "crlf": wrapped.replace(b"\n", b"\r\n"), "unpadded": one_line.rstrip(b"=") + b"\n"}
+    for name, text in variants.items():
+        (tmp_path / name).write_bytes(text)
+        r = run("attest", "verify", tmp_path / name, "--at", "document")
+        assert r.code == 0 and r.out.startswith("verified: "), (name, r)
+    r = subprocess.run([str(BUILD / "enclaver"), "attest", "inspect", "-"], input=wrapped, capture_output=True)
+    assert r.returncode == 0 and b"module_id:" in r.stdout, r.stderr
+    # base64 that is cut short says so, not "not CBOR"
+    (tmp_path / "cut").write_bytes(one_line[:-3] + b"\n")
+    r = run("attest", "verify", tmp_path / "cut", "--at", "document")
+    assert r.code == 1 and "neither CBOR nor base64" in one_error(r) and str(tmp_path / "cut") in r.err
+
+
 def test_flipped_bits_refused(tmp_path):
     data = PROD.read_bytes()
     # a sample across the whole document (the unit test flips every byte)
