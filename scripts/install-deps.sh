@@ -9,14 +9,14 @@ packages=(
   libc-ares-dev libseccomp-dev libhttp-parser-dev
   openssl ca-certificates cpio file procps python3 python3-pytest python3-cbor2 python3-cryptography
   docker.io docker-registry awscli python3-boto3 mmdebstrap
-  qemu-system-x86 iptables iproute2
+  qemu-system-x86 iptables iproute2 busybox-static curl groff-base zsh
 )
 
-# Baselines for `make bench` (socat, nginx's stream proxy), the demo's app (busybox) and client
-# (curl), only when asked for.
+# Test apps are made of busybox; curl is the demo's and the tests' client; groff renders and zsh
+# loads the man pages and completions the tests check. Baselines for `make bench` (socat,
+# nginx's stream proxy) only when asked for.
 case "${1:-}" in
   --bench) packages+=(socat nginx-light libnginx-mod-stream) ;;
-  --demo) packages+=(busybox-static curl) ;;
 esac
 
 missing=()

@@ -91,6 +91,37 @@ out:
 	return rc;
 }
 
+/* Whether the document's own bundle starts at enclaver's development root: such documents come
+ * from local enclaves, and only --dev-root (or --root with that root) verifies them. */
+static bool from_dev_ca(const struct att_doc *d)
+{
+	const unsigned char *p = d->n_cabundle ? d->cabundle[0].data : NULL;
+	X509 *root = p ? d2i_X509(NULL, &p, (long)d->cabundle[0].len) : NULL;
+	char cn[256] = "";
+
+	if (root)
+		X509_NAME_get_text_by_NID(X509_get_subject_name(root), NID_commonName, cn, sizeof(cn));
+	X509_free(root);
+	return strstr(cn, "enclaver local development") != NULL;
+}
+
+/* Adds what to do to a chain that did not verify; always true (the verification failed). */
+static bool chain_hint(const struct att_doc *d, const char *root_path, bool at_document, struct err *err)
+{
+	char msg[sizeof(err->msg)];
+
+	snprintf(msg, sizeof(msg), "%s", err->msg);
+	if (!root_path && from_dev_ca(d))
+		err_set(err, err->code, "%s: the document is signed by enclaver's local development CA (a local "
+			"enclave's): verify it with --dev-root",
+			msg);
+	else if (!at_document && (strstr(msg, "expired") || strstr(msg, "not yet valid")))
+		err_set(err, err->code, "%s: an attestation document's certificate lives 3 hours; to check a kept "
+			"document as of when it was made, add --at document",
+			msg);
+	return true;
+}
+
 static int parse_hex_arg(const char *what, const char *hex, struct buf *out, struct err *err)
 {
 	size_t n = strlen(hex);
@@ -318,7 +349,7 @@ static int cmd_inspect(int argc, char **argv)
 			printf("usage: enclaver attest inspect DOC [--json]\n\nPrints an attestation document (a file, or - for stdin; CBOR or base64) decoded,\nwithout verifying it.\n");
 			return 0;
 		} else
-			return EXIT_USAGE;
+			return cmd_bad_option("attest inspect", argv, "h", opts);
 	}
 	if (optind + 1 != argc) {
 		log_error("usage: enclaver attest inspect DOC [--json]");
@@ -441,7 +472,7 @@ static int cmd_verify(int argc, char **argv, bool with_eif)
 			       with_eif ? "\nverify-eif also requires the EIF's PCR0, PCR1, PCR2 (and PCR8 when signed)." : "");
 			return 0;
 		default:
-			return EXIT_USAGE;
+			return cmd_bad_option(with_eif ? "attest verify-eif" : "attest verify", argv, "h", opts);
 		}
 	}
 	if (optind + (with_eif ? 2 : 1) != argc) {
@@ -481,7 +512,8 @@ static int cmd_verify(int argc, char **argv, bool with_eif)
 		goto out;
 	}
 	if (read_doc(doc_path, &raw, &err) < 0 || att_parse(raw.data, raw.len, &d, &err) < 0 ||
-	    att_verify(&d, root, at_document ? (time_t)(d.timestamp / 1000) : at, &err) < 0 ||
+	    (att_verify(&d, root, at_document ? (time_t)(d.timestamp / 1000) : at, &err) < 0 &&
+	     chain_hint(&d, root_path, at_document, &err)) ||
 	    check_expectations(&d, &ex, &err) < 0) {
 		if (as_json) {
 			json_t *j = json_pack("{s:b, s:s}", "valid", 0, "reason", err.msg);

@@ -240,7 +240,7 @@ int cmd_build(int argc, char **argv)
 			       "ones installed beside enclaver.\n");
 			return 0;
 		default:
-			return EXIT_USAGE;
+			return cmd_bad_option("build", argv, "f:h", opts);
 		}
 	}
 	if (optind != argc) {

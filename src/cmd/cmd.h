@@ -4,6 +4,12 @@
 
 #define EXIT_USAGE 2
 
+struct option;
+
+/* Says what was wrong with the option getopt_long just refused (with opterr 0), naming the
+ * command ("eif build") and its --help; returns EXIT_USAGE. */
+int cmd_bad_option(const char *cmd, char **argv, const char *shortopts, const struct option *opts);
+
 int cmd_manifest(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 int cmd_eif(int argc, char **argv);

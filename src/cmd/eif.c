@@ -159,7 +159,7 @@ static int eif_build_cmd(int argc, char **argv)
 			       "application (PCR2). BuildTime defaults to SOURCE_DATE_EPOCH, else now.\n");
 			return 0;
 		default:
-			return EXIT_USAGE;
+			return cmd_bad_option("eif build", argv, "k:c:r:o:h", opts);
 		}
 	}
 	if (optind != argc) {
@@ -265,7 +265,7 @@ static int eif_describe_cmd(int argc, char **argv)
 			       "section table; --json uses nitro-cli describe-eif's key names.\n");
 			return 0;
 		default:
-			return EXIT_USAGE;
+			return cmd_bad_option("eif describe", argv, "jh", opts);
 		}
 	}
 	if (optind + 1 != argc) {
@@ -378,7 +378,7 @@ static int eif_pcr_cmd(int argc, char **argv)
 			printf("usage: enclaver eif pcr (--input FILE | --signing-certificate PEM)\n");
 			return 0;
 		default:
-			return EXIT_USAGE;
+			return cmd_bad_option("eif pcr", argv, "i:h", opts);
 		}
 	}
 	if (!!input == !!cert || optind != argc) {
@@ -454,7 +454,7 @@ static int eif_extract_cmd(int argc, char **argv)
 			       "                                  --signature) -o OUT\n");
 			return 0;
 		default:
-			return EXIT_USAGE;
+			return cmd_bad_option("eif extract", argv, "kcr:o:h", opts);
 		}
 	}
 	if (picks != 1 || !out || optind + 1 != argc) {
@@ -516,7 +516,7 @@ static int eif_sign_cmd(int argc, char **argv)
 			       "measurements with PCR8.\n");
 			return 0;
 		default:
-			return EXIT_USAGE;
+			return cmd_bad_option("eif sign", argv, "o:h", opts);
 		}
 	}
 	if (!cert || !key || optind + 1 != argc) {
@@ -561,7 +561,7 @@ static int eif_bootstrap_cmd(int argc, char **argv)
 			       "adds DIR's *.ko files, which enclaver-init loads in name order before it boots on.\n");
 			return 0;
 		default:
-			return EXIT_USAGE;
+			return cmd_bad_option("eif bootstrap", argv, "i:n:m:o:h", opts);
 		}
 	}
 	if (!init || !out || optind != argc) {

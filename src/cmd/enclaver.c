@@ -1,4 +1,5 @@
 /* enclaver: the developer CLI. Dispatches to one file per subcommand. */
+#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -34,6 +35,7 @@ int main(int argc, char **argv)
 	int i = 1;
 
 	log_init("enclaver", LOG_INFO);
+	opterr = 0; /* each command says what was wrong, with its name (cmd_bad_option) */
 	/* Ctrl-C or SIGTERM in the middle of a build leaves no partial output behind. */
 	fs_cleanup_on_signals();
 	while (i < argc && argv[i][0] == '-') {

@@ -358,7 +358,7 @@ int cmd_kms_local(int argc, char **argv)
 			       DEFAULT_LISTEN);
 			return 0;
 		default:
-			return EXIT_USAGE;
+			return cmd_bad_option("kms-local", argv, "vh", opts);
 		}
 	}
 	devca_state_dir(state, sizeof(state));

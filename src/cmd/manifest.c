@@ -30,7 +30,7 @@ int cmd_manifest(int argc, char **argv)
 			       "with every default filled in and paths resolved.\n");
 			return 0;
 		default:
-			return EXIT_USAGE;
+			return cmd_bad_option("manifest", argv, "f:h", opts);
 		}
 	}
 	if (optind != argc) {

@@ -42,7 +42,7 @@ int cmd_policy(int argc, char **argv)
 			       "1 when any is denied.\n");
 			return 0;
 		default:
-			return EXIT_USAGE;
+			return cmd_bad_option("policy check", argv, "f:h", opts);
 		}
 	}
 	if (optind == argc) {

@@ -140,6 +140,55 @@ static int state_binds(const char *state, json_t *hc)
 	return 0;
 }
 
+/* Whether a reference names its registry (docker's rule: a first part with a dot or a port, or
+ * localhost); without one, Docker would look on Docker Hub. */
+static bool names_registry(const char *ref)
+{
+	const char *slash = strchr(ref, '/');
+	size_t n = slash ? (size_t)(slash - ref) : 0;
+
+	return slash && (memchr(ref, '.', n) || memchr(ref, ':', n) || (n == 9 && !strncmp(ref, "localhost", 9)));
+}
+
+/*
+ * Has the daemon hold IMAGE before it runs. `pull` is docker run's --pull (missing, always,
+ * never); without it, a reference that names a registry is pulled when missing and one that
+ * does not is never pulled: a release image is made here by enclaver build, and a short name
+ * missing from the daemon is a target not built yet (or a typo), not something to fetch from
+ * Docker Hub. manifest: the file whose target IMAGE is, or NULL.
+ */
+static int ensure_image(const char *image, const char *pull, const char *manifest)
+{
+	struct docker *d = NULL;
+	struct err err = { 0 };
+	int have, rc = 1;
+
+	if (docker_open(&d, &err) < 0 || (have = docker_image_inspect(d, image, NULL, &err)) < 0)
+		goto fail;
+	if (!pull)
+		pull = names_registry(image) ? "missing" : "never";
+	if (!have && !strcmp(pull, "never")) {
+		if (manifest)
+			log_error("%s, the target of %s, is not in the Docker daemon at %s: build it with "
+				  "'enclaver build -f %s' (or pull it with --pull missing)",
+				  image, manifest, docker_where(d), manifest);
+		else
+			log_error("%s is not in the Docker daemon at %s: build it with 'enclaver build' (the release "
+				  "image is the manifest's target), or pull it with --pull missing",
+				  image, docker_where(d));
+		goto out;
+	}
+	if ((!have || !strcmp(pull, "always")) && docker_image_pull(d, image, &err) < 0)
+		goto fail;
+	rc = 0;
+	goto out;
+fail:
+	log_error("%s", err.msg);
+out:
+	docker_free(d);
+	return rc;
+}
+
 static int run_container(const char *image, char **publish, size_t n_publish, bool debug)
 {
 	struct container_run cr = { 0 };
@@ -204,14 +253,7 @@ static int run_container(const char *image, char **publish, size_t n_publish, bo
 		goto fail;
 	pthread_create(&sig_t, NULL, signal_thread, &cr);
 	pthread_detach(sig_t);
-	rc = docker_container_create(cr.d, body, cr.id, &err);
-	if (rc < 0 && err.code == ENOENT) {
-		/* as docker run: pull the image when the daemon does not have it */
-		err_clear(&err);
-		if (docker_image_pull(cr.d, image, &err) < 0)
-			goto fail;
-		rc = docker_container_create(cr.d, body, cr.id, &err);
-	}
+	rc = docker_container_create(cr.d, body, cr.id, &err); /* ensure_image had the image pulled */
 	if (rc < 0)
 		goto fail;
 	/* Only a release image runs here: an app image would start bare, with every capability
@@ -339,7 +381,7 @@ out:
 
 int cmd_run(int argc, char **argv)
 {
-	enum { O_EIF = 256, O_MEM, O_CPU, O_LAUNCHER, O_DEBUG, O_VM };
+	enum { O_EIF = 256, O_MEM, O_CPU, O_LAUNCHER, O_DEBUG, O_VM, O_PULL };
 	static const struct option opts[] = {
 		{ "eif", required_argument, NULL, O_EIF },
 		{ "file", required_argument, NULL, 'f' },
@@ -349,13 +391,14 @@ int cmd_run(int argc, char **argv)
 		{ "cpu-count", required_argument, NULL, O_CPU },
 		{ "launcher", required_argument, NULL, O_LAUNCHER },
 		{ "vm", no_argument, NULL, O_VM },
+		{ "pull", required_argument, NULL, O_PULL },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	char *args[MAX_ARGS], runner[PATH_MAX], *publish[MAX_ARGS];
-	const char *eif = NULL, *manifest = NULL;
+	const char *eif = NULL, *manifest = NULL, *pull = NULL;
 	size_t n_publish = 0;
-	bool debug = false, eif_only_flags = false, vm = false;
+	bool debug = false, eif_only_flags = false, vm = false, manifest_given;
 	int n = 0, c;
 
 	find_enclaver_run(runner, sizeof(runner));
@@ -396,6 +439,13 @@ int cmd_run(int argc, char **argv)
 		case O_VM: /* the EIF's own kernel, booted in QEMU */
 			vm = true;
 			break;
+		case O_PULL:
+			if (strcmp(optarg, "missing") && strcmp(optarg, "always") && strcmp(optarg, "never")) {
+				log_error("--pull %s: use missing, always or never", optarg);
+				return EXIT_USAGE;
+			}
+			pull = optarg;
+			break;
 		case 'h':
 			printf("usage: enclaver run [IMAGE | -f MANIFEST] [-p HOST:CONTAINER]... [--debug-mode] [--vm]\n"
 			       "       enclaver run --eif FILE [-f MANIFEST] [-p HOST:ENCLAVE]... [--debug-mode]\n"
@@ -412,7 +462,7 @@ int cmd_run(int argc, char **argv)
 			       "ingress port on itself).\n");
 			return 0;
 		default:
-			return EXIT_USAGE;
+			return cmd_bad_option("run", argv, "f:p:dh", opts);
 		}
 	}
 	if (!eif) {
@@ -434,14 +484,24 @@ int cmd_run(int argc, char **argv)
 			log_error("both an image name and a manifest file were specified");
 			return EXIT_USAGE;
 		}
-		if (image)
+		if (image) {
+			if (ensure_image(image, pull, NULL))
+				return 1;
 			return vm ? run_vm_image(image, args, n) : run_container(image, publish, n_publish, debug);
+		}
 		if (manifest_load(manifest ? manifest : "enclaver.yaml", &m, &err) < 0) {
-			log_error("%s; name the release image or the manifest with -f", err.msg);
+			if (manifest)
+				log_error("%s", err.msg);
+			else
+				log_error("%s; name the release image, or the manifest with -f", err.msg);
 			return 1;
 		}
 		target = strdup(m->target);
 		manifest_free(m);
+		if (ensure_image(target, pull, manifest ? manifest : "enclaver.yaml")) {
+			free(target);
+			return 1;
+		}
 		code = vm ? run_vm_image(target, args, n) : run_container(target, publish, n_publish, debug);
 		free(target);
 		return code;
@@ -450,10 +510,11 @@ int cmd_run(int argc, char **argv)
 		log_error("usage: enclaver run --eif FILE [-f MANIFEST] [-p HOST:ENCLAVE]... (see --help)");
 		return EXIT_USAGE;
 	}
+	manifest_given = manifest != NULL;
 	if (!manifest)
 		manifest = "enclaver.yaml";
 	if (access(manifest, R_OK) < 0) {
-		log_error("%s: %s; name the manifest with -f", manifest, strerror(errno));
+		log_error("%s: %s%s", manifest, strerror(errno), manifest_given ? "" : "; name the manifest with -f");
 		return 1;
 	}
 	if (vm) {

@@ -104,8 +104,26 @@ int docker_raw(struct docker *d, const char *path, struct hc_req *r, struct hc_r
 	rc = hc_do(r, resp, err);
 	free(url);
 	r->url = NULL;
+	if (rc < 0 && d->socket && access(d->socket, F_OK) < 0)
+		return err_set(err, EHOSTDOWN, /* not ENOENT, which callers read as "no such image" */
+			       "no Docker daemon at %s (%s does not exist): start dockerd, or set DOCKER_HOST to "
+			       "the daemon's socket",
+			       d->where, d->socket);
+	if (rc < 0 && d->socket && access(d->socket, R_OK | W_OK) < 0)
+		return err_set(err, EACCES,
+			       "the Docker daemon's socket %s is not open to this user: run as root or as a member "
+			       "of the socket's group (docker)",
+			       d->socket);
+	/* curl names "localhost port 80" for a Unix socket: say what was tried instead */
+	if (rc < 0 && d->socket)
+		return err_set(err, EHOSTDOWN,
+			       "the Docker daemon at %s does not answer on its socket: is dockerd running? (DOCKER_HOST "
+			       "names another daemon)",
+			       d->where);
 	if (rc < 0)
-		return err_wrap(err, "Docker daemon at %s", d->where);
+		return err_wrap(err, "the Docker daemon at %s does not answer (is it running? DOCKER_HOST names another "
+				     "daemon)",
+				d->where);
 	return 0;
 }
 

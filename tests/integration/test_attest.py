@@ -28,6 +28,7 @@ def test_real_documents():
     # now, its chain has expired
     r = run("attest", "verify", PROD)
     assert r.code == 1 and "certificate has expired" in one_error(r)
+    assert "to check a kept document as of when it was made, add --at document" in r.err
     # debug mode only when allowed
     r = run("attest", "verify", DEBUG, "--at", "document")
     assert r.code == 1 and "debug-mode enclave" in one_error(r) and "--allow-debug" in r.err
@@ -143,6 +144,7 @@ def test_document_from_the_local_enclave(tmp_path):
     assert r.code == 1 and "nonce" in one_error(r)
     r = run("attest", "verify-eif", eif, tmp_path / "doc.cose", "--aws-root")
     assert r.code == 1 and "certificate chain" in one_error(r)
+    assert "signed by enclaver's local development CA (a local enclave's): verify it with --dev-root" in r.err
     (tmp_path / "other").mkdir()
     other = eu.make_eif(tmp_path / "other", manifest, ["exit", "0"])
     r = run("attest", "verify-eif", other, tmp_path / "doc.cose", "--root", root)

@@ -168,6 +168,17 @@ def test_without_a_daemon(tmp_path):
     r = run("build", "-f", tmp_path / "enclaver.yaml", "--kernel", tmp_path / "kernel", "--eif-only",
             tmp_path / "x.eif", env=env)
     assert r.code == 1 and "Docker daemon at unix://" in r.err and not (tmp_path / "x.eif").exists(), r
+    # the error says what is missing and what to do, not curl's "port 80"
+    lines = r.err.strip().splitlines()
+    assert lines[-1] == (f"enclaver: error: image team/app:latest: no Docker daemon at unix://{tmp_path}/none.sock "
+                         f"({tmp_path}/none.sock does not exist): start dockerd, or set DOCKER_HOST to the daemon's "
+                         "socket"), r.err
+    r = run("run", "team/app:latest", env=env)
+    assert r.code == 1 and "does not exist): start dockerd" in r.err and "port 80" not in r.err, r
+    (tmp_path / "dead.sock").write_bytes(b"")
+    r = run("run", "team/app:latest", env=dict(env, DOCKER_HOST=f"unix://{tmp_path}/dead.sock"))
+    assert r.code == 1 and "does not answer on its socket: is dockerd running?" in r.err, r
+    assert "port 80" not in r.err
 
 
 # --- with a Docker daemon ---
@@ -242,6 +253,26 @@ def test_daemon_source_and_output_and_docker_run(tmp_path, dockerd):
         assert ours(tag) == [] and ours(target) == []
     finally:
         docker("rmi", "-f", tag, target)
+
+
+def test_run_of_a_target_never_built_says_to_build_it_and_pulls_nothing(tmp_path, dockerd):
+    target = f"enclaver-never-built-{os.getpid()}:latest"
+    write_manifest(tmp_path, "team/app:latest")
+    text = (tmp_path / "enclaver.yaml").read_text().replace("target: app:enclave", f"target: {target}")
+    (tmp_path / "enclaver.yaml").write_text(text)
+    r = run("run", "-f", tmp_path / "enclaver.yaml")
+    assert r.code == 1 and r.err.count("\n") == 1 and "pulling" not in r.err, r
+    assert (f"{target}, the target of {tmp_path}/enclaver.yaml, is not in the Docker daemon at "
+            f"unix:///var/run/docker.sock: build it with 'enclaver build -f {tmp_path}/enclaver.yaml'") in r.err
+    r = run("run", target)
+    assert r.code == 1 and "pulling" not in r.err and "build it with 'enclaver build'" in r.err, r
+    # a reference that names a registry is pulled as docker run pulls it; --pull never refuses to
+    r = run("run", "--pull", "never", "127.0.0.1:9/none/such:1")
+    assert r.code == 1 and "is not in the Docker daemon" in r.err and "pulling" not in r.err, r
+    r = run("run", "127.0.0.1:9/none/such:1")
+    assert r.code == 1 and "pulling 127.0.0.1:9/none/such:1" in r.err, r
+    r = run("run", "--pull", "sometimes", target)
+    assert r.code == 2 and "--pull sometimes: use missing, always or never" in r.err, r
 
 
 def test_enclaver_run_ctrl_c_stops_and_removes(tmp_path, dockerd):
