@@ -7,8 +7,11 @@
 #include <errno.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/fs.h"
 #include "codec/cbor.h"
@@ -73,6 +76,49 @@ int eif_pcr_of_cert(const char *pem_path, uint8_t out[PCR_LEN], struct err *err)
 	return rc;
 }
 
+/* A PEM key's passphrase, asked for only when the key is encrypted: from the file named by
+ * ENCLAVER_KEY_PASSPHRASE_FILE (its first line), ENCLAVER_KEY_PASSPHRASE, or once on the
+ * terminal. Without any of them the key is refused with a line that says how to give one. */
+struct passphrase_ask {
+	const char *path;
+	bool asked, given;
+};
+
+static int passphrase_cb(char *buf, int size, int rwflag, void *u)
+{
+	struct passphrase_ask *a = u;
+	const char *file = getenv("ENCLAVER_KEY_PASSPHRASE_FILE"), *env = getenv("ENCLAVER_KEY_PASSPHRASE");
+	char prompt[4200];
+	size_t n;
+
+	(void)rwflag;
+	if (a->asked) /* a decoder asks again for the same key: the answer was wrong */
+		return -1;
+	a->asked = true;
+	if (file && *file) {
+		FILE *f = fopen(file, "re");
+
+		if (!f || !fgets(buf, size, f)) {
+			if (f)
+				fclose(f);
+			return -1;
+		}
+		fclose(f);
+		buf[strcspn(buf, "\r\n")] = 0;
+	} else if (env) {
+		snprintf(buf, (size_t)size, "%s", env);
+	} else if (isatty(STDIN_FILENO)) {
+		snprintf(prompt, sizeof(prompt), "passphrase for %s: ", a->path);
+		if (EVP_read_pw_string(buf, size, prompt, 0) != 0)
+			return -1;
+	} else {
+		return -1;
+	}
+	a->given = true;
+	n = strlen(buf);
+	return (int)n;
+}
+
 int eif_signature_build(const char *cert_pem_path, const char *key_pem_path,
 			const uint8_t pcr0[PCR_LEN], struct buf *out, uint8_t pcr8[PCR_LEN],
 			struct err *err)
@@ -95,10 +141,25 @@ int eif_signature_build(const char *cert_pem_path, const char *key_pem_path,
 		err_sys(err, "%s", key_pem_path);
 		goto out;
 	}
-	key = PEM_read_PrivateKey(kf, NULL, NULL, NULL);
-	if (!key) {
-		err_set(err, EINVAL, "%s: not a PEM private key (encrypted keys are not supported)", key_pem_path);
-		goto out;
+	{
+		struct passphrase_ask ask = { .path = key_pem_path };
+
+		key = PEM_read_PrivateKey(kf, NULL, passphrase_cb, &ask);
+		if (!key && ask.given) {
+			err_set(err, EACCES, "%s: the passphrase does not open this encrypted key", key_pem_path);
+			goto out;
+		}
+		if (!key && ask.asked) {
+			err_set(err, EACCES,
+				"%s is encrypted: give its passphrase on a terminal, in ENCLAVER_KEY_PASSPHRASE, or in a "
+				"file named by ENCLAVER_KEY_PASSPHRASE_FILE",
+				key_pem_path);
+			goto out;
+		}
+		if (!key) {
+			err_set(err, EINVAL, "%s: not a PEM private key", key_pem_path);
+			goto out;
+		}
 	}
 	if (!cose_alg_for_key(key)) {
 		err_set(err, EINVAL, "%s: the signing key must be ECDSA on P-256, P-384 or P-521", key_pem_path);

@@ -340,3 +340,42 @@ def test_interrupted_build_leaves_no_partial_output(tmp_path, sig):
     p.communicate(timeout=60)
     assert p.returncode == -getattr(signal, sig)
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_an_encrypted_signing_key_is_asked_for_once_or_read_from_the_environment(t9):
+    import pty
+    from conftest import BUILD
+    assert build_t9(t9).code == 0
+    cert, key = make_cert(t9, "P-384", "signer")
+    enc = t9 / "enc.pem"
+    subprocess.run(["openssl", "pkey", "-in", key, "-aes256", "-passout", "pass:hunter2", "-out", enc], check=True)
+    args = ["eif", "sign", t9 / "t9.eif", "--signing-certificate", cert, "--private-key", enc, "-o"]
+    # no terminal and no passphrase: one line that says how to give it, nothing written
+    r = run(*args, t9 / "a.eif", input="")
+    assert r.code == 1 and r.err.count("\n") == 1 and "enc.pem is encrypted: give its passphrase" in r.err, r
+    assert not (t9 / "a.eif").exists()
+    r = run(*args, t9 / "a.eif", env=dict(os.environ, ENCLAVER_KEY_PASSPHRASE="wrong"))
+    assert r.code == 1 and "the passphrase does not open this encrypted key" in r.err, r
+    (t9 / "pass").write_text("hunter2\n")
+    r = run(*args, t9 / "a.eif", env=dict(os.environ, ENCLAVER_KEY_PASSPHRASE_FILE=str(t9 / "pass")))
+    assert r.code == 0 and "PCR8" in r.out, r
+    # on a terminal: asked once
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(str(BUILD / "enclaver"), ["enclaver", *map(str, args), str(t9 / "b.eif")])
+    out = b""
+    while b"passphrase for" not in out:
+        out += os.read(fd, 1024)
+    os.write(fd, b"hunter2\n")
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, out
+    assert out.count(b"passphrase for") == 1 and b"PCR8" in out
+    assert json.loads(run("eif", "describe", "--json", t9 / "b.eif").out)["SignatureCheck"] is True
