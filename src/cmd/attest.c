@@ -346,8 +346,7 @@ static int cmd_inspect(int argc, char **argv)
 		if (c == 'j')
 			as_json = true;
 		else if (c == 'h') {
-			printf("usage: enclaver attest inspect DOC [--json]\n\nPrints an attestation document (a file, or - for stdin; CBOR or base64) decoded,\nwithout verifying it.\n");
-			return 0;
+			return cmd_help("attest inspect");
 		} else
 			return cmd_bad_option("attest inspect", argv, "h", opts);
 	}
@@ -460,17 +459,7 @@ static int cmd_verify(int argc, char **argv, bool with_eif)
 		case O_DEBUG: ex.allow_debug = true; break;
 		case O_JSON: as_json = true; break;
 		case 'h':
-			printf("usage: enclaver attest %s [--root PEM | --aws-root | --dev-root] [--at TIME]\n"
-			       "         [--pcr N=HEX]... [--nonce HEX] [--user-data HEX] [--public-key PEM]\n"
-			       "         [--allow-debug] [--json]\n\n"
-			       "Verifies an attestation document (a file, or - for stdin; CBOR or base64): its\n"
-			       "COSE signature, its certificate chain up to the root at TIME (RFC 3339, or\n"
-			       "\"document\" for the document's own timestamp; default now), and the expectations given. The root is AWS's Nitro Enclaves Root-G1 unless\n"
-			       "--root names another or --dev-root picks the local development CA.%s\n"
-			       "Exit 0 when everything holds; otherwise one line says what did not.\n",
-			       with_eif ? "verify-eif EIF DOC" : "verify DOC",
-			       with_eif ? "\nverify-eif also requires the EIF's PCR0, PCR1, PCR2 (and PCR8 when signed)." : "");
-			return 0;
+			return cmd_help(with_eif ? "attest verify-eif" : "attest verify");
 		default:
 			return cmd_bad_option(with_eif ? "attest verify-eif" : "attest verify", argv, "h", opts);
 		}
@@ -557,14 +546,11 @@ out:
 
 int cmd_attest(int argc, char **argv)
 {
-	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-		printf("usage: enclaver attest verify DOC [options]\n"
-		       "       enclaver attest verify-eif EIF DOC [options]\n"
-		       "       enclaver attest inspect DOC [--json]\n"
-		       "       enclaver attest dev-root\n\n"
-		       "dev-root prints the path of the local development CA's root certificate (made on\n"
-		       "first use in $ENCLAVER_STATE_DIR), which signs the local enclave's documents.\n");
-		return argc < 2 ? EXIT_USAGE : 0;
+	if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")))
+		return cmd_help("attest");
+	if (argc < 2) {
+		log_error("enclaver attest: name a command (verify, verify-eif, inspect, dev-root); see 'enclaver attest --help'");
+		return EXIT_USAGE;
 	}
 	if (!strcmp(argv[1], "verify"))
 		return cmd_verify(argc - 1, argv + 1, false);
@@ -577,6 +563,14 @@ int cmd_attest(int argc, char **argv)
 		struct devca *ca = NULL;
 		struct err err = { 0 };
 
+		/* only --help is taken: anything else must not make a CA by surprise */
+		if (argc > 2 && (!strcmp(argv[2], "-h") || !strcmp(argv[2], "--help")))
+			return cmd_help("attest dev-root");
+		if (argc > 2) {
+			log_error("enclaver attest dev-root: unexpected argument \"%s\"; see 'enclaver attest dev-root --help'",
+				  argv[2]);
+			return EXIT_USAGE;
+		}
 		devca_state_dir(state, sizeof(state));
 		if (devca_open(state, &ca, &err) < 0) {
 			log_error("%s", err.msg);
@@ -587,6 +581,7 @@ int cmd_attest(int argc, char **argv)
 		printf("%s\n", path);
 		return 0;
 	}
-	log_error("unknown attest command \"%s\" (verify, verify-eif, inspect, dev-root)", argv[1]);
+	log_error("enclaver attest: unknown command \"%s\" (verify, verify-eif, inspect, dev-root); see 'enclaver attest --help'",
+		  argv[1]);
 	return EXIT_USAGE;
 }

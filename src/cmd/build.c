@@ -223,22 +223,7 @@ int cmd_build(int argc, char **argv)
 		case O_JSON: as_json = true; break;
 		case O_PULL: io.pull = true; break;
 		case 'h':
-			printf("usage: enclaver build [-f FILE|-] [--pull] [--output docker | docker-archive:PATH | oci:DIR]\n"
-			       "                      [--eif-only PATH] [--kernel FILE | --bootkit IMAGE] [--odyn FILE]\n"
-			       "                      [--enclaver-run FILE] [--json]\n\n"
-			       "Builds the EIF for the manifest's sources.app and, unless --eif-only, the release\n"
-			       "image tagged with the manifest's target, and prints the measurements.\n\n"
-			       "sources.app: a reference the Docker daemon resolves (pulled when missing, or\n"
-			       "always with --pull), docker-archive:PATH[:REF], oci:DIR[:TAG],\n"
-			       "oci-archive:PATH[:TAG] or docker://REGISTRY/REPO[:TAG|@DIGEST].\n"
-			       "The release image is loaded into the Docker daemon (DOCKER_HOST, else\n"
-			       "/var/run/docker.sock) unless --output names a docker-archive or an OCI layout.\n"
-			       "The boot kit (kernel, init, cmdline) is --bootkit IMAGE's /" BOOTKIT_IMAGE_DIR ",\n"
-			       "else --kernel FILE with enclaver-init, else AWS's blobs when installed, else\n"
-			       "ENCLAVER_KERNEL, else Debian's cloud kernel with its boot modules (install-deps.sh).\n"
-			       "--odyn and --enclaver-run name other builds of the static binaries than the\n"
-			       "ones installed beside enclaver.\n");
-			return 0;
+			return cmd_help("build");
 		default:
 			return cmd_bad_option("build", argv, "f:h", opts);
 		}

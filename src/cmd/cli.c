@@ -1,5 +1,5 @@
-/* The enclaver CLI's shared parts: what a subcommand says when its options are wrong. Runs in
- * the CLI; its input is the user's command line. */
+/* The enclaver CLI's shared parts: help pages, and what a subcommand says when its options are
+ * wrong. Runs in the CLI; its input is the user's command line. */
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -7,6 +7,35 @@
 
 #include "base/log.h"
 #include "cmd/cmd.h"
+#include "cmd/help.h"
+
+int cmd_help(const char *command)
+{
+	for (const struct cmd_help_page *p = cmd_help_pages; p->command; p++)
+		if (!strcmp(p->command, command)) {
+			fputs(p->text, stdout);
+			return 0;
+		}
+	log_error("no help page for \"enclaver %s\"; 'enclaver help' lists the commands", command);
+	return EXIT_USAGE;
+}
+
+int cmd_help_main(int argc, char **argv)
+{
+	char command[256] = "";
+	size_t n = 0;
+
+	for (int i = 1; i < argc; i++) {
+		int w = snprintf(command + n, sizeof(command) - n, "%s%s", n ? " " : "", argv[i]);
+
+		if (w < 0 || (size_t)w >= sizeof(command) - n) {
+			log_error("no help page for that; 'enclaver help' lists the commands");
+			return EXIT_USAGE;
+		}
+		n += (size_t)w;
+	}
+	return cmd_help(command);
+}
 
 int cmd_bad_option(const char *cmd, char **argv, const char *shortopts, const struct option *opts)
 {

@@ -2,6 +2,8 @@
 #ifndef ENCLAVER_CMD_CMD_H
 #define ENCLAVER_CMD_CMD_H
 
+#include "cmd/help.h"
+
 #define EXIT_USAGE 2
 
 struct option;

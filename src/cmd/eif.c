@@ -149,15 +149,7 @@ static int eif_build_cmd(int argc, char **argv)
 			}
 			break;
 		case 'h':
-			printf("usage: enclaver eif build --kernel F (--cmdline TEXT | --cmdline-file F)\n"
-			       "         --ramdisk F [--ramdisk F ...] [--signing-certificate PEM --private-key PEM]\n"
-			       "         [--name S] [--version S] [--build-time RFC3339] [--build-tool S]\n"
-			       "         [--build-tool-version S] [--os S] [--kernel-version S]\n"
-			       "         [--custom-metadata JSONFILE] [--arch x86_64|aarch64] -o OUT\n\n"
-			       "Writes an EIF whose sections are the given files, in nitro-cli's layout, and\n"
-			       "prints its measurements. The first ramdisk is the bootstrap (PCR1), the rest the\n"
-			       "application (PCR2). BuildTime defaults to SOURCE_DATE_EPOCH, else now.\n");
-			return 0;
+			return cmd_help("eif build");
 		default:
 			return cmd_bad_option("eif build", argv, "k:c:r:o:h", opts);
 		}
@@ -260,10 +252,7 @@ static int eif_describe_cmd(int argc, char **argv)
 			as_json = true;
 			break;
 		case 'h':
-			printf("usage: enclaver eif describe FILE [--json]\n\n"
-			       "Prints the image's version, measurements, CRC and signature checks, metadata and\n"
-			       "section table; --json uses nitro-cli describe-eif's key names.\n");
-			return 0;
+			return cmd_help("eif describe");
 		default:
 			return cmd_bad_option("eif describe", argv, "jh", opts);
 		}
@@ -375,8 +364,7 @@ static int eif_pcr_cmd(int argc, char **argv)
 		case 'i': input = optarg; break;
 		case O_CERT: cert = optarg; break;
 		case 'h':
-			printf("usage: enclaver eif pcr (--input FILE | --signing-certificate PEM)\n");
-			return 0;
+			return cmd_help("eif pcr");
 		default:
 			return cmd_bad_option("eif pcr", argv, "i:h", opts);
 		}
@@ -450,9 +438,7 @@ static int eif_extract_cmd(int argc, char **argv)
 		}
 		case 'o': out = optarg; break;
 		case 'h':
-			printf("usage: enclaver eif extract FILE (--kernel | --cmdline | --ramdisk N | --metadata |\n"
-			       "                                  --signature) -o OUT\n");
-			return 0;
+			return cmd_help("eif extract");
 		default:
 			return cmd_bad_option("eif extract", argv, "kcr:o:h", opts);
 		}
@@ -511,10 +497,7 @@ static int eif_sign_cmd(int argc, char **argv)
 		case O_KEY: key = optarg; break;
 		case 'o': out = optarg; break;
 		case 'h':
-			printf("usage: enclaver eif sign FILE --signing-certificate PEM --private-key PEM [-o OUT]\n\n"
-			       "Signs FILE (replacing any signature), in place unless -o is given, and prints the\n"
-			       "measurements with PCR8.\n");
-			return 0;
+			return cmd_help("eif sign");
 		default:
 			return cmd_bad_option("eif sign", argv, "o:h", opts);
 		}
@@ -556,10 +539,7 @@ static int eif_bootstrap_cmd(int argc, char **argv)
 		case 'm': modules = optarg; break;
 		case 'o': out = optarg; break;
 		case 'h':
-			printf("usage: enclaver eif bootstrap --init F [--nsm nsm.ko] [--modules DIR] -o OUT\n\n"
-			       "Writes the bootstrap ramdisk (dev/, init, nsm.ko) exactly as nitro-cli does. --modules\n"
-			       "adds DIR's *.ko files, which enclaver-init loads in name order before it boots on.\n");
-			return 0;
+			return cmd_help("eif bootstrap");
 		default:
 			return cmd_bad_option("eif bootstrap", argv, "i:n:m:o:h", opts);
 		}
@@ -588,10 +568,8 @@ int cmd_eif(int argc, char **argv)
 		for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++)
 			if (!strcmp(argv[1], subs[i].name))
 				return subs[i].fn(argc - 1, argv + 1);
-	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-		printf("usage: enclaver eif (build | describe | pcr | extract | sign | bootstrap) ...\n");
-		return 0;
-	}
-	log_error("usage: enclaver eif (build | describe | pcr | extract | sign | bootstrap) ...");
+	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))
+		return cmd_help("eif");
+	log_error("enclaver eif: name a command (build, describe, pcr, extract, sign, bootstrap); see 'enclaver eif --help'");
 	return EXIT_USAGE;
 }

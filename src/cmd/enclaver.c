@@ -42,8 +42,7 @@ int main(int argc, char **argv)
 		if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose")) {
 			log_set_level(LOG_DEBUG);
 		} else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			usage(stdout);
-			return 0;
+			return cmd_help("");
 		} else if (!strcmp(argv[i], "--version")) {
 			printf("enclaver %s\n", ENCLAVER_VERSION);
 			return 0;
@@ -57,6 +56,10 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
+	if (!strcmp(argv[i], "help"))
+		return cmd_help_main(argc - i, argv + i);
+	if (!strcmp(argv[i], "version") && i + 1 < argc && (!strcmp(argv[i + 1], "-h") || !strcmp(argv[i + 1], "--help")))
+		return cmd_help("version");
 	if (!strcmp(argv[i], "version")) {
 		printf("enclaver %s\n", ENCLAVER_VERSION);
 		return 0;
@@ -64,6 +67,6 @@ int main(int argc, char **argv)
 	for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++)
 		if (!strcmp(argv[i], commands[k].name))
 			return commands[k].fn(argc - i, argv + i);
-	log_error("unknown command \"%s\"; see 'enclaver --help'", argv[i]);
+	log_error("unknown command \"%s\"; 'enclaver help' lists the commands", argv[i]);
 	return EXIT_USAGE;
 }

@@ -344,26 +344,25 @@ int cmd_kms_local(int argc, char **argv)
 		case O_AGE: max_age = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'v': log_set_level(LOG_DEBUG); break;
 		case 'h':
-			printf("usage: enclaver kms-local [--listen ADDR:PORT] [--tls-listen ADDR:PORT] [--region REGION]\n"
-			       "                          [--attestation-root dev|aws|PEM] [--max-document-age SECONDS]\n"
-			       "       enclaver kms-local env\n\n"
-			       "A local stand-in for AWS KMS (JSON 1.1, SigV4) on ADDR:PORT (default %s), and\n"
-			       "over HTTPS on --tls-listen (default: the next port) with a certificate for\n"
-			       "kms.<region>.amazonaws.com from the development CA, for local enclaves.\n"
-			       "Keys, policies and credentials live in $ENCLAVER_STATE_DIR/kms. Recipient\n"
-			       "attestation documents are checked against the local development CA (dev,\n"
-			       "the default), AWS's Nitro root (aws), or a PEM root, and must be younger than\n"
-			       "--max-document-age (default 300 s). `env` prints the shell exports with which\n"
-			       "the AWS CLI and SDKs on this machine talk to it.\n",
-			       DEFAULT_LISTEN);
-			return 0;
+			for (int i = 1; i < argc; i++) /* getopt_long meets --help before env */
+				if (!strcmp(argv[i], "env"))
+					return cmd_help("kms-local env");
+			return cmd_help("kms-local");
 		default:
 			return cmd_bad_option("kms-local", argv, "vh", opts);
 		}
 	}
 	devca_state_dir(state, sizeof(state));
-	if (optind < argc && !strcmp(argv[optind], "env"))
+	if (optind < argc && !strcmp(argv[optind], "env")) {
+		if (optind + 1 < argc) {
+			if (!strcmp(argv[optind + 1], "-h") || !strcmp(argv[optind + 1], "--help"))
+				return cmd_help("kms-local env");
+			log_error("enclaver kms-local env: unexpected argument \"%s\"; see 'enclaver kms-local env --help'",
+				  argv[optind + 1]);
+			return EXIT_USAGE;
+		}
 		return cmd_env(state, region);
+	}
 	if (optind < argc) {
 		log_error("unexpected argument \"%s\" (kms-local takes env, or options)", argv[optind]);
 		return EXIT_USAGE;

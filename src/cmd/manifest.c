@@ -25,10 +25,7 @@ int cmd_manifest(int argc, char **argv)
 			path = optarg;
 			break;
 		case 'h':
-			printf("usage: enclaver manifest [-f FILE]\n\n"
-			       "Validates FILE (default enclaver.yaml; - reads stdin) and prints it as JSON\n"
-			       "with every default filled in and paths resolved.\n");
-			return 0;
+			return cmd_help("manifest");
 		default:
 			return cmd_bad_option("manifest", argv, "f:h", opts);
 		}

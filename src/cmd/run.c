@@ -447,20 +447,7 @@ int cmd_run(int argc, char **argv)
 			pull = optarg;
 			break;
 		case 'h':
-			printf("usage: enclaver run [IMAGE | -f MANIFEST] [-p HOST:CONTAINER]... [--debug-mode] [--vm]\n"
-			       "       enclaver run --eif FILE [-f MANIFEST] [-p HOST:ENCLAVE]... [--debug-mode]\n"
-			       "                    [--memory-mb N] [--cpu-count N] [--vm | --launcher local|vm|nitro|nitro-cli]\n\n"
-			       "Without --eif: runs the release image IMAGE (default: the manifest's target) in a\n"
-			       "container through the Docker daemon, follows its output, and exits with its exit\n"
-			       "code; Ctrl-C stops and removes it. Where /dev/nitro_enclaves is missing, the\n"
-			       "image runs a local enclave. With --vm, the image's EIF boots in a VM enclave on\n"
-			       "this machine instead (its own kernel, in QEMU).\n\n"
-			       "With --eif: runs the EIF on this machine: in a Nitro Enclave where\n"
-			       "/dev/nitro_enclaves exists, else in a local enclave; with --vm, its own kernel\n"
-			       "boots in QEMU (a VM enclave). MANIFEST defaults to\n"
-			       "./enclaver.yaml. -p publishes an enclave port on another host port (default: each\n"
-			       "ingress port on itself).\n");
-			return 0;
+			return cmd_help("run");
 		default:
 			return cmd_bad_option("run", argv, "f:p:dh", opts);
 		}
