@@ -163,6 +163,10 @@ static int ensure_image(const char *image, const char *pull, const char *manifes
 	struct err err = { 0 };
 	int have, rc = 1;
 
+	/* a file or a registry that --vm reads itself, not an image of the daemon's */
+	if (!strncmp(image, "docker-archive:", 15) || !strncmp(image, "oci:", 4) || !strncmp(image, "oci-archive:", 12) ||
+	    !strncmp(image, "docker://", 9))
+		return 0;
 	if (docker_open(&d, &err) < 0 || (have = docker_image_inspect(d, image, NULL, &err)) < 0)
 		goto fail;
 	if (!pull)

@@ -98,7 +98,7 @@ def test_version_and_usage():
     r = run("version")
     assert r.code == 0 and r.out.startswith("enclaver ")
     r = run("frobnicate")
-    assert r.code == 2 and r.err.strip() == 'enclaver: error: unknown command "frobnicate"; see \'enclaver --help\''
+    assert r.code == 2 and r.err.strip() == 'enclaver: error: unknown command "frobnicate"; \'enclaver help\' lists the commands'
 
 
 def test_deep_nesting_is_refused_at_once_with_a_position(tmp_path):
