@@ -65,7 +65,7 @@ static int read_doc(const char *path, struct buf *out, struct err *err)
 	for (size_t i = 0; i < raw.len && base64; i++) {
 		uint8_t ch = raw.data[i];
 
-		if (strchr(" \t\r\n", ch) && ch)
+		if (ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n')
 			continue;
 		if (isalnum(ch) || ch == '+' || ch == '/' || ch == '=')
 			buf_append_byte(&text, ch);

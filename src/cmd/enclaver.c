@@ -7,28 +7,14 @@
 #include "base/log.h"
 #include "cmd/cmd.h"
 
+/* What each command does is on its page (src/cmd/help), which `enclaver help` prints. */
 static const struct {
 	const char *name;
 	int (*fn)(int argc, char **argv);
-	const char *help;
 } commands[] = {
-	{ "build", cmd_build, "build the EIF for the manifest's app image" },
-	{ "manifest", cmd_manifest, "check enclaver.yaml and print it resolved, as JSON" },
-	{ "policy", cmd_policy, "check a host against the manifest's egress policy" },
-	{ "eif", cmd_eif, "build, describe, measure and take apart enclave image files" },
-	{ "attest", cmd_attest, "verify and inspect attestation documents" },
-	{ "kms-local", cmd_kms_local, "a local stand-in for AWS KMS that enforces attestation key policies" },
-	{ "run", cmd_run, "run an EIF here: a Nitro Enclave on Nitro hosts, else a local enclave" },
+	{ "build", cmd_build },	  { "manifest", cmd_manifest },	  { "policy", cmd_policy }, { "eif", cmd_eif },
+	{ "attest", cmd_attest }, { "kms-local", cmd_kms_local }, { "run", cmd_run },
 };
-
-static void usage(FILE *f)
-{
-	fprintf(f, "usage: enclaver [-v] COMMAND [ARGS...]\n\ncommands:\n");
-	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
-	fprintf(f, "  %-10s %s\n", "version", "print the version");
-	fprintf(f, "\nRun 'enclaver COMMAND --help' for a command's options.\n");
-}
 
 int main(int argc, char **argv)
 {
@@ -53,7 +39,7 @@ int main(int argc, char **argv)
 		i++;
 	}
 	if (i >= argc) {
-		usage(stderr);
+		log_error("name a command; 'enclaver help' lists them");
 		return EXIT_USAGE;
 	}
 	if (!strcmp(argv[i], "help"))

@@ -63,7 +63,7 @@ int cmd_policy(int argc, char **argv)
 		manifest_free(m);
 		return 1;
 	}
-	hosts = json_array();
+	hosts = as_json ? json_array() : NULL;
 	for (int i = optind; i < argc; i++) {
 		struct policy_decision d;
 
@@ -93,8 +93,6 @@ int cmd_policy(int argc, char **argv)
 		printf("%s\n", text);
 		free(text);
 		json_decref(j);
-	} else {
-		json_decref(hosts);
 	}
 	policy_free(p);
 	manifest_free(m);

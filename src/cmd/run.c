@@ -25,6 +25,8 @@
 #include "image/extract.h"
 #include "cmd/cmd.h"
 #include "image/docker.h"
+#include "image/registry.h"
+#include "image/source.h"
 #include "manifest/manifest.h"
 #include "host/local_creds.h"
 #include "nitro/devca.h"
@@ -140,16 +142,6 @@ static int state_binds(const char *state, json_t *hc)
 	return 0;
 }
 
-/* Whether a reference names its registry (docker's rule: a first part with a dot or a port, or
- * localhost); without one, Docker would look on Docker Hub. */
-static bool names_registry(const char *ref)
-{
-	const char *slash = strchr(ref, '/');
-	size_t n = slash ? (size_t)(slash - ref) : 0;
-
-	return slash && (memchr(ref, '.', n) || memchr(ref, ':', n) || (n == 9 && !strncmp(ref, "localhost", 9)));
-}
-
 /*
  * Has the daemon hold IMAGE before it runs. `pull` is docker run's --pull (missing, always,
  * never); without it, a reference that names a registry is pulled when missing and one that
@@ -157,20 +149,19 @@ static bool names_registry(const char *ref)
  * missing from the daemon is a target not built yet (or a typo), not something to fetch from
  * Docker Hub. manifest: the file whose target IMAGE is, or NULL.
  */
-static int ensure_image(const char *image, const char *pull, const char *manifest)
+static int ensure_image(const char *spec, const char *pull, const char *manifest)
 {
+	const char *image = image_daemon_ref(spec);
 	struct docker *d = NULL;
 	struct err err = { 0 };
 	int have, rc = 1;
 
-	/* a file or a registry that --vm reads itself, not an image of the daemon's */
-	if (!strncmp(image, "docker-archive:", 15) || !strncmp(image, "oci:", 4) || !strncmp(image, "oci-archive:", 12) ||
-	    !strncmp(image, "docker://", 9))
+	if (!image) /* a file or a registry that --vm reads itself, not an image of the daemon's */
 		return 0;
 	if (docker_open(&d, &err) < 0 || (have = docker_image_inspect(d, image, NULL, &err)) < 0)
 		goto fail;
 	if (!pull)
-		pull = names_registry(image) ? "missing" : "never";
+		pull = registry_names_host(image) ? "missing" : "never";
 	if (!have && !strcmp(pull, "never")) {
 		if (manifest)
 			log_error("%s, the target of %s, is not in the Docker daemon at %s: build it with "

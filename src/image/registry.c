@@ -60,6 +60,14 @@ static bool insecure(const char *host)
 	return false;
 }
 
+bool registry_names_host(const char *ref)
+{
+	const char *slash = strchr(ref, '/');
+	size_t n = slash ? (size_t)(slash - ref) : 0;
+
+	return n && (memchr(ref, '.', n) || memchr(ref, ':', n) || (n == 9 && !strncmp(ref, "localhost", 9)));
+}
+
 static int parse_ref(struct reg *r, const char *ref, struct err *err)
 {
 	const char *slash = strchr(ref, '/'), *at, *tag;
@@ -69,7 +77,7 @@ static int parse_ref(struct reg *r, const char *ref, struct err *err)
 		return err_set(err, EINVAL, "name the registry: docker://REGISTRY/REPO[:TAG|@DIGEST]");
 	hl = (size_t)(slash - ref);
 	r->host = strndup(ref, hl);
-	if (!strchr(r->host, '.') && !strchr(r->host, ':') && strcmp(r->host, "localhost"))
+	if (!registry_names_host(ref))
 		return err_set(err, EINVAL, "\"%s\" is not a registry host: docker://REGISTRY/REPO[:TAG|@DIGEST]", r->host);
 	at = strchr(slash, '@');
 	if (at) {

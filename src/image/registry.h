@@ -7,10 +7,15 @@
 #ifndef ENCLAVER_IMAGE_REGISTRY_H
 #define ENCLAVER_IMAGE_REGISTRY_H
 
+#include <stdbool.h>
+
 #include "base/err.h"
 #include "image/source.h"
 
 /* ref: "REGISTRY/REPO[:TAG|@DIGEST]" (without "docker://"). */
+/* Whether REF's first part names a registry host, by Docker's rule: it holds a dot or a port,
+ * or is localhost. Without one, Docker takes the name to be on Docker Hub. */
+bool registry_names_host(const char *ref);
 int registry_open(struct image *img, const char *ref, const struct image_opts *o, struct err *err);
 
 /* A parameter of a WWW-Authenticate challenge (key="value"), or NULL. Caller frees. */

@@ -611,6 +611,16 @@ out:
 	return rc;
 }
 
+const char *image_daemon_ref(const char *spec)
+{
+	static const char *const others[] = { "docker-archive:", "oci-archive:", "oci:", "docker://" };
+
+	for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
+		if (!strncmp(spec, others[i], strlen(others[i])))
+			return NULL;
+	return !strncmp(spec, "docker-daemon:", 14) ? spec + 14 : spec;
+}
+
 int image_open(const char *spec, const struct image_opts *o, struct image **out, struct err *err)
 {
 	static const struct image_opts none = { 0 };
@@ -646,14 +656,14 @@ int image_open(const char *spec, const struct image_opts *o, struct image **out,
 			rc = kinds[i].open(img, rest, colon, err);
 	}
 	if (rc == 1) {
+		const char *daemon_ref = image_daemon_ref(spec);
+
 		if (!strncmp(spec, "docker://", 9))
 			rc = registry_open(img, spec + 9, o, err);
-		else if (!strncmp(spec, "docker-daemon:", 14))
-			rc = open_daemon(img, spec + 14, o, err);
-		else if (!*spec || strchr(spec, ' '))
+		else if (!daemon_ref || !*daemon_ref || strchr(daemon_ref, ' '))
 			rc = err_set(err, EINVAL, "not an image reference");
 		else
-			rc = open_daemon(img, spec, o, err);
+			rc = open_daemon(img, daemon_ref, o, err);
 	}
 	free(copy);
 	if (rc < 0) {

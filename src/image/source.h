@@ -32,6 +32,9 @@ struct image_opts {
 	bool pull; /* daemon: pull even when the daemon has the image */
 };
 
+/* The reference the Docker daemon resolves for SPEC (SPEC itself, or what follows
+ * "docker-daemon:"), or NULL when SPEC names an archive, a layout or a registry. */
+const char *image_daemon_ref(const char *spec);
 /* o may be NULL. */
 int image_open(const char *spec, const struct image_opts *o, struct image **out, struct err *err);
 /* Internals shared with the registry source. */

@@ -262,12 +262,12 @@ size_t kms_store_purge(struct kms_store *s, time_t now)
 			continue;
 		}
 		/* the key's aliases go with it, as in KMS */
-		for (size_t a = 0, left = 0; a < s->n_aliases; a++) {
+		size_t left = 0;
+
+		for (size_t a = 0; a < s->n_aliases; a++)
 			if (strcmp(s->aliases[a].target, k->id))
 				s->aliases[left++] = s->aliases[a];
-			if (a + 1 == s->n_aliases)
-				s->n_aliases = left;
-		}
+		s->n_aliases = left;
 		free(k->policy);
 		gone++;
 	}
