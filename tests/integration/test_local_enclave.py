@@ -199,7 +199,12 @@ def test_tunnel_flood_is_capped_and_host_memory_stays_small(tmp_path):
     sent, closed = map(int, re.search(r"tunnel-flood: (\d+) sent, (\d+) closed by the host", e.out).groups())
     assert sent == 5000 and closed == 5000 - 4096, e.out + e.err
     assert "egress tunnel: 4096 connections open, the limit: refusing new ones" in e.err
-    assert peak < 48 * 1024, f"enclaver-run peaked at {peak} KiB"
+    # 64 KiB for each of 4,096 connections would be 256 MiB. ASan's allocator roughly doubles a
+    # program's resident memory (redzones around each block, shadow memory, its own caches):
+    # the plain build peaks near 23 MiB here, the sanitized one between 44 and 55.
+    sanitized = b"__asan_init" in subprocess.run(["nm", "-D", str(BUILD / "enclaver-run")],
+                                                 capture_output=True).stdout
+    assert peak < (96 if sanitized else 48) * 1024, f"enclaver-run peaked at {peak} KiB"
 
 
 def test_an_app_holding_every_console_slot_cannot_hide_its_exit(tmp_path):
