@@ -348,9 +348,17 @@ int cmd_build(int argc, char **argv)
 	if (eif_tmp[0]) {
 		char ca[PATH_MAX] = "/etc/ssl/certs/ca-certificates.crt";
 		struct release_inputs rel = { m->target, NULL, access(ca, R_OK) == 0 ? ca : NULL, eif_tmp,
-					      m->raw.data, m->raw.len, 0 };
+					      m->raw.data, m->raw.len, 0, NULL, 0 };
 		char run_bin[PATH_MAX];
 		const char *sde = getenv("SOURCE_DATE_EPOCH");
+		uint16_t *ports = calloc(m->n_ingress + 1, sizeof(*ports));
+
+		if (!ports)
+			abort();
+		for (size_t i = 0; i < m->n_ingress; i++)
+			ports[i] = m->ingress[i].listen_port;
+		rel.ports = ports;
+		rel.n_ports = m->n_ingress;
 
 		if (enclaver_run) {
 			snprintf(run_bin, sizeof(run_bin), "%s", enclaver_run);
@@ -372,6 +380,7 @@ int cmd_build(int argc, char **argv)
 				rc = docker_image_load(dk, archive_tmp, &err);
 			unlink(archive_tmp);
 		}
+		free(ports);
 		unlink(eif_tmp);
 		if (rc < 0)
 			goto fail;

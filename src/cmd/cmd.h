@@ -19,5 +19,7 @@ int cmd_run(int argc, char **argv);
 int cmd_build(int argc, char **argv);
 int cmd_attest(int argc, char **argv);
 int cmd_kms_local(int argc, char **argv);
+/* ps, logs, stop and rm, by argv[0] */
+int cmd_runs(int argc, char **argv);
 
 #endif

@@ -13,7 +13,8 @@ static const struct {
 	int (*fn)(int argc, char **argv);
 } commands[] = {
 	{ "build", cmd_build },	  { "manifest", cmd_manifest },	  { "policy", cmd_policy }, { "eif", cmd_eif },
-	{ "attest", cmd_attest }, { "kms-local", cmd_kms_local }, { "run", cmd_run },
+	{ "attest", cmd_attest }, { "kms-local", cmd_kms_local }, { "run", cmd_run }, { "ps", cmd_runs },
+	{ "logs", cmd_runs },	  { "stop", cmd_runs },		  { "rm", cmd_runs },
 };
 
 int main(int argc, char **argv)

@@ -185,7 +185,7 @@ static void dev_root_stop(struct dev_root_server *s)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: enclaver-run [--eif-file PATH] [--manifest-file PATH] [--cpu-count N] [--memory-mb N]\n"
-		   "                    [--debug-mode] [--launcher local|vm|nitro|nitro-cli] [-p HOST:ENCLAVE]... [-v]\n"
+		   "                    [--debug-mode] [--launcher local|vm|nitro|nitro-cli] [-p [ADDR:]HOST:PORT]... [-v]\n"
 		   "                    [--role-arn ARN] [--instance-id ID] [--add-host NAME:IP]...\n"
 		   "                    [print-manifest | describe-eif]\n\n"
 		   "--add-host: the host side of egress dials IP for NAME, as docker run --add-host (the enclave's\n"
@@ -270,18 +270,6 @@ static void on_signal(struct loop *l, int sig, void *data)
 	finish(r, EXIT_INTERRUPTED);
 }
 
-static int parse_publish(const char *s, struct host_port_map *m)
-{
-	unsigned h, e;
-	char extra;
-
-	if (sscanf(s, "%u:%u%c", &h, &e, &extra) != 2 || !h || !e || h > 65535 || e > 65535)
-		return -1;
-	m->host_port = (uint16_t)h;
-	m->enclave_port = (uint16_t)e;
-	return 0;
-}
-
 static const struct launcher_ops *pick_launcher(const char *name, struct err *err)
 {
 	if (!name)
@@ -334,8 +322,9 @@ static int run_main(int argc, char **argv)
 	struct imds *imds = NULL;
 	struct routes routes = { .imds_sock = "" };
 	bool local = false;
-	struct host_port_map maps[MAX_PUBLISH];
-	size_t n_maps = 0;
+	struct host_port_map given[MAX_PUBLISH], maps[MAX_PUBLISH];
+	size_t n_given = 0, n_maps = 0;
+	uint16_t ports[MAX_PUBLISH];
 	int cpu = -1, mem = -1, c, sigs[] = { SIGINT, SIGTERM };
 	bool debug = false;
 	struct run r = { .exit_code = 1 };
@@ -369,12 +358,15 @@ static int run_main(int argc, char **argv)
 			}
 			break;
 		case 'p':
-			if (n_maps == MAX_PUBLISH || parse_publish(optarg, &maps[n_maps]) < 0) {
-				log_error("port forward specification '%s' does not match the format 'host_port:container_port'",
-					  optarg);
+			if (n_given == MAX_PUBLISH) {
+				log_error("-p %s: at most %d ports can be published", optarg, MAX_PUBLISH);
 				return 1;
 			}
-			n_maps++;
+			if (host_publish_parse(optarg, &given[n_given], &err) < 0) {
+				log_error("%s", err.msg);
+				return 1;
+			}
+			n_given++;
 			break;
 		case 'v': log_set_level(LOG_DEBUG); break;
 		case 'h': usage(stdout); return 0;
@@ -428,9 +420,19 @@ static int run_main(int argc, char **argv)
 			setrlimit(RLIMIT_NOFILE, &rl);
 		}
 	}
-	if (!n_maps)
-		for (size_t i = 0; i < m->n_ingress && n_maps < MAX_PUBLISH; i++)
-			maps[n_maps++] = (struct host_port_map){ m->ingress[i].listen_port, m->ingress[i].listen_port };
+	/* the manifest's ports stay published; -p moves one to another host port or address */
+	if (m->n_ingress > MAX_PUBLISH) {
+		log_error("%s: %zu ingress ports; enclaver-run publishes at most %d", manifest_path, m->n_ingress,
+			  MAX_PUBLISH);
+		goto out;
+	}
+	for (size_t i = 0; i < m->n_ingress && i < MAX_PUBLISH; i++)
+		ports[i] = m->ingress[i].listen_port;
+	if (host_publish_merge(given, n_given, ports, m->n_ingress < MAX_PUBLISH ? m->n_ingress : MAX_PUBLISH, maps,
+			       MAX_PUBLISH, &n_maps, &err) < 0) {
+		log_error("%s (%s)", err.msg, manifest_path);
+		goto out;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	ops = pick_launcher(launcher_name, &err);
 	if (!ops) {
@@ -444,10 +446,11 @@ static int run_main(int argc, char **argv)
 		log_warn("VM ENCLAVE: the EIF's own kernel boots in QEMU on this machine, with no Nitro isolation. Nothing "
 			 "in it is confidential; attestation is signed by a development CA that no real KMS trusts.");
 	loop_timer_init(&r.log_wait, on_log_wait_timeout, &r);
-	for (size_t i = 0; i < n_maps; i++)
-		guest_ports[i] = maps[i].enclave_port;
+	for (size_t i = 0; i < m->n_ingress && i < MAX_PUBLISH; i++)
+		guest_ports[i] = ports[i];
 	r.launcher = (struct launcher){ .ops = ops, .watch_fd = -1,
-					.spec = { eif_path, eif, cpu, mem, debug, guest_ports, n_maps } };
+					.spec = { eif_path, eif, cpu, mem, debug, guest_ports,
+						  m->n_ingress < MAX_PUBLISH ? m->n_ingress : MAX_PUBLISH } };
 	if (loop_new(&r.loop, &err) < 0 || loop_signals(r.loop, sigs, 2, on_signal, &r, &err) < 0 ||
 	    ops->prepare(&r.launcher, &err) < 0)
 		goto fail;

@@ -4,10 +4,11 @@
  * an EIF on this machine through enclaver-run (which it becomes, so that signals and the exit
  * code are enclaver-run's own).
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
-#include <regex.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <getopt.h>
@@ -22,10 +23,14 @@
 #include "base/log.h"
 #include "base/proc.h"
 #include "host/claim.h"
+#include "host/console.h"
+#include "host/ingress.h"
+#include "cmd/runs.h"
 #include "image/extract.h"
 #include "cmd/cmd.h"
 #include "image/docker.h"
 #include "image/registry.h"
+#include "image/release.h"
 #include "image/source.h"
 #include "manifest/manifest.h"
 #include "host/local_creds.h"
@@ -48,6 +53,7 @@ struct container_run {
 	char id[80];
 	atomic_int started, stops;
 	sigset_t sigs;
+	int out_fd; /* where the container's stdout goes: ours, or stderr with --json */
 };
 
 /* Ctrl-C or SIGTERM: stop the container (enclaver-run inside stops the enclave in order); a
@@ -75,7 +81,7 @@ static void *logs_thread(void *arg)
 	struct container_run *cr = arg;
 	struct err err = { 0 };
 
-	if (docker_container_logs(cr->d, cr->id, &err) < 0)
+	if (docker_container_logs(cr->d, cr->id, true, cr->out_fd, &err) < 0)
 		log_warn("%s", err.msg);
 	return NULL;
 }
@@ -83,32 +89,6 @@ static void *logs_thread(void *arg)
 #define CONTAINER_STATE_DIR "/var/lib/enclaver"
 #define RELEASE_EIF "/enclave/application.eif"
 #define RELEASE_DIR "enclave/" /* in the image, as image_extract names folders */
-
-/* -p: the first "digits:digits" anywhere in the spec, as upstream's unanchored regex. */
-static int parse_publish(const char *spec, json_t *exposed, json_t *bindings, char norm[40])
-{
-	regex_t re;
-	regmatch_t m[3];
-	char host[16], port[24];
-	int ok;
-
-	if (regcomp(&re, "([0-9]+):([0-9]+)", REG_EXTENDED) != 0)
-		return -1;
-	ok = regexec(&re, spec, 3, m, 0) == 0 && m[1].rm_eo - m[1].rm_so < 8 && m[2].rm_eo - m[2].rm_so < 8;
-	regfree(&re);
-	if (!ok) {
-		log_error("port forward specification '%s' does not match the format 'host_port:container_port'", spec);
-		return -1;
-	}
-	snprintf(host, sizeof(host), "%.*s", (int)(m[1].rm_eo - m[1].rm_so), spec + m[1].rm_so);
-	snprintf(port, sizeof(port), "%.*s/tcp", (int)(m[2].rm_eo - m[2].rm_so), spec + m[2].rm_so);
-	snprintf(norm, 40, "%s:%.*s", host, (int)(m[2].rm_eo - m[2].rm_so), spec + m[2].rm_so);
-	json_object_set_new(exposed, port, json_object());
-	if (!json_object_get(bindings, port))
-		json_object_set_new(bindings, port, json_array());
-	json_array_append_new(json_object_get(bindings, port), json_pack("{s:s}", "HostPort", host));
-	return 0;
-}
 
 /* The container gets of the user's state folder only what the launcher reads, read-only: the
  * development CA's certificates and intermediate key (not the root's key), the local role's
@@ -184,34 +164,178 @@ out:
 	return rc;
 }
 
-static int run_container(const char *image, char **publish, size_t n_publish, bool debug)
+/* What the command line asked of a run, beyond the image or EIF. */
+struct run_opts {
+	char *publish[MAX_ARGS]; /* -p as given */
+	struct host_port_map maps[MAX_ARGS];
+	size_t n_publish;
+	char *env[MAX_ARGS]; /* -e NAME=VALUE */
+	size_t n_env;
+	const char *name, *role_arn, *instance_id, *pull;
+	bool debug, detach, json, verbose;
+};
+
+/* enclaver-run's arguments that pass through the container's Cmd or exec: debug mode,
+ * verbosity, the local enclave's PCR3/PCR4 inputs. */
+static void runner_args(const struct run_opts *o, json_t *cmd)
+{
+	if (o->debug)
+		json_array_append_new(cmd, json_string("--debug-mode"));
+	if (o->verbose)
+		json_array_append_new(cmd, json_string("-v"));
+	if (o->role_arn) {
+		json_array_append_new(cmd, json_string("--role-arn"));
+		json_array_append_new(cmd, json_string(o->role_arn));
+	}
+	if (o->instance_id) {
+		json_array_append_new(cmd, json_string("--instance-id"));
+		json_array_append_new(cmd, json_string(o->instance_id));
+	}
+}
+
+/* The ports a release image's manifest publishes: the label enclaver build puts on it. false
+ * for an image without it (built by another tool): then -p is not checked here, and
+ * enclaver-run checks it against the manifest. A list of more than 64 is cut short (also
+ * enclaver-run's bound). */
+static bool image_ports(struct docker *d, const char *image, uint16_t *ports, size_t cap, size_t *n)
+{
+	json_t *j = NULL;
+	struct err err = { 0 };
+	const char *list, *p;
+	bool have;
+
+	*n = 0;
+	if (docker_image_inspect(d, image, &j, &err) <= 0)
+		return false;
+	list = json_string_value(json_object_get(json_object_get(json_object_get(j, "Config"), "Labels"),
+						 RELEASE_INGRESS_LABEL));
+	have = list != NULL;
+	for (p = list; p && *p && *n < cap;) {
+		char *end;
+		unsigned long port = strtoul(p, &end, 10);
+
+		if (end == p)
+			break;
+		if (port && port < 65536)
+			ports[(*n)++] = (uint16_t)port;
+		p = end + strspn(end, " ");
+	}
+	json_decref(j);
+	return have;
+}
+
+static void format_ports(const struct host_port_map *maps, size_t n, char *out, size_t size)
+{
+	size_t used = 0;
+
+	out[0] = 0;
+	for (size_t i = 0; i < n && used < size; i++) {
+		char where[80];
+
+		host_publish_format(&maps[i], where, sizeof(where));
+		used += (size_t)snprintf(out + used, size - used, "%s%s->%u/tcp", i ? ", " : "", where, maps[i].enclave_port);
+	}
+}
+
+/* "enclaver-3f9a1c": the name of a run given none. */
+static void random_name(char out[RUN_NAME_MAX + 1])
+{
+	uint8_t r[3] = { 0 };
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		if (read(fd, r, sizeof(r)) < 0)
+			r[0] = (uint8_t)getpid();
+		close(fd);
+	}
+	snprintf(out, RUN_NAME_MAX + 1, "enclaver-%02x%02x%02x", r[0], r[1], r[2]);
+}
+
+/* What a script reads at the end of a run (--json): the exit code and what it means. */
+static void print_final_status(const char *name, int code)
+{
+	const char *why = code == EXIT_SIGNALED	     ? "signaled"
+			  : code == EXIT_FATAL	     ? "fatal"
+			  : code == EXIT_INTERRUPTED ? "stopped"
+			  : code == EXIT_BOOT_FAILED ? "not-booted"
+						     : "exited";
+	json_t *j = json_pack("{s:s, s:i, s:s}", "Name", name, "ExitCode", code, "Status", why);
+	char *text = json_dumps(j, JSON_COMPACT);
+
+	printf("%s\n", text);
+	fflush(stdout);
+	free(text);
+	json_decref(j);
+}
+
+static int run_container(const char *image, struct run_opts *o)
 {
 	struct container_run cr = { 0 };
-	json_t *body, *hc, *exposed = json_object(), *bindings = json_object();
+	json_t *body, *hc, *exposed = json_object(), *bindings = json_object(), *cmd = json_array(), *env = json_array();
 	struct err err = { 0 };
 	pthread_t sig_t, log_t;
-	bool have_logs = false, is_release = false, local = false;
+	bool have_logs = false, is_release = false, local = false, checked;
+	char name[RUN_NAME_MAX + 1] = "";
+	uint16_t ports[MAX_ARGS];
+	struct host_port_map merged[MAX_ARGS];
+	size_t n_ports, n_merged = 0;
 	int code = 1, rc;
 
-	char norms[MAX_ARGS][40];
+	if (docker_open(&cr.d, &err) < 0) {
+		log_error("%s", err.msg);
+		goto early;
+	}
+	if (o->name)
+		snprintf(name, sizeof(name), "%s", o->name);
+	else if (o->detach)
+		random_name(name);
+	if (name[0]) {
+		struct run_info ri;
 
-	for (size_t i = 0; i < n_publish; i++)
-		if (parse_publish(publish[i], exposed, bindings, norms[i]) < 0) {
-			json_decref(exposed);
-			json_decref(bindings);
-			return EXIT_USAGE;
+		/* one namespace for both kinds of run, so that stop, logs and rm name one thing */
+		if (runs_find(name, &ri, &err) == 0) {
+			log_error("the name %s is in use by an enclave run from an EIF: choose another --name", name);
+			goto early;
 		}
+		err_clear(&err);
+	}
+	/* The release image's own ports stay published; -p moves one elsewhere, and a -p for a
+	 * port the manifest does not publish reaches nothing: refused before anything starts. */
+	checked = image_ports(cr.d, image, ports, MAX_ARGS, &n_ports);
+	if (checked && host_publish_merge(o->maps, o->n_publish, ports, n_ports, merged, MAX_ARGS, &n_merged, &err) < 0) {
+		log_error("%s, in the release image %s", err.msg, image);
+		code = EXIT_USAGE;
+		goto early;
+	}
+	runner_args(o, cmd);
+	for (size_t i = 0; i < o->n_env; i++)
+		json_array_append_new(env, json_string(o->env[i]));
 	if (access("/dev/nitro_enclaves", F_OK) == 0) {
 		/* as upstream: the device, privileged (nitro-cli binds vsock CID 3), ports published; and
 		 * the host's claims on the shared vsock ports, so that enclaves in other containers are
-		 * named rather than met as "address in use" */
+		 * named rather than met as "address in use". enclaver-run in the container publishes
+		 * the manifest's ports on themselves; Docker maps them where -p says. */
+		const struct host_port_map *maps = checked ? merged : o->maps;
+		size_t n_maps = checked ? n_merged : o->n_publish;
+
+		for (size_t i = 0; i < n_maps; i++) {
+			char key[16], addr[INET6_ADDRSTRLEN] = "", hport[8] = "";
+			static const uint8_t any[16];
+
+			snprintf(key, sizeof(key), "%u/tcp", maps[i].enclave_port);
+			if (memcmp(maps[i].addr, any, 16))
+				inet_ntop(maps[i].family, maps[i].addr, addr, sizeof(addr));
+			if (maps[i].host_port)
+				snprintf(hport, sizeof(hport), "%u", maps[i].host_port);
+			json_object_set_new(exposed, key, json_object());
+			if (!json_object_get(bindings, key))
+				json_object_set_new(bindings, key, json_array());
+			json_array_append_new(json_object_get(bindings, key), json_pack("{s:s, s:s}", "HostIp", addr, "HostPort", hport));
+		}
 		hc = json_pack("{s:o, s:[{s:s, s:s, s:s}], s:b, s:[s]}", "PortBindings", bindings, "Devices", "PathOnHost",
 			       "/dev/nitro_enclaves", "PathInContainer", "/dev/nitro_enclaves", "CgroupPermissions", "rwm",
 			       "Privileged", 1, "Binds", CLAIM_DIR_DEFAULT ":" CLAIM_DIR_DEFAULT);
-		body = json_pack("{s:s, s:o, s:o, s:b, s:b}", "Image", image, "ExposedPorts", exposed, "HostConfig", hc,
-				 "AttachStdout", 1, "AttachStderr", 1);
-		if (debug)
-			json_object_set_new(body, "Cmd", json_pack("[s]", "--debug-mode"));
+		body = json_pack("{s:s, s:o, s:o}", "Image", image, "ExposedPorts", exposed, "HostConfig", hc);
 	} else {
 		/* No Nitro device: enclaver-run in the container starts a local enclave, which needs
 		 * namespaces, mounts and cgroups (see the README). It runs as it would on this machine:
@@ -219,7 +343,6 @@ static int run_container(const char *image, char **publish, size_t n_publish, bo
 		 * with the user's state folder, whose development CA kms-local trusts; -p goes to
 		 * enclaver-run itself, which publishes the ports. */
 		char state[4096];
-		json_t *cmd = json_array();
 
 		local = true;
 		json_decref(exposed);
@@ -231,26 +354,42 @@ static int run_container(const char *image, char **publish, size_t n_publish, bo
 			log_warn("the Docker daemon is not on this machine: the local enclave keeps its development CA in the container");
 		else if (state_binds(state, hc) < 0)
 			log_warn("the local enclave keeps its development CA in the container"); /* said why */
-		if (debug)
-			json_array_append_new(cmd, json_string("--debug-mode"));
-		for (size_t i = 0; i < n_publish; i++) {
+		for (size_t i = 0; i < o->n_publish; i++) {
 			json_array_append_new(cmd, json_string("-p"));
-			json_array_append_new(cmd, json_string(norms[i]));
+			json_array_append_new(cmd, json_string(o->publish[i]));
 		}
-		body = json_pack("{s:s, s:o, s:o, s:[s], s:b, s:b}", "Image", image, "Cmd", cmd, "HostConfig", hc, "Env",
-				 "ENCLAVER_STATE_DIR=" CONTAINER_STATE_DIR, "AttachStdout", 1, "AttachStderr", 1);
+		json_array_append_new(env, json_string("ENCLAVER_STATE_DIR=" CONTAINER_STATE_DIR));
+		body = json_pack("{s:s, s:o}", "Image", image, "HostConfig", hc);
 	}
+	if (json_array_size(cmd))
+		json_object_set(body, "Cmd", cmd);
+	json_object_set(body, "Env", env);
+	{
+		char text[512] = "";
+
+		if (checked)
+			format_ports(merged, n_merged, text, sizeof(text));
+		json_object_set_new(body, "Labels", json_pack("{s:s, s:s}", RUN_LABEL, image, RUN_PORTS_LABEL, text));
+	}
+	json_object_set_new(body, "AttachStdout", json_boolean(!o->detach));
+	json_object_set_new(body, "AttachStderr", json_boolean(!o->detach));
 	sigemptyset(&cr.sigs);
 	sigaddset(&cr.sigs, SIGINT);
 	sigaddset(&cr.sigs, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &cr.sigs, NULL);
-	if (docker_open(&cr.d, &err) < 0)
-		goto fail;
 	pthread_create(&sig_t, NULL, signal_thread, &cr);
 	pthread_detach(sig_t);
-	rc = docker_container_create(cr.d, body, cr.id, &err); /* ensure_image had the image pulled */
-	if (rc < 0)
+	rc = docker_container_create(cr.d, name[0] ? name : NULL, body, cr.id, &err); /* ensure_image pulled it */
+	if (rc < 0) {
+		if (err.code == EEXIST && name[0]) {
+			log_error("the name %s is in use by a container: choose another --name, or remove it with "
+				  "'enclaver rm %s'",
+				  name, name);
+			code = 1;
+			goto out;
+		}
 		goto fail;
+	}
 	/* Only a release image runs here: an app image would start bare, with every capability
 	 * and the host's network, in place of an enclave. */
 	if (docker_container_has_path(cr.d, cr.id, RELEASE_EIF, &is_release, &err) < 0)
@@ -272,7 +411,23 @@ static int run_container(const char *image, char **publish, size_t n_publish, bo
 	}
 	if (docker_container_do(cr.d, cr.id, "start", &err) < 0)
 		goto fail_remove;
+	if (o->detach) {
+		/* docker run -d: the container's name on stdout, and it runs on until enclaver stop */
+		if (o->json) {
+			json_t *j = json_pack("{s:s, s:s, s:s}", "Name", name, "Id", cr.id, "Image", image);
+			char *text = json_dumps(j, JSON_COMPACT);
+
+			printf("%s\n", text);
+			free(text);
+			json_decref(j);
+		} else {
+			printf("%s\n", name);
+		}
+		code = 0;
+		goto out;
+	}
 	atomic_store(&cr.started, 1);
+	cr.out_fd = o->json ? STDERR_FILENO : STDOUT_FILENO;
 	have_logs = pthread_create(&log_t, NULL, logs_thread, &cr) == 0;
 	if (docker_container_wait(cr.d, cr.id, &code, &err) < 0)
 		goto fail_remove;
@@ -284,6 +439,8 @@ static int run_container(const char *image, char **publish, size_t n_publish, bo
 		log_error("error running enclave: container exited with code %d", code);
 	if (docker_container_do(cr.d, cr.id, "remove", &err) < 0)
 		log_warn("%s", err.msg);
+	if (o->json)
+		print_final_status(name[0] ? name : cr.id, code);
 	goto out;
 fail_remove:
 	log_error("%s", err.msg);
@@ -296,6 +453,15 @@ fail:
 	code = 1;
 out:
 	json_decref(body);
+	json_decref(cmd);
+	json_decref(env);
+	docker_free(cr.d);
+	return code;
+early:
+	json_decref(exposed);
+	json_decref(bindings);
+	json_decref(cmd);
+	json_decref(env);
 	docker_free(cr.d);
 	return code;
 }
@@ -305,24 +471,203 @@ static bool release_file(const char *rest, bool regular, void *ctx)
 	return !strcmp(rest, "application.eif") || !strcmp(rest, "enclaver.yaml");
 }
 
-static volatile sig_atomic_t vm_child;
+static volatile sig_atomic_t runner_child;
 
 static void forward_signal(int sig)
 {
-	if (vm_child > 0)
-		kill(vm_child, sig);
+	if (runner_child > 0)
+		kill(runner_child, sig);
+}
+
+/* Starts enclaver-run (args) with stdin from in_fd and stdout, stderr to out_fd and err_fd
+ * (-1: ours); returns its pid, or -1. */
+static pid_t start_runner(char **args, int in_fd, int out_fd, int err_fd)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		proc_reset_signals();
+		if ((in_fd >= 0 && dup2(in_fd, STDIN_FILENO) < 0) || (out_fd >= 0 && dup2(out_fd, STDOUT_FILENO) < 0) ||
+		    (err_fd >= 0 && dup2(err_fd, STDERR_FILENO) < 0))
+			_exit(127);
+		execvp(args[0], args);
+		fprintf(stderr, "cannot run %s: %s (install enclaver-run beside enclaver)\n", args[0], strerror(errno));
+		_exit(127);
+	}
+	if (pid < 0)
+		log_error("fork: %s", strerror(errno));
+	return pid;
+}
+
+static int wait_code(pid_t pid)
+{
+	int status = 0;
+
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return 1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/*
+ * A detached run: a supervisor in a session of its own starts enclaver-run with its output in
+ * the run's log, records it, tells us, and writes its exit code once it ends; we print the
+ * name and return. cleanup: a folder the supervisor removes after (or NULL).
+ */
+static int run_detached(char **args, const char *dir, const char *name, const char *what, const char *ports,
+			const char *cleanup, bool json)
+{
+	char path[PATH_MAX + 8], ok = 0;
+	int pfd[2], logfd, nullfd;
+	pid_t sup;
+
+	snprintf(path, sizeof(path), "%s/log", dir);
+	logfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (logfd < 0 || nullfd < 0 || pipe2(pfd, O_CLOEXEC) < 0) {
+		log_error("%s: %s", path, strerror(errno));
+		return 1;
+	}
+	fflush(stdout);
+	sup = fork();
+	if (sup == 0) {
+		struct err err = { 0 };
+		pid_t child;
+		int code;
+
+		setsid();
+		signal(SIGINT, SIG_IGN);
+		signal(SIGHUP, SIG_IGN);
+		child = start_runner(args, nullfd, logfd, logfd);
+		if (child < 0)
+			_exit(1);
+		if (runs_record(dir, name, child, true, what, ports, &err) < 0) {
+			log_error("%s", err.msg);
+			kill(child, SIGTERM);
+			_exit(1);
+		}
+		if (write(pfd[1], "1", 1) < 0)
+			_exit(1);
+		/* the terminal is the user's again: nothing of ours goes there after this */
+		dup2(nullfd, STDIN_FILENO);
+		dup2(logfd, STDOUT_FILENO);
+		dup2(logfd, STDERR_FILENO);
+		code = wait_code(child);
+		if (runs_finish(dir, code, &err) < 0)
+			log_error("%s", err.msg);
+		if (cleanup)
+			fs_remove_tree(cleanup, &err);
+		_exit(0);
+	}
+	close(pfd[1]);
+	close(logfd);
+	close(nullfd);
+	if (sup < 0 || read(pfd[0], &ok, 1) != 1 || ok != '1') {
+		close(pfd[0]);
+		log_error("the enclave %s did not start: see %s/log", name, dir);
+		return 1;
+	}
+	close(pfd[0]);
+	if (json) {
+		json_t *j = json_pack("{s:s, s:s}", "Name", name, "Eif", what);
+		char *text = json_dumps(j, JSON_COMPACT);
+
+		printf("%s\n", text);
+		free(text);
+		json_decref(j);
+	} else {
+		printf("%s\n", name);
+	}
+	return 0;
+}
+
+/*
+ * Runs enclaver-run with args under a name (o->name, else one made up), as enclaver ps, logs,
+ * stop and rm know runs: detached, or in the foreground with its exit code as ours. what: the
+ * EIF or image, shown by ps; cleanup: a folder to remove once it ended (or NULL).
+ */
+static int run_named(char **args, struct run_opts *o, const char *what, const char *ports, const char *cleanup)
+{
+	char name[RUN_NAME_MAX + 1], dir[PATH_MAX];
+	struct err err = { 0 };
+	pid_t pid;
+	int code;
+
+	if (o->name)
+		snprintf(name, sizeof(name), "%s", o->name);
+	else
+		random_name(name);
+	if (runs_reserve(name, dir, sizeof(dir), &err) < 0) {
+		log_error("%s", err.msg);
+		return err.code == EINVAL ? EXIT_USAGE : 1;
+	}
+	/* -e sets enclaver-run's environment, as docker run sets the container's */
+	for (size_t i = 0; i < o->n_env; i++)
+		putenv(o->env[i]);
+	if (o->detach)
+		return run_detached(args, dir, name, what, ports, cleanup, o->json);
+	/* In the foreground this process stands for the run: enclaver stop signals it. */
+	if (runs_record(dir, name, getpid(), false, what, ports, &err) < 0)
+		log_warn("%s", err.msg);
+	if (!cleanup && !o->json) {
+		/* becomes enclaver-run, so that signals and the exit code are its own */
+		execvp(args[0], args);
+		log_error("cannot run %s: %s (install enclaver-run beside enclaver)", args[0], strerror(errno));
+		return 1;
+	}
+	/* enclaver-run stops the enclave on SIGINT or SIGTERM; this process passes them on, then
+	 * removes the folder and says how the run ended */
+	signal(SIGINT, forward_signal);
+	signal(SIGTERM, forward_signal);
+	pid = start_runner(args, -1, o->json ? STDERR_FILENO : -1, -1);
+	if (pid < 0)
+		return 1;
+	runner_child = pid;
+	code = wait_code(pid);
+	if (cleanup)
+		fs_remove_tree(cleanup, &err);
+	if (o->json)
+		print_final_status(name, code);
+	return code;
+}
+
+/* The manifest's ports as -p leaves them published, for enclaver ps; a -p for a port it does
+ * not publish is refused here, before anything starts. */
+static int publish_text(const char *manifest, const struct run_opts *o, char *out, size_t size)
+{
+	struct manifest *m = NULL;
+	struct err err = { 0 };
+	uint16_t ports[MAX_ARGS];
+	struct host_port_map merged[MAX_ARGS];
+	size_t n = 0;
+	int rc = 0;
+
+	if (manifest_load(manifest, &m, &err) < 0) {
+		log_error("%s", err.msg);
+		return 1;
+	}
+	for (size_t i = 0; i < m->n_ingress && i < MAX_ARGS; i++)
+		ports[i] = m->ingress[i].listen_port;
+	if (host_publish_merge(o->maps, o->n_publish, ports, m->n_ingress < MAX_ARGS ? m->n_ingress : MAX_ARGS, merged,
+			       MAX_ARGS, &n, &err) < 0) {
+		log_error("%s (%s)", err.msg, manifest);
+		rc = EXIT_USAGE;
+	} else {
+		format_ports(merged, n, out, size);
+	}
+	manifest_free(m);
+	return rc;
 }
 
 /* A release image in a VM enclave: its EIF and manifest taken out of the image, then
  * enclaver-run --launcher vm on this machine (QEMU is not in the image). args: enclaver-run's
- * own arguments so far (publish, debug). */
-static int run_vm_image(const char *image, char **args, int n)
+ * own arguments so far. */
+static int run_vm_image(const char *image, char **args, int n, struct run_opts *o)
 {
-	char dir[4200], eif[4300], manifest[4300];
+	char dir[4200], eif[4300], manifest[4300], ports[512] = "";
 	struct image_ids ids;
 	struct err err = { 0 };
-	int partial, status = 0, code = 1;
-	pid_t pid;
+	int partial, code = 1;
 
 	snprintf(dir, sizeof(dir), "%s/enclaver-run-XXXXXX", fs_tmp_dir());
 	if (!mkdtemp(dir)) {
@@ -341,6 +686,8 @@ static int run_vm_image(const char *image, char **args, int n)
 			  image);
 		goto out;
 	}
+	if ((code = publish_text(manifest, o, ports, sizeof(ports))) != 0)
+		goto out;
 	log_info("%s (%s): its EIF boots in a VM enclave on this machine", image, ids.id);
 	args[n++] = "--launcher";
 	args[n++] = "vm";
@@ -349,39 +696,53 @@ static int run_vm_image(const char *image, char **args, int n)
 	args[n++] = "--manifest-file";
 	args[n++] = manifest;
 	args[n] = NULL;
-	/* enclaver-run stops the enclave on SIGINT or SIGTERM; this process passes them on and
-	 * removes the folder once it is done */
-	signal(SIGINT, forward_signal);
-	signal(SIGTERM, forward_signal);
-	pid = fork();
-	if (pid == 0) {
-		proc_reset_signals();
-		execvp(args[0], args);
-		fprintf(stderr, "cannot run %s: %s (install enclaver-run beside enclaver)\n", args[0], strerror(errno));
-		_exit(127);
-	}
-	vm_child = pid;
-	if (pid < 0) {
-		log_error("fork: %s", strerror(errno));
-		goto out;
-	}
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	fs_partial_remove(partial); /* from here the folder is the run's, removed when it ends */
+	return run_named(args, o, image, ports, dir);
 out:
 	fs_remove_tree(dir, &err);
 	fs_partial_remove(partial);
 	return code;
 }
 
+/* -e NAME=VALUE, or -e NAME for this process's value (left out when it has none), as docker run. */
+static int add_env(struct run_opts *o, const char *spec)
+{
+	const char *eq = strchr(spec, '=');
+
+	if (!spec[0] || eq == spec) {
+		log_error("-e %s: give NAME=VALUE, or NAME to pass this shell's value", spec);
+		return -1;
+	}
+	if (!eq) {
+		const char *v = getenv(spec);
+		char *kv;
+
+		if (!v)
+			return 0;
+		if (asprintf(&kv, "%s=%s", spec, v) < 0)
+			abort();
+		o->env[o->n_env++] = kv; /* lives until the process ends */
+		return 0;
+	}
+	o->env[o->n_env++] = (char *)spec;
+	return 0;
+}
+
 int cmd_run(int argc, char **argv)
 {
-	enum { O_EIF = 256, O_MEM, O_CPU, O_LAUNCHER, O_DEBUG, O_VM, O_PULL };
+	enum { O_EIF = 256, O_MEM, O_CPU, O_LAUNCHER, O_DEBUG, O_VM, O_PULL, O_DETACH, O_NAME, O_ROLE, O_INSTANCE, O_JSON };
 	static const struct option opts[] = {
 		{ "eif", required_argument, NULL, O_EIF },
 		{ "file", required_argument, NULL, 'f' },
 		{ "publish", required_argument, NULL, 'p' },
-		{ "debug-mode", no_argument, NULL, 'd' },
+		{ "debug-mode", no_argument, NULL, O_DEBUG },
+		{ "detach", no_argument, NULL, O_DETACH },
+		{ "name", required_argument, NULL, O_NAME },
+		{ "env", required_argument, NULL, 'e' },
+		{ "role-arn", required_argument, NULL, O_ROLE },
+		{ "instance-id", required_argument, NULL, O_INSTANCE },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "json", no_argument, NULL, O_JSON },
 		{ "memory-mb", required_argument, NULL, O_MEM },
 		{ "cpu-count", required_argument, NULL, O_CPU },
 		{ "launcher", required_argument, NULL, O_LAUNCHER },
@@ -390,17 +751,22 @@ int cmd_run(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	char *args[MAX_ARGS], runner[PATH_MAX], *publish[MAX_ARGS];
-	const char *eif = NULL, *manifest = NULL, *pull = NULL;
-	size_t n_publish = 0;
-	bool debug = false, eif_only_flags = false, vm = false, manifest_given;
-	int n = 0, c;
+	static struct run_opts o; /* large: its arrays live outside the stack */
+	char *args[MAX_ARGS], runner[PATH_MAX];
+	const char *eif = NULL, *manifest = NULL;
+	bool eif_only_flags = false, vm = false, manifest_given;
+	char ports[512] = "";
+	int n = 0, c, code;
 
+	memset(&o, 0, sizeof(o));
+	o.verbose = log_get_level() >= LOG_DEBUG; /* enclaver -v run ... */
 	find_enclaver_run(runner, sizeof(runner));
 	args[n++] = runner;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "f:p:dh", opts, NULL)) != -1) {
-		if (n > MAX_ARGS - 8) {
+	while ((c = getopt_long(argc, argv, "f:p:de:vh", opts, NULL)) != -1) {
+		struct err err = { 0 };
+
+		if (n > MAX_ARGS - 16 || o.n_publish == MAX_ARGS || o.n_env == MAX_ARGS) {
 			log_error("too many arguments");
 			return EXIT_USAGE;
 		}
@@ -408,14 +774,47 @@ int cmd_run(int argc, char **argv)
 		case O_EIF: eif = optarg; break;
 		case 'f': manifest = optarg; break;
 		case 'p':
+			if (host_publish_parse(optarg, &o.maps[o.n_publish], &err) < 0) {
+				log_error("%s", err.msg);
+				return EXIT_USAGE;
+			}
+			o.publish[o.n_publish++] = optarg;
 			args[n++] = "--publish";
 			args[n++] = optarg;
-			publish[n_publish++] = optarg;
 			break;
 		case 'd':
+			log_info("-d is --debug-mode, as in upstream Enclaver; --detach runs the enclave in the background");
+			/* fall through */
+		case O_DEBUG:
 			args[n++] = "--debug-mode";
-			debug = true;
+			o.debug = true;
 			break;
+		case O_DETACH: o.detach = true; break;
+		case O_NAME:
+			if (!runs_name_ok(optarg)) {
+				log_error("--name %s: a name is 2 to %d letters, digits, '_', '.' or '-', starting with a letter "
+					  "or digit",
+					  optarg, RUN_NAME_MAX);
+				return EXIT_USAGE;
+			}
+			o.name = optarg;
+			break;
+		case 'e':
+			if (add_env(&o, optarg) < 0)
+				return EXIT_USAGE;
+			break;
+		case O_ROLE:
+			o.role_arn = optarg;
+			args[n++] = "--role-arn";
+			args[n++] = optarg;
+			break;
+		case O_INSTANCE:
+			o.instance_id = optarg;
+			args[n++] = "--instance-id";
+			args[n++] = optarg;
+			break;
+		case 'v': o.verbose = true; break;
+		case O_JSON: o.json = true; break;
 		case O_MEM:
 			eif_only_flags = true;
 			args[n++] = "--memory-mb";
@@ -439,20 +838,21 @@ int cmd_run(int argc, char **argv)
 				log_error("--pull %s: use missing, always or never", optarg);
 				return EXIT_USAGE;
 			}
-			pull = optarg;
+			o.pull = optarg;
 			break;
 		case 'h':
 			return cmd_help("run");
 		default:
-			return cmd_bad_option("run", argv, "f:p:dh", opts);
+			return cmd_bad_option("run", argv, "f:p:de:vh", opts);
 		}
 	}
+	if (o.verbose)
+		args[n++] = "-v";
 	if (!eif) {
 		struct manifest *m = NULL;
 		struct err err = { 0 };
 		const char *image = optind < argc ? argv[optind] : NULL;
 		char *target;
-		int code;
 
 		if (eif_only_flags) {
 			log_error("--memory-mb, --cpu-count, --launcher and --vm go with --eif; a release image takes them from its manifest");
@@ -467,9 +867,9 @@ int cmd_run(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 		if (image) {
-			if (ensure_image(image, pull, NULL))
+			if (ensure_image(image, o.pull, NULL))
 				return 1;
-			return vm ? run_vm_image(image, args, n) : run_container(image, publish, n_publish, debug);
+			return vm ? run_vm_image(image, args, n, &o) : run_container(image, &o);
 		}
 		if (manifest_load(manifest ? manifest : "enclaver.yaml", &m, &err) < 0) {
 			if (manifest)
@@ -480,11 +880,11 @@ int cmd_run(int argc, char **argv)
 		}
 		target = strdup(m->target);
 		manifest_free(m);
-		if (ensure_image(target, pull, manifest ? manifest : "enclaver.yaml")) {
+		if (ensure_image(target, o.pull, manifest ? manifest : "enclaver.yaml")) {
 			free(target);
 			return 1;
 		}
-		code = vm ? run_vm_image(target, args, n) : run_container(target, publish, n_publish, debug);
+		code = vm ? run_vm_image(target, args, n, &o) : run_container(target, &o);
 		free(target);
 		return code;
 	}
@@ -499,6 +899,8 @@ int cmd_run(int argc, char **argv)
 		log_error("%s: %s%s", manifest, strerror(errno), manifest_given ? "" : "; name the manifest with -f");
 		return 1;
 	}
+	if ((code = publish_text(manifest, &o, ports, sizeof(ports))) != 0)
+		return code;
 	if (vm) {
 		args[n++] = "--launcher";
 		args[n++] = "vm";
@@ -508,7 +910,11 @@ int cmd_run(int argc, char **argv)
 	args[n++] = "--manifest-file";
 	args[n++] = (char *)manifest;
 	args[n] = NULL;
-	execvp(runner, args);
-	log_error("cannot run %s: %s (install enclaver-run beside enclaver)", runner, strerror(errno));
-	return 1;
+	{
+		char *abs = realpath(eif, NULL); /* ps shows where it is from anywhere */
+
+		code = run_named(args, &o, abs ? abs : eif, ports, NULL);
+		free(abs);
+	}
+	return code;
 }

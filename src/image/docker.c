@@ -341,12 +341,16 @@ out:
 
 /* --- containers --- */
 
-int docker_container_create(struct docker *d, json_t *body, char id[80], struct err *err)
+int docker_container_create(struct docker *d, const char *name, json_t *body, char id[80], struct err *err)
 {
+	char path[160];
 	json_t *out = NULL;
 	const char *cid;
 
-	if (docker_json(d, "POST", "/containers/create", body, &out, err) < 0)
+	/* name: docker's own rule ([A-Za-z0-9][A-Za-z0-9_.-]+, checked by the caller) needs no
+	 * escaping in a query */
+	snprintf(path, sizeof(path), "/containers/create%s%.80s", name ? "?name=" : "", name ? name : "");
+	if (docker_json(d, "POST", path, body, &out, err) < 0)
 		return -1;
 	cid = json_string_value(json_object_get(out, "Id"));
 	if (!cid || strlen(cid) >= 80 || strspn(cid, "0123456789abcdef") != strlen(cid)) {
@@ -375,6 +379,43 @@ int docker_container_do(struct docker *d, const char *id, const char *action, st
 	else
 		snprintf(path, sizeof(path), "/containers/%s/%s", id, action);
 	return docker_json(d, !strcmp(action, "remove") ? "DELETE" : "POST", path, NULL, NULL, err);
+}
+
+int docker_container_stop(struct docker *d, const char *id, int seconds, struct err *err)
+{
+	char path[200];
+
+	snprintf(path, sizeof(path), "/containers/%s/stop?t=%d", id, seconds);
+	return docker_json(d, "POST", path, NULL, NULL, err);
+}
+
+int docker_container_list(struct docker *d, const char *label, bool all, json_t **out, struct err *err)
+{
+	char path[300];
+	json_t *filters = json_pack("{s:[s]}", "label", label);
+	char *text = json_dumps(filters, JSON_COMPACT), *q = path;
+	size_t used;
+
+	json_decref(filters);
+	used = (size_t)snprintf(path, sizeof(path), "/containers/json?all=%d&filters=", all);
+	q = path + used;
+	/* the filter is JSON in a query: every byte but [A-Za-z0-9.-_] percent-encoded */
+	for (const char *c = text; *c && q < path + sizeof(path) - 4; c++) {
+		if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || strchr(".-_", *c))
+			*q++ = *c;
+		else
+			q += sprintf(q, "%%%02X", (unsigned char)*c);
+	}
+	*q = 0;
+	free(text);
+	if (docker_json(d, "GET", path, NULL, out, err) < 0)
+		return -1;
+	if (!json_is_array(*out)) {
+		json_decref(*out);
+		*out = NULL;
+		return err_set(err, EIO, "the Docker daemon at %s answered its container list with something else", d->where);
+	}
+	return 0;
 }
 
 int docker_container_has_path(struct docker *d, const char *id, const char *path, bool *has, struct err *err)
@@ -444,15 +485,15 @@ int docker_demux_feed(void *ctx, const void *data, size_t len, struct err *err)
 	return 0;
 }
 
-int docker_container_logs(struct docker *d, const char *id, struct err *err)
+int docker_container_logs(struct docker *d, const char *id, bool follow, int out_fd, struct err *err)
 {
 	char path[200];
-	struct docker_demux m = { .out_fd = STDOUT_FILENO, .err_fd = STDERR_FILENO, .fd = STDOUT_FILENO };
+	struct docker_demux m = { .out_fd = out_fd, .err_fd = STDERR_FILENO, .fd = out_fd };
 	struct hc_req r = { .on_data = docker_demux_feed, .ctx = &m };
 	struct hc_resp resp;
 	int rc = -1;
 
-	snprintf(path, sizeof(path), "/containers/%s/logs?follow=1&stdout=1&stderr=1", id);
+	snprintf(path, sizeof(path), "/containers/%s/logs?follow=%d&stdout=1&stderr=1", id, follow);
 	if (docker_raw(d, path, &r, &resp, err) < 0)
 		return -1;
 	if (resp.status >= 400)

@@ -52,15 +52,21 @@ int docker_demux_feed(void *ctx, const void *data, size_t len, struct err *err);
 /* One line of a JSON message stream (pull, load): progress shown, {"error"} returned as < 0. */
 int docker_stream_message(const char *what, const char *line, size_t len, struct err *err);
 
-/* POST /containers/create; id receives the new container's ID. */
-int docker_container_create(struct docker *d, json_t *body, char id[80], struct err *err);
+/* POST /containers/create, named name (NULL: the daemon picks one); id receives the new
+ * container's ID. */
+int docker_container_create(struct docker *d, const char *name, json_t *body, char id[80], struct err *err);
+/* POST /containers/{id}/stop, with seconds before the daemon kills it. */
+int docker_container_stop(struct docker *d, const char *id, int seconds, struct err *err);
+/* GET /containers/json of the containers carrying label (all: stopped ones too): *out is the
+ * daemon's array. */
+int docker_container_list(struct docker *d, const char *label, bool all, json_t **out, struct err *err);
 /* action: "start", "stop", "kill" or "remove" (forced). */
 int docker_container_do(struct docker *d, const char *id, const char *action, struct err *err);
 /* Whether the (created) container's file system holds path: HEAD /containers/{id}/archive. */
 int docker_container_has_path(struct docker *d, const char *id, const char *path, bool *has, struct err *err);
 /* Blocks until the container exits; *code is its exit code. */
 int docker_container_wait(struct docker *d, const char *id, int *code, struct err *err);
-/* Follows the container's output to our stdout and stderr until it ends. */
-int docker_container_logs(struct docker *d, const char *id, struct err *err);
+/* Copies the container's output to out_fd (its stdout) and our stderr; follow: until it ends. */
+int docker_container_logs(struct docker *d, const char *id, bool follow, int out_fd, struct err *err);
 
 #endif

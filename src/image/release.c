@@ -169,6 +169,25 @@ static int parts_make(const struct release_inputs *in, struct parts *p, struct e
 			"config", "Entrypoint", "/usr/local/bin/enclaver-run", "Env",
 			"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "rootfs", "type", "layers",
 			"diff_ids", "sha256:", p->digests[0], "sha256:", p->digests[1]);
+	/* as EXPOSE would: docker ps shows the enclave's ports. The label lists them even when
+	 * there are none, for enclaver run to check -p against. */
+	{
+		json_t *exposed = json_object();
+		char key[16], list[8 * 64 + 1] = "";
+		size_t used = 0;
+
+		for (size_t i = 0; i < in->n_ports; i++) {
+			snprintf(key, sizeof(key), "%u/tcp", in->ports[i]);
+			json_object_set_new(exposed, key, json_object());
+			if (used < sizeof(list) - 8)
+				used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%u", i ? " " : "", in->ports[i]);
+		}
+		if (in->n_ports)
+			json_object_set_new(json_object_get(cfg, "config"), "ExposedPorts", exposed);
+		else
+			json_decref(exposed);
+		json_object_set_new(json_object_get(cfg, "config"), "Labels", json_pack("{s:s}", RELEASE_INGRESS_LABEL, list));
+	}
 	p->config = json_dumps(cfg, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(cfg);
 	sha256(p->config, strlen(p->config), d);

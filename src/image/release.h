@@ -12,6 +12,9 @@
 
 #include "base/err.h"
 
+/* On release images: the manifest's ingress ports, space-separated (perhaps none). */
+#define RELEASE_INGRESS_LABEL "dev.enclaver.ingress"
+
 struct release_inputs {
 	const char *target;       /* repository:tag */
 	const char *enclaver_run; /* the static binary */
@@ -20,6 +23,8 @@ struct release_inputs {
 	const uint8_t *manifest;
 	size_t manifest_len;
 	time_t mtime;
+	const uint16_t *ports; /* the manifest's ingress ports: the image's ExposedPorts */
+	size_t n_ports;
 };
 
 /* Writes the image to out (atomically); image_id receives "sha256:<config digest>". */

@@ -99,8 +99,8 @@ def test_man_pages_render_without_warnings_and_completions_complete():
                   "COMP_CWORD=$((${#COMP_WORDS[@]}-1)); _enclaver; echo \"${COMPREPLY[*]}\"")
         return subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout.split()
 
-    assert complete("enclaver", "") == sorted(["attest", "build", "eif", "help", "kms-local", "manifest",
-                                               "policy", "run", "version"])
+    assert complete("enclaver", "") == sorted(["attest", "build", "eif", "help", "kms-local", "logs", "manifest",
+                                               "policy", "ps", "rm", "run", "stop", "version"])
     assert complete("enclaver", "eif", "") == ["bootstrap", "build", "describe", "extract", "pcr", "sign"]
     assert complete("enclaver", "run", "--launcher", "") == ["local", "vm", "nitro", "nitro-cli"]
     assert "--eif-only" in complete("enclaver", "build", "--e")

@@ -3,6 +3,7 @@ namespaces, and the tests act as its users do: through published ports, the egre
 exit code and the log stream."""
 import glob
 import hashlib
+import json
 import http.server
 import os
 import pathlib
@@ -582,6 +583,105 @@ def test_enclaver_run_command(tmp_path):
     p = subprocess.run([str(BUILD / "enclaver"), "run", "--eif", str(tmp_path / "app.eif")], cwd="/",
                        capture_output=True, text=True)
     assert p.returncode == 1 and "enclaver.yaml" in p.stderr and "-f" in p.stderr
+
+
+def listening(port):
+    """The IPv4 addresses this network namespace listens on at TCP port."""
+    found = []
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        addr, p = local.split(":")
+        if state == "0A" and int(p, 16) == port:
+            found.append(".".join(str(int(addr[i:i + 2], 16)) for i in (6, 4, 2, 0)))
+    return found
+
+
+def enclaver(*args, **kw):
+    return subprocess.run([str(BUILD / "enclaver"), *map(str, args)], capture_output=True, text=True,
+                          timeout=120, **kw)
+
+
+def ps(name, *flags):
+    """This test's run in enclaver ps --json (others may be listed beside it), or None."""
+    mine = [x for x in json.loads(enclaver("ps", "--json", *flags).stdout) if x["Name"] == name]
+    return mine[0] if mine else None
+
+
+def test_enclaver_run_detached_named_published_listed_logged_stopped_removed(tmp_path):
+    port, other, h1, h2 = free_port(), free_port(), free_port(), free_port()
+    manifest = eu.MANIFEST + f"ingress:\n  - listen_port: {port}\n  - listen_port: {other}\n"
+    eu.make_eif(tmp_path, manifest, ["echo", str(port)])
+    name = f"echo-{os.getpid()}"
+    base = ["run", "--eif", tmp_path / "app.eif", "-f", tmp_path / "enclaver.yaml"]
+    r = enclaver(*base, "--detach", "--name", name, "-p", f"{h1}:{port + 1 if port + 1 != other else port + 2}")
+    assert r.returncode == 2 and "the manifest publishes no port" in r.stderr and ps(name, "-a") is None, r
+    r = enclaver(*base, "--detach", "--name", "../x")
+    assert r.returncode == 2 and "--name ../x: a name is 2 to 64 letters" in r.stderr
+    # one port published twice, on loopback only; the manifest's other port stays on itself
+    r = enclaver(*base, "--detach", "--name", name, "-p", f"127.0.0.1:{h1}:{port}", "-p", f"127.0.0.1:{h2}:{port}")
+    try:
+        assert r.returncode == 0 and r.stdout == f"{name}\n", r
+        wait_port(h1)
+        wait_port(h2)
+        assert listening(h1) == ["127.0.0.1"] and listening(h2) == ["127.0.0.1"]
+        assert listening(other) == ["0.0.0.0"] and listening(port) == []
+        me = ps(name)
+        assert me["Kind"] == "eif" and me["State"] == "running" and me["From"] == str(tmp_path / "app.eif"), me
+        assert me["Ports"] == f"127.0.0.1:{h1}->{port}/tcp, 127.0.0.1:{h2}->{port}/tcp, 0.0.0.0:{other}->{other}/tcp"
+        deadline = time.time() + 30
+        while f"echo listening on {port}" not in (r := enclaver("logs", name)).stdout and time.time() < deadline:
+            time.sleep(0.2)
+        assert r.returncode == 0 and "LOCAL ENCLAVE" in r.stdout and f"echo listening on {port}" in r.stdout, r
+        r = enclaver(*base, "--detach", "--name", name)
+        assert r.returncode == 1 and f"the name {name} is in use by a running enclave" in r.stderr, r
+        r = enclaver("rm", name)
+        assert r.returncode == 1 and f"{name} is running: stop it with 'enclaver stop {name}'" in r.stderr
+        # logs -f follows until the run ends; stop ends it as Ctrl-C would
+        follow = subprocess.Popen([str(BUILD / "enclaver"), "logs", "-f", name], stdout=subprocess.PIPE, text=True)
+        r = enclaver("stop", name)
+        assert r.returncode == 0 and r.stdout == f"{name}\n", r
+        out, _ = follow.communicate(timeout=30)
+        assert follow.returncode == 0 and "stopping the enclave" in out and f"echo listening on {port}" in out
+        assert ps(name) is None
+        me = ps(name, "-a")
+        assert me["State"] == "exited" and me["ExitCode"] == 109, me
+        assert listening(h1) == [] and listening(other) == []
+        assert enclaver("logs", name).returncode == 0  # kept until rm
+        r = enclaver("rm", name)
+        assert r.returncode == 0 and r.stdout == f"{name}\n" and ps(name, "-a") is None
+        r = enclaver("stop", name)
+        assert r.returncode == 1 and f"no enclave named {name}" in r.stderr
+    finally:
+        enclaver("rm", "-f", name)
+
+
+def test_enclaver_run_in_the_foreground_is_named_stoppable_and_says_how_it_ended(tmp_path):
+    eu.make_eif(tmp_path, eu.MANIFEST, ["exit", "4"])
+    base = ["run", "--eif", tmp_path / "app.eif", "-f", tmp_path / "enclaver.yaml"]
+    r = enclaver(*base, "--json")
+    assert r.returncode == 4 and "probe exiting with 4" in r.stderr, r
+    status = json.loads(r.stdout.splitlines()[-1])
+    assert status["ExitCode"] == 4 and status["Status"] == "exited" and status["Name"].startswith("enclaver-")
+    assert ps(status["Name"], "-a") is None  # a foreground run is gone once it ended
+    # another process stops a foreground run by its name
+    eu.make_eif(tmp_path, eu.MANIFEST, ["sleep", "600"])
+    name = f"sleeper-{os.getpid()}"
+    p = subprocess.Popen([str(BUILD / "enclaver"), *map(str, base), "--name", name], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 30
+        while not (ps(name) or {}).get("Status", "").endswith("(foreground)"):
+            assert time.time() < deadline and p.poll() is None, p.communicate()
+            time.sleep(0.2)
+        r = enclaver("logs", name)
+        assert r.returncode == 1 and "runs in the foreground: its output goes to the terminal" in r.stderr
+        eu.wait_app_step(p.pid, "sleep")
+        assert enclaver("stop", name).returncode == 0
+        assert p.wait(timeout=60) == 109
+        assert ps(name, "-a") is None
+    finally:
+        if p.poll() is None:
+            p.kill()
 
 
 def test_file_capabilities_work_inside(tmp_path):

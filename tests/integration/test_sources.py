@@ -12,6 +12,7 @@ import time
 import pytest
 
 from conftest import BUILD, run
+import enclave_util as eu
 import registry_util
 from test_build import (CONFIG, app_layers, build, docker_archive, oci_layout, static_enclaver_run, static_odyn,
                         write_manifest)
@@ -203,13 +204,13 @@ def docker(*args, **kw):
     return subprocess.run([DOCKER, *map(str, args)], capture_output=True, text=True, timeout=180, **kw)
 
 
-def load_and_build(d, tag, target, config, *extra):
+def load_and_build(d, tag, target, config, *extra, manifest_extra=""):
     """Loads an app image into the daemon, then builds its release image into the daemon."""
     import mkimage
     mkimage.docker_archive(d / "app.tar", app_layers(), config, tag=tag)
     assert docker("load", "-i", d / "app.tar").returncode == 0
     (d / "enclaver.yaml").write_text(f"version: v1\nname: app\ntarget: {target}\nsources:\n  app: {tag}\n"
-                                     "defaults:\n  memory_mb: 256\n")
+                                     "defaults:\n  memory_mb: 256\n" + manifest_extra)
     (d / "kernel").write_bytes(b"kernel bytes")
     r = run("build", "-f", d / "enclaver.yaml", "--kernel", d / "kernel", "--odyn", static_odyn(),
             "--enclaver-run", static_enclaver_run(), *extra)
@@ -242,8 +243,18 @@ def test_daemon_source_and_output_and_docker_run(tmp_path, dockerd):
         assert ours(target) == []
         r = run("run", "-f", tmp_path / "enclaver.yaml", target)
         assert r.code == 2 and "both an image name and a manifest file were specified" in r.err
+        # -p for a port the manifest does not publish: nothing in the enclave listens there
         r = run("run", "-p", "80", target)
-        assert r.code == 2 and "'80' does not match the format 'host_port:container_port'" in r.err
+        assert r.code == 2 and "the manifest publishes no port 80 (its ingress: none)" in r.err, r
+        assert ours(target) == []
+        r = run("run", "-p", "8o", target)
+        assert r.code == 2 and "'8o' does not match the format 'host_port:container_port'" in r.err
+        # --json: the app's output on stderr, and how the run ended as the last line of stdout
+        r = run("run", "--json", target)
+        assert r.code == 7 and "probe exiting with 7" in r.err, r
+        assert json.loads(r.out.splitlines()[-1]) == {"Name": json.loads(r.out.splitlines()[-1])["Name"],
+                                                      "ExitCode": 7, "Status": "exited"}
+        assert ours(target) == []
         # the app image itself is refused, and nothing of it runs (it would run bare, with every
         # capability and the host's network)
         r = run("run", tag)
@@ -305,6 +316,64 @@ def test_enclaver_run_ctrl_c_stops_and_removes(tmp_path, dockerd):
         assert "received SIGINT: stopping the container" in err and "stopped on request" in err
         assert ours("-a") == []
     finally:
+        docker("rmi", "-f", tag, target)
+
+
+def listening(port):
+    """The addresses this network namespace listens on at TCP port (IPv4), as "a.b.c.d"."""
+    found = []
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        addr, p = local.split(":")
+        if state == "0A" and int(p, 16) == port:
+            found.append(".".join(str(int(addr[i:i + 2], 16)) for i in (6, 4, 2, 0)))
+    return found
+
+
+def test_detached_release_image_named_published_listed_logged_stopped_removed(tmp_path, dockerd):
+    port, hport = eu.free_port(), eu.free_port()
+    tag, target = f"enclaver-test-echo:{os.getpid()}", f"enclaver-test-echo-release:{os.getpid()}"
+    name = f"enclaver-test-echo-{os.getpid()}"
+    cfg = dict(CONFIG, config=dict(CONFIG["config"], Cmd=["echo", str(port)]))
+    try:
+        load_and_build(tmp_path, tag, target, cfg, manifest_extra=f"ingress:\n  - listen_port: {port}\n")
+        inspect = json.loads(docker("image", "inspect", "-f", "{{json .Config}}", target).stdout)
+        assert inspect["ExposedPorts"] == {f"{port}/tcp": {}}
+        # refused before anything starts: a port the manifest does not publish
+        r = run("run", "--detach", "--name", name, "-p", f"{hport}:{port + 1}", target)
+        assert r.code == 2 and f"the manifest publishes no port {port + 1} (its ingress: {port})" in r.err, r
+        assert docker("ps", "-aq", "--filter", f"name=^{name}$").stdout == ""
+        r = run("run", "--detach", "--name", name, "-p", f"127.0.0.1:{hport}:{port}", "-e",
+                "ENCLAVER_IMDS_CREDENTIAL_SECONDS=900", target)
+        assert r.code == 0 and r.out == f"{name}\n", r
+        env = json.loads(docker("inspect", "-f", "{{json .Config.Env}}", name).stdout)
+        assert "ENCLAVER_IMDS_CREDENTIAL_SECONDS=900" in env
+        eu.wait_echo(hport, timeout=60)
+        assert listening(hport) == ["127.0.0.1"]  # this address only, as docker run -p 127.0.0.1:H:C
+        mine = [x for x in json.loads(run("ps", "--json").out) if x["Name"] == name]
+        assert len(mine) == 1 and mine[0]["Kind"] == "container" and mine[0]["State"] == "running", mine
+        assert mine[0]["Ports"] == f"127.0.0.1:{hport}->{port}/tcp" and mine[0]["From"] == target
+        assert name in run("ps", "-q").out.split()
+        deadline = time.time() + 30  # the app's line comes through the enclave's log stream
+        while f"echo listening on {port}" not in (r := run("logs", name)).out and time.time() < deadline:
+            time.sleep(0.2)
+        assert r.code == 0 and f"echo listening on {port}" in r.out, r
+        r = run("run", "--detach", "--name", name, target)
+        assert r.code == 1 and f"the name {name} is in use by a container" in r.err, r
+        r = run("rm", name)
+        assert r.code == 1 and f"{name} is running: stop it with 'enclaver stop {name}'" in r.err, r
+        r = run("stop", "-t", "30", name)
+        assert r.code == 0 and r.out == f"{name}\n", r
+        mine = [x for x in json.loads(run("ps", "-a", "--json").out) if x["Name"] == name]
+        assert mine[0]["State"] == "exited" and mine[0]["ExitCode"] == 109, mine
+        assert name not in run("ps", "-q").out.split()
+        r = run("rm", name)
+        assert r.code == 0 and r.out == f"{name}\n"
+        assert docker("ps", "-aq", "--filter", f"name=^{name}$").stdout == ""
+        r = run("logs", name)
+        assert r.code == 1 and f"no enclave named {name}: 'enclaver ps -a' lists them" in r.err
+    finally:
+        docker("rm", "-f", name)
         docker("rmi", "-f", tag, target)
 
 

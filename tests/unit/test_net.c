@@ -21,6 +21,7 @@
 #include "net/relay.h"
 #include "net/tunnel.h"
 #include "net/vsock.h"
+#include "host/ingress.h"
 
 static int fired[4];
 
@@ -617,7 +618,85 @@ static void test_dns_literals_need_no_server(void)
 	loop_free(l);
 }
 
-TEST_MAIN(T(test_dns_literals_need_no_server), T(test_timers_fire_in_order), T(test_signals_through_the_loop), T(test_emulated_vsock),
+/* docker run's -p forms, and what is published once the manifest's ports are merged in. */
+static void test_publish_specs(void)
+{
+	static const struct {
+		const char *spec, *where; /* where: host side, or NULL for a refused spec */
+		unsigned port;
+	} cases[] = {
+		{ "8080", "0.0.0.0:0", 8080 },
+		{ "9000:8080", "0.0.0.0:9000", 8080 },
+		{ "9000:8080/tcp", "0.0.0.0:9000", 8080 },
+		{ "127.0.0.1:9000:8080", "127.0.0.1:9000", 8080 },
+		{ "127.0.0.1::8080", "127.0.0.1:0", 8080 },
+		{ "[::1]:9000:8080", "[::1]:9000", 8080 },
+		{ "[::]::80", "[::]:0", 80 },
+		{ "65535:1", "0.0.0.0:65535", 1 },
+		{ "0:80", NULL, 0 },
+		{ "9000:65536", NULL, 0 },
+		{ "9000:80/udp", NULL, 0 },
+		{ "x:80", NULL, 0 },
+		{ "1.2.3:9000:80", NULL, 0 },
+		{ "[1.2.3.4]:9000:80", NULL, 0 },
+		{ "[::1:9000:80", NULL, 0 },
+		{ "a1:2", NULL, 0 },
+		{ ":80", "0.0.0.0:0", 80 },
+		{ "", NULL, 0 },
+		{ "1:2:3:4", NULL, 0 },
+		{ "127.0.0.1:9000:8080:", NULL, 0 },
+		{ "99999999999999999999999999999999999999999999999999999999999999999999999999999999999999:1", NULL, 0 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct host_port_map m;
+		struct err err = { 0 };
+		char where[80];
+		int rc = host_publish_parse(cases[i].spec, &m, &err);
+
+		if (!cases[i].where) {
+			if (rc == 0)
+				fprintf(stderr, "accepted: %s\n", cases[i].spec);
+			CHECK(rc < 0 && strstr(err.msg, cases[i].spec));
+			continue;
+		}
+		CHECK_EQ_INT(rc, 0);
+		host_publish_format(&m, where, sizeof(where));
+		CHECK_STR(where, cases[i].where);
+		CHECK_EQ_INT(m.enclave_port, cases[i].port);
+	}
+
+	/* the manifest publishes 80 and 443; -p moves 80 twice, 443 stays on itself */
+	{
+		struct host_port_map given[2], out[8];
+		const uint16_t ports[] = { 80, 443 };
+		struct err err = { 0 };
+		size_t n = 0;
+		char where[80];
+
+		CHECK_EQ_INT(host_publish_parse("127.0.0.1:8080:80", &given[0], &err), 0);
+		CHECK_EQ_INT(host_publish_parse("8081:80", &given[1], &err), 0);
+		CHECK_EQ_INT(host_publish_merge(given, 2, ports, 2, out, 8, &n, &err), 0);
+		CHECK_EQ_INT(n, 3);
+		host_publish_format(&out[0], where, sizeof(where));
+		CHECK_STR(where, "127.0.0.1:8080");
+		host_publish_format(&out[1], where, sizeof(where));
+		CHECK_STR(where, "0.0.0.0:8081");
+		host_publish_format(&out[2], where, sizeof(where));
+		CHECK_STR(where, "0.0.0.0:443");
+		CHECK_EQ_INT(out[2].enclave_port, 443);
+		/* a port the manifest does not publish, and more than fit */
+		CHECK_EQ_INT(host_publish_parse("9000:22", &given[1], &err), 0);
+		CHECK(host_publish_merge(given, 2, ports, 2, out, 8, &n, &err) < 0 &&
+		      strstr(err.msg, "publishes no port 22 (its ingress: 80, 443)"));
+		CHECK(host_publish_merge(given, 1, ports, 2, out, 1, &n, &err) < 0 && err.code == E2BIG);
+		CHECK(host_publish_merge(given, 1, NULL, 0, out, 8, &n, &err) < 0 && strstr(err.msg, "(its ingress: none)"));
+		CHECK_EQ_INT(host_publish_merge(NULL, 0, ports, 2, out, 8, &n, &err), 0);
+		CHECK_EQ_INT(n, 2);
+	}
+}
+
+TEST_MAIN(T(test_publish_specs), T(test_dns_literals_need_no_server), T(test_timers_fire_in_order), T(test_signals_through_the_loop), T(test_emulated_vsock),
 	  T(test_emulated_vsock_ignores_planted_symlinks), T(test_emulated_vsock_peer_netns),
 	  T(test_acceptor_backs_off_on_emfile), T(test_acceptor_caps_connections),
 	  T(test_relay_both_ways_with_half_close), T(test_relay_half_close_keeps_other_direction),
