@@ -258,7 +258,7 @@ static void shell_quoted(const char *value)
  * root: a client that ignores the endpoint fails its TLS handshake with real AWS instead of
  * sending these requests there, and kms-local's HTTPS front still verifies.
  */
-static int cmd_env(const char *state, const char *region)
+static int cmd_env(const char *state, const char *region, bool as_json)
 {
 	struct local_master m;
 	struct devca *ca = NULL;
@@ -280,6 +280,19 @@ static int cmd_env(const char *state, const char *region)
 	http = json_string_value(json_object_get(ep, "http"));
 	snprintf(url, sizeof(url), "http://%s", http ? http : DEFAULT_LISTEN);
 	json_decref(ep);
+	if (as_json) { /* the same settings for a program to apply */
+		json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "AWS_ACCESS_KEY_ID", m.access_key,
+				      "AWS_SECRET_ACCESS_KEY", m.secret_key, "AWS_DEFAULT_REGION", m.region, "AWS_REGION",
+				      m.region, "AWS_ENDPOINT_URL_KMS", url, "AWS_CA_BUNDLE", root);
+		char *text = json_dumps(j, JSON_INDENT(2));
+
+		printf("%s\n", text);
+		explicit_bzero(text, strlen(text));
+		free(text);
+		json_decref(j);
+		explicit_bzero(&m, sizeof(m));
+		return 0;
+	}
 	printf("unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN AWS_SECURITY_TOKEN\n");
 	printf("export AWS_ACCESS_KEY_ID=%s\n", m.access_key);
 	printf("export AWS_SECRET_ACCESS_KEY=%s\n", m.secret_key);
@@ -312,17 +325,19 @@ static int cmd_env(const char *state, const char *region)
 
 int cmd_kms_local(int argc, char **argv)
 {
-	enum { O_LISTEN = 256, O_REGION, O_ROOT, O_AGE, O_TLS };
+	enum { O_LISTEN = 256, O_REGION, O_ROOT, O_AGE, O_TLS, O_JSON };
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, O_LISTEN },
 		{ "tls-listen", required_argument, NULL, O_TLS },
 		{ "region", required_argument, NULL, O_REGION },
 		{ "attestation-root", required_argument, NULL, O_ROOT },
 		{ "max-document-age", required_argument, NULL, O_AGE },
+		{ "json", no_argument, NULL, O_JSON },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
+	bool as_json = false;
 	const char *listen = DEFAULT_LISTEN, *region = NULL, *root_spec = "dev", *tls_listen = NULL;
 	char state[4096], addr[64], tls_addr[64], path[4200];
 	uint16_t port, tls_port = 0;
@@ -342,6 +357,7 @@ int cmd_kms_local(int argc, char **argv)
 		case O_REGION: region = optarg; break;
 		case O_ROOT: root_spec = optarg; break;
 		case O_AGE: max_age = (unsigned)strtoul(optarg, NULL, 10); break;
+		case O_JSON: as_json = true; break;
 		case 'v': log_set_level(LOG_DEBUG); break;
 		case 'h':
 			for (int i = 1; i < argc; i++) /* getopt_long meets --help before env */
@@ -361,7 +377,7 @@ int cmd_kms_local(int argc, char **argv)
 				  argv[optind + 1]);
 			return EXIT_USAGE;
 		}
-		return cmd_env(state, region);
+		return cmd_env(state, region, as_json);
 	}
 	if (optind < argc) {
 		log_error("unexpected argument \"%s\" (kms-local takes env, or options)", argv[optind]);
@@ -412,6 +428,21 @@ int cmd_kms_local(int argc, char **argv)
 			goto fail;
 		log_info("local KMS for %s on http://%s and https://%s (state %s, %zu keys; attestation root: %s)",
 			 svc.master.region, where, tls_where, state, svc.store->n_keys, root_spec);
+		if (as_json) { /* one line, once it serves: where a script finds it (--listen :0 too) */
+			char url[128], tls_url[128];
+			json_t *j;
+
+			snprintf(url, sizeof(url), "http://%s", where);
+			snprintf(tls_url, sizeof(tls_url), "https://%s", tls_where);
+			j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:i}", "Http", url, "Https", tls_url, "Region",
+				      svc.master.region, "State", state, "Keys", (json_int_t)svc.store->n_keys,
+				      "AttestationRoot", root_spec, "Pid", (int)getpid());
+			text = json_dumps(j, JSON_COMPACT);
+			printf("%s\n", text);
+			fflush(stdout);
+			free(text);
+			json_decref(j);
+		}
 	}
 	rc = loop_run(l, &err) < 0 ? 1 : 0;
 	unlink(path);

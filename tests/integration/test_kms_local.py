@@ -295,6 +295,33 @@ def test_env_names_the_running_instances_port(kms):
     assert f"export AWS_ENDPOINT_URL_KMS=http://127.0.0.1:{kms.port}\n" in exports
 
 
+def test_json_start_line_on_kernel_picked_ports_and_json_env(tmp_path):
+    state = tmp_path / "state"
+    env = dict(os.environ, ENCLAVER_STATE_DIR=str(state))
+    p = subprocess.Popen([str(BUILD / "enclaver"), "kms-local", "--listen", "127.0.0.1:0", "--json"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = json.loads(p.stdout.readline())  # written once it serves
+        http, https = line["Http"], line["Https"]
+        assert http.startswith("http://127.0.0.1:") and https.startswith("https://127.0.0.1:"), line
+        assert line["Region"] == "us-east-1" and line["State"] == str(state) and line["Keys"] == 0
+        assert line["Pid"] == p.pid and line["AttestationRoot"] == "dev"
+        assert int(http.rsplit(":", 1)[1]) > 0 and int(https.rsplit(":", 1)[1]) > 0
+        r = run("kms-local", "env", "--json", env=env)
+        settings = json.loads(r.out)
+        assert settings["AWS_ENDPOINT_URL_KMS"] == http and settings["AWS_REGION"] == "us-east-1", settings
+        assert settings["AWS_CA_BUNDLE"] == str(state / "dev-ca" / "root.pem")
+        # the settings work: a key is made with them and the start line's address
+        out = subprocess.run([AWS, "kms", "create-key", "--endpoint-url", http, "--query", "KeyMetadata.KeyId",
+                              "--output", "text"], env=dict(os.environ, AWS_CONFIG_FILE="/dev/null",
+                              AWS_SHARED_CREDENTIALS_FILE="/dev/null", **settings), capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 0 and len(out.stdout.strip()) == 36, out
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
+
+
 def test_keys_are_disabled_enabled_and_scheduled_for_deletion_as_in_kms(kms, tmp_path):
     key = kms.aws("create-key")["KeyMetadata"]
     kid, arn = key["KeyId"], key["Arn"]
