@@ -236,6 +236,29 @@ static int get_string_list(struct ctx *c, yaml_node_t *n, const char *what, char
 	return 0;
 }
 
+/* A relative path in sources.app (docker-archive:, oci-archive:, oci:) is taken from the
+ * manifest's folder, as the signature's paths are: one rule for every path in the file, so
+ * that enclaver build -f dir/enclaver.yaml means the same from any folder. */
+static void resolve_app_path(struct manifest *m, const char *dir)
+{
+	static const char *const kinds[] = { "docker-archive:", "oci-archive:", "oci:" };
+
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		size_t k = strlen(kinds[i]);
+		char *joined, *out;
+
+		if (strncmp(m->source_app, kinds[i], k) || !m->source_app[k] || m->source_app[k] == '/')
+			continue;
+		joined = fs_join(dir, m->source_app + k);
+		if (asprintf(&out, "%s%s", kinds[i], joined) < 0)
+			abort();
+		free(joined);
+		free(m->source_app);
+		m->source_app = out;
+		return;
+	}
+}
+
 static int parse_sources(struct ctx *c, struct manifest *m, yaml_node_t *n)
 {
 	static const char *const keys[] = { "app", "odyn", "sleeve", "supervisor", "wrapper", NULL };
@@ -554,6 +577,7 @@ static int parse_root(struct ctx *c, struct manifest *m, yaml_node_t *root, cons
 		return fail(c, root, "missing required key \"sources\"");
 	if (parse_sources(c, m, v) < 0)
 		return -1;
+	resolve_app_path(m, dir);
 	if ((v = map_get(c, root, "signature", NULL)) && parse_signature(c, m, v, dir) < 0)
 		return -1;
 	if ((v = map_get(c, root, "ingress", NULL)) && parse_ingress(c, m, v) < 0)

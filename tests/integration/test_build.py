@@ -82,6 +82,28 @@ def build(d, out="app.eif", env=None):
                "--odyn", static_odyn(), env=env)
 
 
+def test_relative_paths_in_the_manifest_are_taken_from_its_folder(tmp_path):
+    sub = tmp_path / "app"
+    sub.mkdir()
+    docker_archive(sub / "app.tar", app_layers())
+    write_manifest(sub, "docker-archive:app.tar")
+    (sub / "kernel").write_bytes(b"kernel bytes")
+    args = ["build", "-f", "app/enclaver.yaml", "--eif-only", "x.eif", "--kernel", sub / "kernel", "--odyn",
+            static_odyn()]
+    # from the manifest's parent folder, where no app.tar is: found beside the manifest
+    r = run(*args, cwd=tmp_path)
+    assert r.code == 0 and (tmp_path / "x.eif").exists(), r
+    r = run("manifest", "-f", "app/enclaver.yaml", cwd=tmp_path)
+    assert json.loads(r.out)["sources"]["app"] == "docker-archive:app/app.tar", r.out
+    # a path that exists only beside the current folder is not taken
+    (sub / "app.tar").rename(tmp_path / "app.tar")
+    r = run(*args, cwd=tmp_path)
+    assert r.code == 1 and "app/app.tar" in r.err, r
+    # from standard input, the current folder is the manifest's
+    r = run("manifest", "-f", "-", input=(sub / "enclaver.yaml").read_text(), cwd=tmp_path)
+    assert json.loads(r.out)["sources"]["app"] == "docker-archive:app.tar", r.out
+
+
 def test_build_from_docker_archive_and_run(tmp_path):
     docker_archive(tmp_path / "app.tar", app_layers())
     write_manifest(tmp_path, f"docker-archive:{tmp_path}/app.tar:app:latest")
