@@ -205,6 +205,7 @@ int cmd_build(int argc, char **argv)
 	struct sink_ctx sink;
 	struct cpio_writer cw;
 	struct ramdisk_inputs ri;
+	char *canon = NULL;
 	struct eif_metadata md = { .build_tool = "enclaver", .build_tool_version = ENCLAVER_VERSION,
 				   .os = "Linux", .kernel_version = "unknown" };
 	char *md_json = NULL, *build_time = NULL;
@@ -326,7 +327,8 @@ int cmd_build(int argc, char **argv)
 		goto fail;
 	cpio_writer_init(&cw, eif_sink, &sink);
 	cw.read_back = eif_read_back;
-	ri = (struct ramdisk_inputs){ img, odyn, m->raw.data, m->raw.len };
+	canon = manifest_canonical(m);
+	ri = (struct ramdisk_inputs){ img, odyn, (const uint8_t *)canon, strlen(canon) };
 	if (eif_writer_begin(w, EIF_SEC_RAMDISK, &err) < 0 || ramdisk_write_customer(&cw, &ri, &err) < 0 ||
 	    eif_writer_end(w, &err) < 0)
 		goto fail;
@@ -433,6 +435,7 @@ fail:
 	log_error("%s", err.msg);
 	rc = 1;
 out:
+	free(canon);
 	free(md_json);
 	free(build_time);
 	free(name);

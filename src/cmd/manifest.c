@@ -1,5 +1,7 @@
-/* enclaver manifest [-f FILE]: validate the manifest and print it resolved, as JSON. */
+/* enclaver manifest [-f FILE] [--measured]: validate the manifest and print it resolved, as JSON,
+ * or as the EIF holds it. */
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -10,8 +12,10 @@
 int cmd_manifest(int argc, char **argv)
 {
 	static const struct option opts[] = { { "file", required_argument, NULL, 'f' },
+					      { "measured", no_argument, NULL, 'm' },
 					      { "help", no_argument, NULL, 'h' },
 					      { NULL, 0, NULL, 0 } };
+	bool measured = false;
 	const char *path = "enclaver.yaml";
 	struct manifest *m;
 	struct err err = { 0 };
@@ -23,6 +27,9 @@ int cmd_manifest(int argc, char **argv)
 		switch (c) {
 		case 'f':
 			path = optarg;
+			break;
+		case 'm':
+			measured = true;
 			break;
 		case 'h':
 			return cmd_help("manifest");
@@ -38,8 +45,13 @@ int cmd_manifest(int argc, char **argv)
 		log_error("%s", err.msg);
 		return 1;
 	}
-	json = manifest_to_json(m);
-	printf("%s\n", json);
+	if (measured) { /* what enclaver build puts in the EIF */
+		json = manifest_canonical(m);
+		fputs(json, stdout);
+	} else {
+		json = manifest_to_json(m);
+		printf("%s\n", json);
+	}
 	free(json);
 	manifest_free(m);
 	return 0;

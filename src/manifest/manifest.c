@@ -829,3 +829,91 @@ char *manifest_to_json(const struct manifest *m)
 		abort();
 	return s;
 }
+
+static int by_port(const void *a, const void *b)
+{
+	const struct manifest_ingress *x = a, *y = b;
+
+	return (int)x->listen_port - (int)y->listen_port;
+}
+
+static int by_region(const void *a, const void *b)
+{
+	return strcmp(((const struct manifest_endpoint *)a)->region, ((const struct manifest_endpoint *)b)->region);
+}
+
+char *manifest_canonical(const struct manifest *m)
+{
+	json_t *root = json_object(), *ingress = json_array();
+	struct manifest_ingress *in = calloc(m->n_ingress + 1, sizeof(*in));
+	struct manifest_endpoint *eps = calloc(m->n_kms_endpoints + 1, sizeof(*eps));
+	char *text, *out;
+
+	if (!in || !eps)
+		abort();
+	/* Keys odyn never reads, required by the schema (upstream's odyn parses this file too),
+	 * hold a placeholder: renaming the image or its target leaves PCR0 alone. */
+	json_object_set_new(root, "version", json_string(m->version));
+	json_object_set_new(root, "name", json_string("-"));
+	json_object_set_new(root, "target", json_string("-"));
+	json_object_set_new(root, "sources", json_pack("{s:s}", "app", "-"));
+	/* The order of ports is not used; the TLS key and certificate are read from fixed paths,
+	 * so the file names written in the manifest are not used either. */
+	memcpy(in, m->ingress, m->n_ingress * sizeof(*in));
+	qsort(in, m->n_ingress, sizeof(*in), by_port);
+	for (size_t i = 0; i < m->n_ingress; i++) {
+		json_t *e = json_pack("{s:i}", "listen_port", in[i].listen_port);
+
+		if (in[i].tls) {
+			char key[80], cert[80];
+
+			snprintf(key, sizeof(key), "/etc/enclaver/tls/server/%u/key.pem", in[i].listen_port);
+			snprintf(cert, sizeof(cert), "/etc/enclaver/tls/server/%u/cert.pem", in[i].listen_port);
+			json_object_set_new(e, "tls", json_pack("{s:s, s:s}", "key_file", key, "cert_file", cert));
+		}
+		json_array_append_new(ingress, e);
+	}
+	if (m->n_ingress)
+		json_object_set_new(root, "ingress", ingress);
+	else
+		json_decref(ingress);
+	if (m->has_egress) {
+		/* values as parsed, defaults filled in; what was left unset stays unset where unset
+		 * means something of its own (transparent: on, but not required) */
+		json_t *e = json_pack("{s:i, s:o, s:o}", "proxy_port", m->egress_proxy_port, "allow",
+				      json_list(m->egress_allow, m->n_egress_allow), "deny",
+				      json_list(m->egress_deny, m->n_egress_deny));
+
+		if (m->egress_transparent >= 0)
+			json_object_set_new(e, "transparent", json_boolean(m->egress_transparent));
+		if (m->egress_pool)
+			json_object_set_new(e, "transparent_pool", json_string(m->egress_pool));
+		if (m->egress_transparent_port)
+			json_object_set_new(e, "transparent_port", json_integer(m->egress_transparent_port));
+		json_object_set_new(root, "egress", e);
+	}
+	if (m->has_kms_proxy) {
+		json_t *map = json_object();
+
+		memcpy(eps, m->kms_endpoints, m->n_kms_endpoints * sizeof(*eps));
+		qsort(eps, m->n_kms_endpoints, sizeof(*eps), by_region);
+		for (size_t i = 0; i < m->n_kms_endpoints; i++)
+			json_object_set_new(map, eps[i].region, json_string(eps[i].authority));
+		json_object_set_new(root, "kms_proxy", json_pack("{s:i, s:o}", "listen_port", m->kms_proxy_port,
+								 "endpoints", map));
+	}
+	if (m->has_api)
+		json_object_set_new(root, "api", json_pack("{s:i}", "listen_port", m->api_port));
+	free(in);
+	free(eps);
+	/* JSON is YAML: odyn's parser and upstream's read it. ASCII only, keys in this order. */
+	text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+	json_decref(root);
+	if (!text || asprintf(&out,
+			      "# What the enclave uses of enclaver.yaml, as enclaver build puts it in the EIF: comments,\n"
+			      "# layout, name, target, sources, signature and defaults do not reach PCR0.\n%s\n",
+			      text) < 0)
+		abort();
+	free(text);
+	return out;
+}

@@ -104,5 +104,10 @@ const char *manifest_transparent_pool(const struct manifest *m);
 
 /* The resolved manifest, defaults filled in, as indented JSON; caller frees. */
 char *manifest_to_json(const struct manifest *m);
+/* The manifest as enclaver build puts it in the EIF, where PCR0 measures it: only what the
+ * enclave uses, in one form (YAML, written as JSON), so that comments, layout, key order and the
+ * build-time keys (name, target, sources, signature, defaults) do not change PCR0. Re-parsed,
+ * it gives the enclave the same settings. The caller frees it. */
+char *manifest_canonical(const struct manifest *m);
 
 #endif

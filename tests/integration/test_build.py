@@ -82,6 +82,38 @@ def build(d, out="app.eif", env=None):
                "--odyn", static_odyn(), env=env)
 
 
+def test_pcr0_measures_what_the_enclave_uses_of_the_manifest_not_its_text(tmp_path):
+    docker_archive(tmp_path / "app.tar", app_layers())
+    (tmp_path / "kernel").write_bytes(b"kernel bytes")
+    base = ("version: v1\nname: app\ntarget: app:enclave\nsources:\n  app: docker-archive:app.tar\n"
+            "ingress:\n  - listen_port: 8443\n  - listen_port: 80\negress:\n  allow: [example.com]\n")
+    same = [
+        base,
+        "# a comment\n" + base.replace("name: app", "name: renamed  # another"),
+        base.replace("target: app:enclave", "target: team/app:v2").replace(
+            "app: docker-archive:app.tar", f"app: docker-archive:{tmp_path}/app.tar"),
+        base.replace("  - listen_port: 8443\n  - listen_port: 80\n", "  - listen_port: 80\n  - listen_port: 8443\n")
+        + "defaults:\n  memory_mb: 1024\n  cpu_count: 4\n",
+        base.replace("egress:\n  allow: [example.com]\n", "egress:\n  proxy_port: 10000\n  allow:\n    - example.com\n"),
+    ]
+    other = [
+        base.replace("allow: [example.com]", "allow: [example.com, example.org]"),
+        base.replace("listen_port: 80\n", "listen_port: 81\n"),
+        base + "api:\n  listen_port: 9000\n",
+    ]
+
+    def pcr0(text, i):
+        (tmp_path / "enclaver.yaml").write_text(text)
+        r = run("build", "-f", tmp_path / "enclaver.yaml", "--eif-only", tmp_path / f"{i}.eif", "--kernel",
+                tmp_path / "kernel", "--odyn", static_odyn(), env=dict(os.environ, SOURCE_DATE_EPOCH="1700000000"))
+        assert r.code == 0, r
+        return json.loads(run("eif", "describe", tmp_path / f"{i}.eif", "--json").out)["Measurements"]["PCR0"]
+    first = pcr0(same[0], 0)
+    assert [pcr0(t, i) for i, t in enumerate(same[1:], 1)] == [first] * (len(same) - 1)
+    values = [pcr0(t, i) for i, t in enumerate(other, 10)]
+    assert first not in values and len(set(values)) == len(values)
+
+
 def test_relative_paths_in_the_manifest_are_taken_from_its_folder(tmp_path):
     sub = tmp_path / "app"
     sub.mkdir()
@@ -134,7 +166,10 @@ def test_ramdisk_layout_and_reproducible(tmp_path):
     assert (x / "cmd").read_text() == "/sbin/odyn\n--config-dir\n/etc/enclaver\n--\n/bin/probe\nexit\n7\n"
     # HOME as docker run adds it to an image without one (no /etc/passwd here: "/")
     assert (x / "env").read_text() == "PATH=/bin\nFOO=bar\nHOME=/\n"
-    assert (x / "rootfs/etc/enclaver/enclaver.yaml").read_bytes() == (tmp_path / "enclaver.yaml").read_bytes()
+    # the manifest in the form PCR0 measures: what the enclave uses, as manifest --measured prints it
+    measured = run("manifest", "-f", tmp_path / "enclaver.yaml", "--measured").out
+    assert (x / "rootfs/etc/enclaver/enclaver.yaml").read_text() == measured
+    assert '"name": "-"' in measured and "docker-archive" not in measured
     assert (x / "rootfs/sbin/odyn").read_bytes() == static_odyn().read_bytes()
     assert (x / "rootfs/etc/greeting").read_text() == "hello from the image\n"
     assert not (x / "rootfs/etc/gone").exists() and not (x / "rootfs/etc/hostname").exists()
