@@ -22,23 +22,14 @@ trap cleanup EXIT
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "assemble the app image: busybox, a page, a script (a docker-archive, no registry)"
-mkdir -p "$work/rootfs/bin"
-cp -r examples/hello/rootfs/. "$work/rootfs/"
-cp /bin/busybox "$work/rootfs/bin/busybox"
-for tool in sh httpd wget sleep; do ln -s busybox "$work/rootfs/bin/$tool"; done
-install -m 0755 examples/hello/app.sh "$work/rootfs/app.sh"
-/usr/bin/python3 scripts/mkimage.py "$work/rootfs" "$work/hello.tar" --tag hello:latest \
-  --entrypoint /bin/sh /app.sh --env PATH=/bin
-ls -l "$work/hello.tar"
+examples/hello/make-image.sh "$work/hello.tar"
 
 step "enclaver build"
 cp examples/hello/enclaver.yaml "$work/enclaver.yaml"
 (cd "$work" && "$B/enclaver" build -f enclaver.yaml --eif-only hello.eif)
 
 step "a web server on the host, for the enclave's allowed egress (\"host\" is the host's 127.0.0.1)"
-mkdir -p "$work/hostwww"
-echo "Hello from the host, reached through the egress tunnel!" > "$work/hostwww/index.html"
-busybox httpd -f -p 127.0.0.1:18081 -h "$work/hostwww" &
+busybox httpd -f -p 127.0.0.1:18081 -h examples/hello/host &
 host_srv=$!
 
 # Starts the hello enclave with enclaver run ARGS, calls it through ingress, stops it; sets code.

@@ -21,6 +21,31 @@
 
 #define POLL_MS 100
 
+/* "3 minutes", as docker ps says how long ago something happened; stamp is RFC 3339 UTC. */
+static void how_long(const char *stamp, char *out, size_t size)
+{
+	struct tm tm = { 0 };
+	long d;
+	const char *unit;
+
+	if (!strptime(stamp, "%Y-%m-%dT%H:%M:%SZ", &tm)) {
+		snprintf(out, size, "?");
+		return;
+	}
+	d = (long)(time(NULL) - timegm(&tm));
+	if (d < 0)
+		d = 0;
+	if (d < 120)
+		unit = "second";
+	else if (d < 7200)
+		d /= 60, unit = "minute";
+	else if (d < 2 * 86400)
+		d /= 3600, unit = "hour";
+	else
+		d /= 86400, unit = "day";
+	snprintf(out, size, "%ld %s%s", d, unit, d == 1 ? "" : "s");
+}
+
 static void sleep_ms(int ms)
 {
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
@@ -169,10 +194,17 @@ static int cmd_ps(int argc, char **argv)
 		r->kind = "eif";
 		r->running = ri->running;
 		r->exit_code = ri->exit_code;
-		if (ri->running)
-			snprintf(r->status, sizeof(r->status), "Up since %s%s", ri->created, ri->detached ? "" : " (foreground)");
-		else
-			snprintf(r->status, sizeof(r->status), "Exited (%d) %s", ri->exit_code, ri->finished);
+		if (ri->running) {
+			char up[32];
+
+			how_long(ri->created, up, sizeof(up));
+			snprintf(r->status, sizeof(r->status), "Up %s%s", up, ri->detached ? "" : " (foreground)");
+		} else {
+			char ago[32];
+
+			how_long(ri->finished, ago, sizeof(ago));
+			snprintf(r->status, sizeof(r->status), "Exited (%d) %s ago", ri->exit_code, ago);
+		}
 		snprintf(r->ports, sizeof(r->ports), "%s", ri->ports);
 		snprintf(r->from, sizeof(r->from), "%s", ri->eif);
 		snprintf(r->created, sizeof(r->created), "%s", ri->created);
