@@ -86,27 +86,15 @@ openssl req -x509 -newkey rsa:2048 -sha256 -days 2 -nodes -keyout "$work/key.pem
 rm "$work/key.pem"
 
 step "the app image: Debian with the AWS CLI and boto3 (mmdebstrap, no registry), and the app"
-rootfs=$(scripts/mkrootfs.sh)
-mkdir -p "$work/kms-app/app"
-cp examples/kms-https/entrypoint.sh examples/kms-https/server.py "$work/cert.pem" "$work/key.pem.enc" "$work/kms-app/app/"
-/usr/bin/python3 scripts/mkimage.py "$work/kms-app" "$work/kms-https.tar" --tag kms-https:app \
-  --base-layer "$rootfs" --entrypoint /app/entrypoint.sh \
-  --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --env AWS_DEFAULT_REGION=us-east-1
-sed "s|app: \"kms-https:app\"|app: \"docker-archive:$work/kms-https.tar\"|" examples/kms-https/enclaver.yaml \
-  > "$work/kms-https.yaml"
+KMS_HTTPS_SECRETS=$work examples/kms-https/make-image.sh "$work/kms-https.tar"
+cp examples/kms-https/enclaver.yaml "$work/kms-https.yaml"
 
 step "enclaver build: note PCR0"
 "$B/enclaver" build -f "$work/kms-https.yaml" --eif-only "$work/kms-https.eif" | tee "$work/build.out"
 pcr0=$(sed -n 's/.*"PCR0": "\([0-9a-f]*\)".*/\1/p' "$work/build.out")
 
 step "the key policy: Decrypt only for an enclave whose attestation shows this PCR0"
-cat > "$work/policy.json" <<POLICY
-{"Version": "2012-10-17", "Statement": [
- {"Sid": "admin", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
-  "Action": ["kms:Create*", "kms:Describe*", "kms:Put*", "kms:Get*", "kms:Encrypt"], "Resource": "*"},
- {"Sid": "only the measured image", "Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:Decrypt",
-  "Resource": "*", "Condition": {"StringEqualsIgnoreCase": {"kms:RecipientAttestation:PCR0": "$pcr0"}}}]}
-POLICY
+sed "s/PCR0_OF_THE_EIF/$pcr0/" examples/kms-https/key-policy.template.json > "$work/policy.json"
 "${aws[@]}" kms put-key-policy --key-id "$key" --policy-name default --policy "file://$work/policy.json"
 echo "PCR0 $pcr0"
 echo "Decrypt without an attestation (the host itself) is refused:"
@@ -131,10 +119,7 @@ done
 echo "(the count lives on the host's store: it survived the restart)"
 
 step "the same app with one change: another PCR0, and KMS refuses it"
-/usr/bin/python3 scripts/mkimage.py "$work/kms-app" "$work/kms-https.tar" --tag kms-https:app \
-  --base-layer "$rootfs" --entrypoint /app/entrypoint.sh \
-  --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --env AWS_DEFAULT_REGION=us-east-1 \
-  --env CHANGED=1
+KMS_HTTPS_SECRETS=$work examples/kms-https/make-image.sh "$work/kms-https.tar" CHANGED=1 >/dev/null
 "$B/enclaver" build -f "$work/kms-https.yaml" --eif-only "$work/changed.eif" 2>/dev/null | grep PCR0
 set +e
 "$B/enclaver" run --eif "$work/changed.eif" -f "$work/kms-https.yaml" 2>&1 |

@@ -49,7 +49,7 @@ def build_image(d, rootfs, store_port, extra_env=()):
     env = ENV + [f"STORE_URL=http://host:{store_port}/visits", *extra_env]
     mkimage.docker_archive(d / "image.tar", [rootfs, layer], {"config": {"Entrypoint": ["/app/entrypoint.sh"], "Env": env}},
                            tag="kms-https:app")
-    text = (EXAMPLE / "enclaver.yaml").read_text().replace('app: "kms-https:app"', f'app: "docker-archive:{d}/image.tar"')
+    text = (EXAMPLE / "enclaver.yaml").read_text().replace('app: "docker-archive:kms-https.tar:kms-https:app"', f'app: "docker-archive:{d}/image.tar"')
     (d / "enclaver.yaml").write_text(text)
     (d / "kernel").write_bytes(b"not a kernel")
     r = run("build", "-f", d / "enclaver.yaml", "--eif-only", d / "app.eif", "--kernel", d / "kernel", "--odyn",
