@@ -324,6 +324,10 @@ static int cmd_logs(int argc, char **argv)
 	}
 	if (runs_find(argv[optind], &ri, &err) == 0)
 		return eif_logs(&ri, follow);
+	if (err.code == EPERM) {
+		log_error("%s", err.msg);
+		return 1;
+	}
 	d = docker_maybe();
 	if (find_container(d, argv[optind], &info)) {
 		json_decref(info);
@@ -344,7 +348,7 @@ static int cmd_logs(int argc, char **argv)
  * only while its start time matches (runs_alive), so nothing else is ever signalled. */
 static void stop_run(const struct run_info *ri, int seconds)
 {
-	if (!runs_alive(ri->pid, ri->start))
+	if (!runs_alive(ri->pid, ri->start) || !runs_is_runner(ri->pid))
 		return;
 	kill(ri->pid, SIGTERM);
 	for (int waited = 0; waited < seconds * 1000; waited += POLL_MS) {
@@ -416,6 +420,11 @@ static int cmd_stop(int argc, char **argv)
 			printf("%s\n", argv[i]);
 			continue;
 		}
+		if (err.code == EPERM) {
+			log_error("%s", err.msg);
+			rc = 1;
+			continue;
+		}
 		if (!docker_tried) {
 			d = docker_maybe();
 			docker_tried = true;
@@ -483,6 +492,11 @@ static int cmd_rm(int argc, char **argv)
 				continue;
 			}
 			printf("%s\n", argv[i]);
+			continue;
+		}
+		if (err.code == EPERM) {
+			log_error("%s", err.msg);
+			rc = 1;
 			continue;
 		}
 		if (!docker_tried) {

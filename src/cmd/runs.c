@@ -41,6 +41,40 @@ static void runs_root(char *out, size_t size)
 	snprintf(out, size, "%s/runs", state);
 }
 
+/* The runs folder is believed only when it is this user's and nobody else may write in it: a
+ * record planted there would have enclaver stop signal a process of the attacker's choosing. */
+static int root_is_ours(const char *root, struct err *err)
+{
+	struct stat st;
+
+	if (lstat(root, &st) < 0)
+		return errno == ENOENT ? 0 : err_sys(err, "%s", root);
+	if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 022))
+		return err_set(err, EPERM,
+			       "%s: not this user's own folder (owner %u, mode %03o): enclaver acts on no run recorded "
+			       "there; remove it, or set ENCLAVER_STATE_DIR to a folder of your own",
+			       root, (unsigned)st.st_uid, (unsigned)(st.st_mode & 0777));
+	return 0;
+}
+
+bool runs_is_runner(pid_t pid)
+{
+	char path[64], comm[32] = "";
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, comm, sizeof(comm) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	comm[strcspn(comm, "\n")] = 0;
+	return !strcmp(comm, "enclaver-run") || !strcmp(comm, "enclaver");
+}
+
 unsigned long long runs_start_time(pid_t pid)
 {
 	char path[64], text[1024], *p;
@@ -182,7 +216,7 @@ int runs_reserve(const char *name, char *dir, size_t size, struct err *err)
 			       "--name %s: a name is 2 to %d letters, digits, '_', '.' or '-', starting with a letter or digit",
 			       name, RUN_NAME_MAX);
 	runs_root(root, sizeof(root));
-	if (fs_mkdir_p(root, 0700, err) < 0)
+	if (fs_mkdir_p(root, 0700, err) < 0 || root_is_ours(root, err) < 0)
 		return -1;
 	snprintf(dir, size, "%s/%s", root, name);
 	/* The folder appears whole, with a run.json naming this process, or not at all: a second
@@ -263,6 +297,8 @@ int runs_find(const char *name, struct run_info *out, struct err *err)
 	if (!runs_name_ok(name))
 		return err_set(err, ENOENT, "no enclave named %s", name);
 	runs_root(root, sizeof(root));
+	if (root_is_ours(root, err) < 0)
+		return -1;
 	snprintf(dir, sizeof(dir), "%s/%s", root, name);
 	if (!read_run(dir, name, out) || stale(out))
 		return err_set(err, ENOENT, "no enclave named %s", name);
@@ -288,6 +324,8 @@ int runs_list(struct run_info **out, size_t *n, struct err *err)
 	*out = NULL;
 	*n = 0;
 	runs_root(root, sizeof(root));
+	if (root_is_ours(root, err) < 0)
+		return -1;
 	d = opendir(root);
 	if (!d)
 		return errno == ENOENT ? 0 : err_sys(err, "%s", root);

@@ -56,6 +56,9 @@ int runs_list(struct run_info **out, size_t *n, struct err *err);
 int runs_remove(const struct run_info *ri, struct err *err);
 /* Whether pid is still the process that started at start. */
 bool runs_alive(pid_t pid, unsigned long long start);
+/* Whether pid is enclaver-run, or enclaver standing for it: the only processes enclaver stop
+ * signals. */
+bool runs_is_runner(pid_t pid);
 /* The start time of pid, or 0 if it is gone. */
 unsigned long long runs_start_time(pid_t pid);
 

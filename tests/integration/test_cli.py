@@ -125,3 +125,30 @@ def test_man_pages_and_completions_install_with_the_tool(tmp_path):
     assert f"{pre}/{opts['datadir']}/bash-completion/completions/enclaver" in files
     assert f"{pre}/{opts['datadir']}/zsh/vendor-completions/_enclaver" in files
     assert f"{pre}/{opts['bindir']}/enclaver" in files
+
+
+def test_stop_signals_only_runners_and_only_from_a_folder_of_our_own(tmp_path):
+    # The attack: a record in the runs folder naming a process that is not an enclave (here a
+    # sleep of ours, with its real pid and start time), so that enclaver stop kills it.
+    import json
+    env = dict(os.environ, ENCLAVER_STATE_DIR=str(tmp_path / "state"))
+    victim = subprocess.Popen(["sleep", "60"])
+    try:
+        start = int(open(f"/proc/{victim.pid}/stat").read().rsplit(")", 1)[1].split()[19])
+        run_dir = tmp_path / "state" / "runs" / "forged"
+        run_dir.mkdir(parents=True, mode=0o700)
+        (tmp_path / "state" / "runs").chmod(0o700)
+        (run_dir / "run.json").write_text(json.dumps({"Name": "forged", "Pid": victim.pid, "Start": start,
+                                                      "Detached": True, "Created": "2026-01-01T00:00:00Z"}))
+        assert [r["Name"] for r in json.loads(run("ps", "--json", env=env).out) if r["Kind"] == "eif"] == ["forged"]
+        r = run("stop", "-t", "1", "forged", env=env)
+        assert r.code == 0 and victim.poll() is None  # listed as running, but not an enclaver-run: untouched
+        # a runs folder others may write in is not believed at all
+        (tmp_path / "state" / "runs").chmod(0o777)
+        for args in (["ps"], ["stop", "forged"], ["logs", "forged"], ["rm", "forged"]):
+            r = run(*args, env=env)
+            assert r.code == 1 and f"runs: not this user's own folder (owner {os.geteuid()}, mode 777)" in r.err, (args, r)
+        assert victim.poll() is None
+    finally:
+        victim.kill()
+        victim.wait()
