@@ -366,3 +366,19 @@ def test_every_transcript_of_a_page_does_what_it_shows(page, tmp_path):
     finally:
         shell.close()
     assert failures == [], "\n\n".join(failures)
+
+
+@pytest.mark.parametrize("page", sorted(HELP.glob("*.txt")), ids=lambda p: p.name)
+def test_every_example_on_a_help_page_uses_what_exists(page):
+    cli = the_cli()
+    problems = []
+    for n, line in enumerate(page.read_text().split("\n"), 1):
+        if line.strip().startswith("$ "):
+            for prog, words in invocations(line.strip()[2:]):
+                why = check_invocation(cli, prog, words)
+                if why:
+                    problems.append(f"line {n}: {line.strip()}: {why}")
+    for path in set(repo_paths(page.read_text())):
+        if not (ROOT / path).exists() and not generated(path):
+            problems.append(f"{path}: not in the repository")
+    assert problems == [], "\n".join(problems)
