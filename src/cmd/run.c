@@ -626,6 +626,7 @@ static int run_named(char **args, struct run_opts *o, const char *what, const ch
 	code = wait_code(pid);
 	if (cleanup)
 		fs_remove_tree(cleanup, &err);
+	fs_remove_tree(dir, &err); /* a foreground run leaves no record once it ended */
 	if (o->json)
 		print_final_status(name, code);
 	return code;

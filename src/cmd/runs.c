@@ -218,6 +218,16 @@ int runs_reserve(const char *name, char *dir, size_t size, struct err *err)
 	runs_root(root, sizeof(root));
 	if (fs_mkdir_p(root, 0700, err) < 0 || root_is_ours(root, err) < 0)
 		return -1;
+	{
+		/* foreground runs that ended (they cannot remove their own record once they became
+		 * enclaver-run) go now: listing takes them away */
+		struct run_info *all = NULL;
+		size_t n_all = 0;
+
+		if (runs_list(&all, &n_all, err) < 0)
+			return -1;
+		free(all);
+	}
 	snprintf(dir, size, "%s/%s", root, name);
 	/* The folder appears whole, with a run.json naming this process, or not at all: a second
 	 * enclaver run of the same name meets a live run, never an empty folder it might take. */
