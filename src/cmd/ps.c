@@ -90,9 +90,32 @@ static bool find_container(struct docker *d, const char *name, json_t **info)
 	return true;
 }
 
-static void no_such(const char *name)
+/* What a name given to logs, stop or rm is. */
+enum found { FOUND_NONE, FOUND_RUN, FOUND_CONTAINER };
+
+/* Finds NAME among the runs of EIFs (*ri) and then the containers of enclaver run (through *d,
+ * opened at the first need). FOUND_NONE has been said. */
+static enum found find_enclave(const char *name, struct run_info *ri, struct docker **d, bool *docker_tried)
 {
-	log_error("no enclave named %s: 'enclaver ps -a' lists them", name);
+	struct err err = { 0 };
+	json_t *info;
+
+	if (runs_find(name, ri, &err) == 0)
+		return FOUND_RUN;
+	if (err.code == EPERM) { /* a runs folder not to be believed: said, and nothing else tried */
+		log_error("%s", err.msg);
+		return FOUND_NONE;
+	}
+	if (!*docker_tried) {
+		*d = docker_maybe();
+		*docker_tried = true;
+	}
+	if (!find_container(*d, name, &info)) {
+		log_error("no enclave named %s: 'enclaver ps -a' lists them", name);
+		return FOUND_NONE;
+	}
+	json_decref(info);
+	return FOUND_CONTAINER;
 }
 
 /* --- ps --- */
@@ -303,11 +326,10 @@ static int cmd_logs(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	bool follow = false;
+	bool follow = false, docker_tried = false;
 	struct run_info ri;
 	struct err err = { 0 };
-	struct docker *d;
-	json_t *info;
+	struct docker *d = NULL;
 	int c, rc = 1;
 
 	optind = 1;
@@ -322,21 +344,14 @@ static int cmd_logs(int argc, char **argv)
 		log_error("enclaver logs: name one enclave; see 'enclaver logs --help'");
 		return EXIT_USAGE;
 	}
-	if (runs_find(argv[optind], &ri, &err) == 0)
-		return eif_logs(&ri, follow);
-	if (err.code == EPERM) {
-		log_error("%s", err.msg);
-		return 1;
-	}
-	d = docker_maybe();
-	if (find_container(d, argv[optind], &info)) {
-		json_decref(info);
-		err_clear(&err);
+	switch (find_enclave(argv[optind], &ri, &d, &docker_tried)) {
+	case FOUND_RUN: rc = eif_logs(&ri, follow); break;
+	case FOUND_CONTAINER:
 		rc = docker_container_logs(d, argv[optind], follow, STDOUT_FILENO, &err) < 0 ? 1 : 0;
 		if (rc)
 			log_error("%s", err.msg);
-	} else {
-		no_such(argv[optind]);
+		break;
+	case FOUND_NONE: break;
 	}
 	docker_free(d);
 	return rc;
@@ -413,33 +428,17 @@ static int cmd_stop(int argc, char **argv)
 	for (int i = optind; i < argc; i++) {
 		struct run_info ri;
 		struct err err = { 0 };
-		json_t *info;
 
-		if (runs_find(argv[i], &ri, &err) == 0) {
-			stop_run(&ri, seconds);
-			printf("%s\n", argv[i]);
-			continue;
-		}
-		if (err.code == EPERM) {
-			log_error("%s", err.msg);
-			rc = 1;
-			continue;
-		}
-		if (!docker_tried) {
-			d = docker_maybe();
-			docker_tried = true;
-		}
-		if (!find_container(d, argv[i], &info)) {
-			no_such(argv[i]);
-			rc = 1;
-			continue;
-		}
-		json_decref(info);
-		err_clear(&err);
-		if (docker_container_stop(d, argv[i], seconds, &err) < 0) {
-			log_error("%s", err.msg);
-			rc = 1;
-			continue;
+		switch (find_enclave(argv[i], &ri, &d, &docker_tried)) {
+		case FOUND_RUN: stop_run(&ri, seconds); break;
+		case FOUND_CONTAINER:
+			if (docker_container_stop(d, argv[i], seconds, &err) < 0) {
+				log_error("%s", err.msg);
+				rc = 1;
+				continue;
+			}
+			break;
+		case FOUND_NONE: rc = 1; continue;
 		}
 		printf("%s\n", argv[i]);
 	}
@@ -473,51 +472,33 @@ static int cmd_rm(int argc, char **argv)
 	for (int i = optind; i < argc; i++) {
 		struct run_info ri;
 		struct err err = { 0 };
-		json_t *info;
 		char path[200];
+		int rm_rc = 0;
 
-		if (runs_find(argv[i], &ri, &err) == 0) {
+		switch (find_enclave(argv[i], &ri, &d, &docker_tried)) {
+		case FOUND_RUN:
 			if (ri.running && !force) {
-				log_error("%s is running: stop it with 'enclaver stop %s', or remove it anyway with "
-					  "'enclaver rm -f %s'",
-					  argv[i], argv[i], argv[i]);
-				rc = 1;
-				continue;
+				err.code = EEXIST;
+				rm_rc = -1;
+				break;
 			}
 			if (ri.running)
 				stop_run(&ri, 10);
-			if (runs_remove(&ri, &err) < 0) {
-				log_error("%s", err.msg);
-				rc = 1;
-				continue;
-			}
-			printf("%s\n", argv[i]);
-			continue;
+			rm_rc = runs_remove(&ri, &err);
+			break;
+		case FOUND_CONTAINER:
+			snprintf(path, sizeof(path), "/containers/%s%s", argv[i], force ? "?force=1" : "");
+			rm_rc = docker_json(d, "DELETE", path, NULL, NULL, &err); /* 409: it runs */
+			break;
+		case FOUND_NONE: rc = 1; continue;
 		}
-		if (err.code == EPERM) {
+		if (rm_rc < 0 && err.code == EEXIST)
+			log_error("%s is running: stop it with 'enclaver stop %s', or remove it anyway with "
+				  "'enclaver rm -f %s'",
+				  argv[i], argv[i], argv[i]);
+		else if (rm_rc < 0)
 			log_error("%s", err.msg);
-			rc = 1;
-			continue;
-		}
-		if (!docker_tried) {
-			d = docker_maybe();
-			docker_tried = true;
-		}
-		if (!find_container(d, argv[i], &info)) {
-			no_such(argv[i]);
-			rc = 1;
-			continue;
-		}
-		json_decref(info);
-		err_clear(&err);
-		snprintf(path, sizeof(path), "/containers/%s%s", argv[i], force ? "?force=1" : "");
-		if (docker_json(d, "DELETE", path, NULL, NULL, &err) < 0) {
-			if (err.code == EEXIST)
-				log_error("%s is running: stop it with 'enclaver stop %s', or remove it anyway with "
-					  "'enclaver rm -f %s'",
-					  argv[i], argv[i], argv[i]);
-			else
-				log_error("%s", err.msg);
+		if (rm_rc < 0) {
 			rc = 1;
 			continue;
 		}

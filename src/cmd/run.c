@@ -251,6 +251,17 @@ static void random_name(char out[RUN_NAME_MAX + 1])
 	snprintf(out, RUN_NAME_MAX + 1, "enclaver-%02x%02x%02x", r[0], r[1], r[2]);
 }
 
+/* One compact JSON line on stdout, for scripts; takes j. */
+static void print_json_line(json_t *j)
+{
+	char *text = json_dumps(j, JSON_COMPACT);
+
+	printf("%s\n", text);
+	fflush(stdout);
+	free(text);
+	json_decref(j);
+}
+
 /* What a script reads at the end of a run (--json): the exit code and what it means. */
 static void print_final_status(const char *name, int code)
 {
@@ -259,13 +270,8 @@ static void print_final_status(const char *name, int code)
 			  : code == EXIT_INTERRUPTED ? "stopped"
 			  : code == EXIT_BOOT_FAILED ? "not-booted"
 						     : "exited";
-	json_t *j = json_pack("{s:s, s:i, s:s}", "Name", name, "ExitCode", code, "Status", why);
-	char *text = json_dumps(j, JSON_COMPACT);
 
-	printf("%s\n", text);
-	fflush(stdout);
-	free(text);
-	json_decref(j);
+	print_json_line(json_pack("{s:s, s:i, s:s}", "Name", name, "ExitCode", code, "Status", why));
 }
 
 static int run_container(const char *image, struct run_opts *o)
@@ -413,16 +419,10 @@ static int run_container(const char *image, struct run_opts *o)
 		goto fail_remove;
 	if (o->detach) {
 		/* docker run -d: the container's name on stdout, and it runs on until enclaver stop */
-		if (o->json) {
-			json_t *j = json_pack("{s:s, s:s, s:s}", "Name", name, "Id", cr.id, "Image", image);
-			char *text = json_dumps(j, JSON_COMPACT);
-
-			printf("%s\n", text);
-			free(text);
-			json_decref(j);
-		} else {
+		if (o->json)
+			print_json_line(json_pack("{s:s, s:s, s:s}", "Name", name, "Id", cr.id, "Image", image));
+		else
 			printf("%s\n", name);
-		}
 		code = 0;
 		goto out;
 	}
@@ -568,16 +568,10 @@ static int run_detached(char **args, const char *dir, const char *name, const ch
 		return 1;
 	}
 	close(pfd[0]);
-	if (json) {
-		json_t *j = json_pack("{s:s, s:s}", "Name", name, "Eif", what);
-		char *text = json_dumps(j, JSON_COMPACT);
-
-		printf("%s\n", text);
-		free(text);
-		json_decref(j);
-	} else {
+	if (json)
+		print_json_line(json_pack("{s:s, s:s}", "Name", name, "Eif", what));
+	else
 		printf("%s\n", name);
-	}
 	return 0;
 }
 

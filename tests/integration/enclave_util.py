@@ -138,6 +138,17 @@ def free_port():
     return p
 
 
+def listening(port):
+    """The IPv4 addresses this network namespace listens on at TCP port, as "a.b.c.d"."""
+    found = []
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        addr, p = local.split(":")
+        if state == "0A" and int(p, 16) == port:
+            found.append(".".join(str(int(addr[i:i + 2], 16)) for i in (6, 4, 2, 0)))
+    return found
+
+
 def wait_echo(port, timeout=20):
     """Waits until something on 127.0.0.1:port echoes a byte back."""
     deadline = time.time() + timeout

@@ -585,17 +585,6 @@ def test_enclaver_run_command(tmp_path):
     assert p.returncode == 1 and "enclaver.yaml" in p.stderr and "-f" in p.stderr
 
 
-def listening(port):
-    """The IPv4 addresses this network namespace listens on at TCP port."""
-    found = []
-    for line in open("/proc/net/tcp").read().splitlines()[1:]:
-        local, state = line.split()[1], line.split()[3]
-        addr, p = local.split(":")
-        if state == "0A" and int(p, 16) == port:
-            found.append(".".join(str(int(addr[i:i + 2], 16)) for i in (6, 4, 2, 0)))
-    return found
-
-
 def enclaver(*args, **kw):
     return subprocess.run([str(BUILD / "enclaver"), *map(str, args)], capture_output=True, text=True,
                           timeout=120, **kw)
@@ -623,8 +612,8 @@ def test_enclaver_run_detached_named_published_listed_logged_stopped_removed(tmp
         assert r.returncode == 0 and r.stdout == f"{name}\n", r
         wait_port(h1)
         wait_port(h2)
-        assert listening(h1) == ["127.0.0.1"] and listening(h2) == ["127.0.0.1"]
-        assert listening(other) == ["0.0.0.0"] and listening(port) == []
+        assert eu.listening(h1) == ["127.0.0.1"] and eu.listening(h2) == ["127.0.0.1"]
+        assert eu.listening(other) == ["0.0.0.0"] and eu.listening(port) == []
         me = ps(name)
         assert me["Kind"] == "eif" and me["State"] == "running" and me["From"] == str(tmp_path / "app.eif"), me
         assert me["Ports"] == f"127.0.0.1:{h1}->{port}/tcp, 127.0.0.1:{h2}->{port}/tcp, 0.0.0.0:{other}->{other}/tcp"
@@ -645,7 +634,7 @@ def test_enclaver_run_detached_named_published_listed_logged_stopped_removed(tmp
         assert ps(name) is None
         me = ps(name, "-a")
         assert me["State"] == "exited" and me["ExitCode"] == 109, me
-        assert listening(h1) == [] and listening(other) == []
+        assert eu.listening(h1) == [] and eu.listening(other) == []
         assert enclaver("logs", name).returncode == 0  # kept until rm
         r = enclaver("rm", name)
         assert r.returncode == 0 and r.stdout == f"{name}\n" and ps(name, "-a") is None

@@ -319,17 +319,6 @@ def test_enclaver_run_ctrl_c_stops_and_removes(tmp_path, dockerd):
         docker("rmi", "-f", tag, target)
 
 
-def listening(port):
-    """The addresses this network namespace listens on at TCP port (IPv4), as "a.b.c.d"."""
-    found = []
-    for line in open("/proc/net/tcp").read().splitlines()[1:]:
-        local, state = line.split()[1], line.split()[3]
-        addr, p = local.split(":")
-        if state == "0A" and int(p, 16) == port:
-            found.append(".".join(str(int(addr[i:i + 2], 16)) for i in (6, 4, 2, 0)))
-    return found
-
-
 def test_detached_release_image_named_published_listed_logged_stopped_removed(tmp_path, dockerd):
     port, hport = eu.free_port(), eu.free_port()
     tag, target = f"enclaver-test-echo:{os.getpid()}", f"enclaver-test-echo-release:{os.getpid()}"
@@ -349,7 +338,7 @@ def test_detached_release_image_named_published_listed_logged_stopped_removed(tm
         env = json.loads(docker("inspect", "-f", "{{json .Config.Env}}", name).stdout)
         assert "ENCLAVER_IMDS_CREDENTIAL_SECONDS=900" in env
         eu.wait_echo(hport, timeout=60)
-        assert listening(hport) == ["127.0.0.1"]  # this address only, as docker run -p 127.0.0.1:H:C
+        assert eu.listening(hport) == ["127.0.0.1"]  # this address only, as docker run -p 127.0.0.1:H:C
         mine = [x for x in json.loads(run("ps", "--json").out) if x["Name"] == name]
         assert len(mine) == 1 and mine[0]["Kind"] == "container" and mine[0]["State"] == "running", mine
         assert mine[0]["Ports"] == f"127.0.0.1:{hport}->{port}/tcp" and mine[0]["From"] == target
