@@ -859,8 +859,10 @@ char *manifest_canonical(const struct manifest *m)
 	json_object_set_new(root, "sources", json_pack("{s:s}", "app", "-"));
 	/* The order of ports is not used; the TLS key and certificate are read from fixed paths,
 	 * so the file names written in the manifest are not used either. */
-	memcpy(in, m->ingress, m->n_ingress * sizeof(*in));
-	qsort(in, m->n_ingress, sizeof(*in), by_port);
+	if (m->n_ingress) { /* m->ingress may be NULL, which memcpy and qsort must not see */
+		memcpy(in, m->ingress, m->n_ingress * sizeof(*in));
+		qsort(in, m->n_ingress, sizeof(*in), by_port);
+	}
 	for (size_t i = 0; i < m->n_ingress; i++) {
 		json_t *e = json_pack("{s:i}", "listen_port", in[i].listen_port);
 
@@ -895,8 +897,10 @@ char *manifest_canonical(const struct manifest *m)
 	if (m->has_kms_proxy) {
 		json_t *map = json_object();
 
-		memcpy(eps, m->kms_endpoints, m->n_kms_endpoints * sizeof(*eps));
-		qsort(eps, m->n_kms_endpoints, sizeof(*eps), by_region);
+		if (m->n_kms_endpoints) {
+			memcpy(eps, m->kms_endpoints, m->n_kms_endpoints * sizeof(*eps));
+			qsort(eps, m->n_kms_endpoints, sizeof(*eps), by_region);
+		}
 		for (size_t i = 0; i < m->n_kms_endpoints; i++)
 			json_object_set_new(map, eps[i].region, json_string(eps[i].authority));
 		json_object_set_new(root, "kms_proxy", json_pack("{s:i, s:o}", "listen_port", m->kms_proxy_port,
