@@ -80,7 +80,10 @@ def main():
         eif = eu.make_eif(tmp, memory + f"ingress:\n  - listen_port: {INNER}\n", ["stream", str(INNER)], kit=True)
         raw_dir = tmp / "raw"
         raw_dir.mkdir()
-        raw = eu.make_eif(raw_dir, memory, ["vsock-stream", str(INNER)], kit=True)
+        # the app listens on the guest's vsock port itself: the host's manifest publishes the port,
+        # the EIF's has no ingress (odyn would listen there too)
+        raw = eu.make_eif(raw_dir, memory + f"ingress:\n  - listen_port: {INNER}\n", ["vsock-stream", str(INNER)],
+                          kit=True, extra_files={"etc/enclaver/enclaver.yaml": memory.encode()})
         local = run_one("local", eif, tmp, ROUNDS)
         starts, odyn = [], {}
         for _ in range(3):
