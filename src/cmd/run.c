@@ -195,8 +195,8 @@ static void runner_args(const struct run_opts *o, json_t *cmd)
 
 /* The ports a release image's manifest publishes: the label enclaver build puts on it. false
  * for an image without it (built by another tool): then -p is not checked here, and
- * enclaver-run checks it against the manifest. A list of more than 64 is cut short (also
- * enclaver-run's bound). */
+ * enclaver-run checks it against the manifest. At most cap ports are read; enclaver-run
+ * refuses a manifest with more than it publishes. */
 static bool image_ports(struct docker *d, const char *image, uint16_t *ports, size_t cap, size_t *n)
 {
 	json_t *j = NULL;
